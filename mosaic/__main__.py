@@ -1,0 +1,7 @@
+"""``python -m mosaic`` (and ``torchrun -m mosaic train ...``) run the command line."""
+
+import sys
+
+from mosaic.cli import main
+
+sys.exit(main())

@@ -1,0 +1,93 @@
+"""The ``mosaic`` command line.
+
+Each sub-command lives in its own module under :mod:`mosaic.commands` and registers itself
+through a ``register(app)`` function; heavy imports (torch) happen inside the commands that
+need them, so ``mosaic --help``, ``mosaic report`` and ``mosaic inspect`` start fast and never
+load torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from mosaic import __version__
+from mosaic.errors import MosaicError
+
+# Order is the order shown by ``mosaic --help``.
+COMMAND_MODULES = (
+    "demo",
+    "synth",
+    "data",
+    "train",
+    "trace",
+    "inspect",
+    "report",
+)
+
+app = typer.Typer(
+    name="mosaic",
+    help=(
+        "Measure which semantic attributes a person re-identification model relies on: "
+        "train a ViT with one LoRA expert per attribute state, trace retrieval under controlled "
+        "routing conditions, and rank the attributes."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"mosaic {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Measure which semantic attributes a person re-identification model relies on."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"mosaic.commands.{_name}").register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app(args=argv, prog_name="mosaic", standalone_mode=False)
+    except MosaicError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
