@@ -1,0 +1,1 @@
+"""Speed and calibration benchmarks; each module runs with ``python -m benchmarks.<name>``."""
