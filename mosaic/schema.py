@@ -55,6 +55,18 @@ class AttributeGroup:
             ) from None
 
 
+def _state_names(group: Any, states: Any) -> tuple[str, ...]:
+    # YAML 1.1 reads unquoted no/yes/on/off as booleans, which would silently become the
+    # states "False"/"True"; a list given as one string would become its characters.
+    if isinstance(states, (str, bytes)) or not isinstance(states, (list, tuple)):
+        raise MosaicError(f"attribute group {group!r}: states must be a list, got {states!r}")
+    if any(isinstance(s, bool) for s in states):
+        raise MosaicError(
+            f"attribute group {group!r} has a state that YAML read as a boolean: quote it, e.g. states: [\"no\", \"yes\"]"
+        )
+    return tuple(str(s) for s in states)
+
+
 @dataclass(frozen=True)
 class AttributeSchema:
     name: str
@@ -139,7 +151,7 @@ class AttributeSchema:
                 AttributeGroup(
                     name=str(g["name"]),
                     family=str(g["family"]),
-                    states=tuple(str(s) for s in g["states"]),
+                    states=_state_names(g["name"], g["states"]),
                     description=str(g.get("description", "")),
                 )
                 for g in data["groups"]
@@ -163,8 +175,20 @@ class AttributeSchema:
         return hashlib.sha256(json.dumps(core).encode()).hexdigest()[:16]
 
 
-def load_schema(source: str | Path) -> AttributeSchema:
-    """Load a schema by shipped name (``market1501``, ``dukemtmc``) or from a YAML/JSON file."""
+def shipped_schemas() -> list[str]:
+    """Names of the schemas shipped in ``mosaic/schemas`` (``dukemtmc``, ``market1501``)."""
+    return sorted(
+        p.name.removesuffix(".yaml") for p in resources.files("mosaic.schemas").iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def read_schema_document(source: str | Path) -> dict[str, Any]:
+    """The parsed YAML/JSON mapping behind a schema, extra keys included.
+
+    ``source`` is a shipped name (``market1501``) or a file. Readers that keep more than the
+    schema in the same file (``mosaic.data`` keeps the attribute-file mapping under each group's
+    ``source`` key) start from this; :func:`load_schema` keeps only the schema proper.
+    """
     path = Path(source)
     if path.suffix in {".yaml", ".yml", ".json"} or path.exists():
         if not path.is_file():
@@ -174,14 +198,19 @@ def load_schema(source: str | Path) -> AttributeSchema:
         try:
             text = resources.files("mosaic.schemas").joinpath(f"{source}.yaml").read_text(encoding="utf-8")
         except FileNotFoundError:
-            shipped = sorted(
-                p.name.removesuffix(".yaml") for p in resources.files("mosaic.schemas").iterdir() if p.name.endswith(".yaml")
-            )
-            raise MosaicError(f"no shipped attribute schema named {source!r}: use one of {shipped} or a YAML file") from None
+            raise MosaicError(
+                f"no shipped attribute schema named {source!r}: use one of {shipped_schemas()} or a YAML file"
+            ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise MosaicError(f"attribute schema {source} is not valid YAML: {exc}") from None
+        problem = str(exc).replace("\n", " ")
+        raise MosaicError(f"attribute schema {source} is not valid YAML: {problem}") from None
     if not isinstance(data, Mapping):
         raise MosaicError(f"attribute schema {source} must be a mapping with 'name' and 'groups'")
-    return AttributeSchema.from_dict(data)
+    return dict(data)
+
+
+def load_schema(source: str | Path) -> AttributeSchema:
+    """Load a schema by shipped name (``market1501``, ``dukemtmc``) or from a YAML/JSON file."""
+    return AttributeSchema.from_dict(read_schema_document(source))
