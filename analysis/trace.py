@@ -1,0 +1,319 @@
+"""Open a mosaic trace as pandas tables.
+
+Torch-free: needs only h5py, numpy and pandas, and opens any valid trace file.
+
+    >>> from analysis import read_trace
+    >>> trace = read_trace("trace.h5")
+    >>> trace.conditions[["condition", "kind", "mAP", "rank1"]]
+    >>> trace.queries.query("condition == 'oracle' and valid")
+    >>> trace.paired("oracle", "drop:upcolour")["d_ap"].mean()
+
+Every view is computed once and cached; they are plain DataFrames, so the usual pandas idioms
+apply. The underlying arrays stay available as :attr:`Trace.data` (a
+:class:`mosaic.traceio.TraceData`).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mosaic.errors import MosaicError
+from mosaic.schema import AttributeSchema
+from mosaic.traceio import SCHEMA_VERSION, TraceData, read_trace_data
+
+CMC_RANKS = (1, 5, 10, 20)
+
+
+def read_trace(path: str | os.PathLike) -> "Trace":
+    """Read the HDF5 trace at ``path`` (written by ``mosaic trace`` or :func:`mosaic.traceio.write_trace`)."""
+    path = Path(path)
+    data = read_trace_data(path)
+    from mosaic.traceio import read_trace_attrs
+
+    version = str(read_trace_attrs(path).get("schema_version", SCHEMA_VERSION))
+    return Trace(data, path=path, schema_version=version)
+
+
+class Trace:
+    """A trace in memory, with tidy pandas views.
+
+    Parameters
+    ----------
+    data:
+        The arrays, as written to or read from the HDF5 file.
+    path:
+        The file the trace came from, or ``None`` for a trace built in memory (e.g. by
+        :func:`analysis.simulate`).
+    schema_version:
+        The on-disk schema version; defaults to the version this mosaic writes.
+    """
+
+    def __init__(self, data: TraceData, path: str | os.PathLike | None = None, *, schema_version: str | None = None):
+        if not isinstance(data, TraceData):
+            raise TypeError(f"Trace expects a mosaic.traceio.TraceData, got {type(data).__name__}")
+        self.data = data.validate()
+        self.path = Path(path) if path is not None else None
+        self.schema_version = schema_version or SCHEMA_VERSION
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={v}" for k, v in self.data.sizes.items())
+        where = str(self.path) if self.path else "in memory"
+        return f"<Trace {where}: {sizes}>"
+
+    # ------------------------------------------------------------------ description
+    @property
+    def schema(self) -> AttributeSchema:
+        return self.data.schema
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return self.data.provenance
+
+    @property
+    def dataset(self) -> dict[str, Any]:
+        return self.data.dataset
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return self.data.sizes
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return self.schema.group_names
+
+    @cached_property
+    def sha256(self) -> str | None:
+        """SHA-256 of the trace file's bytes; ``None`` for a trace built in memory."""
+        if self.path is None:
+            return None
+        from mosaic.fileio import sha256_file
+
+        return sha256_file(self.path)
+
+    def condition_names(self, kind: str | Sequence[str] | None = None) -> list[str]:
+        """Condition names in trace order, optionally only those of one kind (or several)."""
+        names = self.data.condition_name.tolist()
+        if kind is None:
+            return names
+        kinds = {kind} if isinstance(kind, str) else set(kind)
+        return [n for n, k in zip(names, self.data.condition_kind.tolist()) if k in kinds]
+
+    def condition_index(self, name: str) -> int:
+        names = self.data.condition_name.tolist()
+        try:
+            return names.index(name)
+        except ValueError:
+            raise MosaicError(
+                f"the trace has no condition {name!r}: available are {', '.join(names)}"
+            ) from None
+
+    # ------------------------------------------------------------------ image tables
+    def _state_columns(self, states: np.ndarray) -> dict[str, pd.Categorical]:
+        """One Categorical column of state labels per group; -1 (missing) becomes NA."""
+        columns = {}
+        for i, group in enumerate(self.schema.groups):
+            codes = np.asarray(states[:, i], dtype=np.int64)
+            codes = np.where((codes >= 0) & (codes < len(group.states)), codes, -1)
+            columns[group.name] = pd.Categorical.from_codes(codes, categories=list(group.states))
+        return columns
+
+    @cached_property
+    def query_table(self) -> pd.DataFrame:
+        """One row per query image: index, pid, camid, path, valid, then one state-label column per group."""
+        d = self.data
+        frame = pd.DataFrame(
+            {
+                "index": np.arange(d.n_queries, dtype=np.int64),
+                "pid": d.query_pid.astype(np.int64),
+                "camid": d.query_camid.astype(np.int64),
+                "path": pd.array(d.query_path.tolist(), dtype="str"),
+                "valid": d.valid.astype(bool),
+                **self._state_columns(d.query_states),
+            }
+        )
+        return frame
+
+    @cached_property
+    def gallery_table(self) -> pd.DataFrame:
+        """One row per gallery image: index, pid, camid, path, then one state-label column per group."""
+        d = self.data
+        return pd.DataFrame(
+            {
+                "index": np.arange(d.n_gallery, dtype=np.int64),
+                "pid": d.gallery_pid.astype(np.int64),
+                "camid": d.gallery_camid.astype(np.int64),
+                "path": pd.array(d.gallery_path.tolist(), dtype="str"),
+                **self._state_columns(d.gallery_states),
+            }
+        )
+
+    # ------------------------------------------------------------------ per-condition
+    @cached_property
+    def conditions(self) -> pd.DataFrame:
+        """One row per condition: name, kind, target group, router, counts and headline metrics.
+
+        Columns: ``condition, kind, group, router, n_enabled, mAP, mINP, rank1, rank5, rank10,
+        rank20, n_valid`` and one bool ``enabled:<group>`` per attribute group. CMC ranks beyond
+        the trace's ``max_rank`` are NaN.
+        """
+        d = self.data
+        frame = pd.DataFrame(
+            {
+                "condition": pd.array(d.condition_name.tolist(), dtype="str"),
+                "kind": pd.array(d.condition_kind.tolist(), dtype="str"),
+                "group": pd.array(d.condition_group.tolist(), dtype="str"),
+                "router": pd.array(np.asarray(d.condition_router).tolist(), dtype="str"),
+                "n_enabled": d.enabled_groups.sum(axis=1).astype(np.int64),
+                "mAP": d.mAP.astype(np.float64),
+                "mINP": d.mINP.astype(np.float64),
+            }
+        )
+        for r in CMC_RANKS:
+            frame[f"rank{r}"] = d.cmc[:, r - 1].astype(np.float64) if r <= d.max_rank else np.nan
+        frame["n_valid"] = np.int64(d.valid.sum())
+        for i, g in enumerate(self.group_names):
+            frame[f"enabled:{g}"] = d.enabled_groups[:, i].astype(bool)
+        return frame
+
+    @cached_property
+    def attributes(self) -> pd.DataFrame:
+        """One row per expert: expert (index), label ``group=state``, group, state, code, family, coarse_family."""
+        schema = self.schema
+        rows = []
+        for e, (g, s) in enumerate(schema.experts):
+            group = schema.group(g)
+            rows.append(
+                {
+                    "expert": e,
+                    "label": f"{g}={s}",
+                    "group": g,
+                    "state": s,
+                    "code": group.code(s),
+                    "family": group.family,
+                    "coarse_family": group.coarse_family,
+                }
+            )
+        columns = ["expert", "label", "group", "state", "code", "family", "coarse_family"]
+        frame = pd.DataFrame(rows, columns=columns)
+        return frame.astype({"expert": np.int64, "code": np.int64})
+
+    # ------------------------------------------------------------------ per query
+    @cached_property
+    def queries(self) -> pd.DataFrame:
+        """The tidy long table: one row per (condition, query).
+
+        Columns: ``condition, kind, condition_group, query, pid, camid, valid, ap, inp, rank1,
+        first_match_rank`` and one Categorical column of the query's state label per attribute
+        group (NA where not annotated). Rows are ordered by condition, then query.
+        """
+        d = self.data
+        C, Q = d.n_conditions, d.n_queries
+
+        def per_condition(values) -> np.ndarray:
+            return np.repeat(np.asarray(values), Q)
+
+        def per_query(values) -> np.ndarray:
+            return np.tile(np.asarray(values), C)
+
+        frame = pd.DataFrame(
+            {
+                "condition": pd.array(per_condition(d.condition_name).tolist(), dtype="str"),
+                "kind": pd.array(per_condition(d.condition_kind).tolist(), dtype="str"),
+                "condition_group": pd.array(per_condition(d.condition_group).tolist(), dtype="str"),
+                "query": per_query(np.arange(Q, dtype=np.int64)),
+                "pid": per_query(d.query_pid.astype(np.int64)),
+                "camid": per_query(d.query_camid.astype(np.int64)),
+                "valid": per_query(d.valid.astype(bool)),
+                "ap": d.ap.reshape(-1).astype(np.float64),
+                "inp": d.inp.reshape(-1).astype(np.float64),
+                "rank1": d.rank1.reshape(-1).astype(bool),
+                "first_match_rank": d.first_match_rank.reshape(-1).astype(np.int64),
+            }
+        )
+        for name, column in self._state_columns(d.query_states).items():
+            frame[name] = pd.Categorical.from_codes(np.tile(column.codes, C), dtype=column.dtype)
+        return frame
+
+    def paired(self, condition_a: str, condition_b: str) -> pd.DataFrame:
+        """Per-query values of two conditions side by side (same query order by construction).
+
+        Columns: ``query, pid, camid, valid``, then ``ap_a, ap_b, inp_a, inp_b, rank1_a,
+        rank1_b, first_match_rank_a, first_match_rank_b`` (``_a`` = ``condition_a``), the
+        changes ``d_ap = ap_b - ap_a`` and ``d_inp``, and the query's state labels. The frame's
+        ``attrs`` record which condition is which.
+        """
+        a, b = self.condition_index(condition_a), self.condition_index(condition_b)
+        d = self.data
+        frame = self.query_table[["index", "pid", "camid", "valid"]].rename(columns={"index": "query"}).copy()
+        for metric, values in (("ap", d.ap), ("inp", d.inp), ("rank1", d.rank1), ("first_match_rank", d.first_match_rank)):
+            frame[f"{metric}_a"] = values[a]
+            frame[f"{metric}_b"] = values[b]
+        frame = frame.astype({"ap_a": np.float64, "ap_b": np.float64, "inp_a": np.float64, "inp_b": np.float64})
+        frame["d_ap"] = frame["ap_b"] - frame["ap_a"]
+        frame["d_inp"] = frame["inp_b"] - frame["inp_a"]
+        for g in self.group_names:
+            frame[g] = self.query_table[g]
+        frame.attrs.update(condition_a=condition_a, condition_b=condition_b)
+        return frame
+
+    # ------------------------------------------------------------------ long helpers
+    def gates_mean(self, *, valid_only: bool = False) -> pd.DataFrame:
+        """Mean gate weight over queries, long: ``condition, layer, expert, label, group, mean_gate``.
+
+        ``valid_only`` averages over valid queries only.
+        """
+        d = self.data
+        gates = d.gates[:, d.valid] if valid_only else d.gates
+        with np.errstate(invalid="ignore"):
+            mean = gates.mean(axis=1) if gates.shape[1] else np.full((d.n_conditions, d.n_layers, self.schema.n_experts), np.nan)
+        C, L, E = mean.shape
+        attrs = self.attributes
+        return pd.DataFrame(
+            {
+                "condition": pd.array(np.repeat(d.condition_name, L * E).tolist(), dtype="str"),
+                "layer": np.tile(np.repeat(d.layers.astype(np.int64), E), C),
+                "expert": np.tile(np.arange(E, dtype=np.int64), C * L),
+                "label": pd.array(np.tile(attrs["label"].to_numpy(), C * L).tolist(), dtype="str"),
+                "group": pd.array(np.tile(attrs["group"].to_numpy(), C * L).tolist(), dtype="str"),
+                "mean_gate": mean.reshape(-1).astype(np.float64),
+            }
+        )
+
+    def cmc_table(self) -> pd.DataFrame:
+        """CMC curves, long: ``condition, rank, cmc``."""
+        d = self.data
+        C, R = d.cmc.shape
+        return pd.DataFrame(
+            {
+                "condition": pd.array(np.repeat(d.condition_name, R).tolist(), dtype="str"),
+                "rank": np.tile(np.arange(1, R + 1, dtype=np.int64), C),
+                "cmc": d.cmc.reshape(-1).astype(np.float64),
+            }
+        )
+
+    def topk_table(self, condition: str) -> pd.DataFrame:
+        """The top-k neighbours of every query under one condition, long: ``query, position, gallery, distance, match``."""
+        c = self.condition_index(condition)
+        d = self.data
+        Q, K = d.n_queries, d.top_k
+        index = d.topk_index[c].astype(np.int64)
+        gallery_pid = np.append(d.gallery_pid, -1)  # -1 pads point at a sentinel that matches nothing
+        match = gallery_pid[np.where(index >= 0, index, d.n_gallery)] == d.query_pid[:, None]
+        return pd.DataFrame(
+            {
+                "query": np.repeat(np.arange(Q, dtype=np.int64), K),
+                "position": np.tile(np.arange(1, K + 1, dtype=np.int64), Q),
+                "gallery": index.reshape(-1),
+                "distance": d.topk_distance[c].reshape(-1).astype(np.float64),
+                "match": match.reshape(-1),
+            }
+        )
+
+
+__all__ = ["Trace", "read_trace"]
