@@ -1,0 +1,222 @@
+"""Vision Transformer backbones as named configurations over timm.
+
+A backbone is data: a timm architecture name, the input size the ReID model runs at, and any
+architecture overrides. :data:`BACKBONES` maps the names users write in configs
+(``clip_vit_b16``, ``vit_small``, ``vit_micro``) to those records; :func:`create_backbone` turns
+one into a headless ``timm`` ``VisionTransformer``.
+
+Pretrained weights come from the Hugging Face hub where there is network, or from a local file
+(``pretrained_file``), which timm reads through ``pretrained_cfg_overlay=dict(file=...)`` and so
+works offline. When the input size differs from the one the weights were trained at (CLIP is
+224x224, ReID runs at 256x128), timm's checkpoint filter resamples the position embeddings to the
+new patch grid while loading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from mosaic.errors import MosaicError
+
+__all__ = ["BackboneSpec", "BACKBONES", "register_backbone", "get_backbone_spec", "create_backbone"]
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One named backbone configuration.
+
+    Attributes:
+        timm_name: architecture (and pretrained tag) passed to ``timm.create_model``.
+        img_size: default ``(height, width)`` of the ReID input.
+        overrides: architecture keyword arguments that replace the timm defaults
+            (how ``vit_micro`` shrinks a registered ViT to a CPU-sized one).
+        hub_weights: whether ``pretrained=True`` without a file can fetch weights for exactly
+            this architecture; ``False`` for shapes that exist only here.
+        mean, std: pixel normalisation; ``None`` takes the values timm records with the weights.
+        description: one line for ``--help`` and logs.
+    """
+
+    timm_name: str
+    img_size: tuple[int, int]
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    hub_weights: bool = True
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    description: str = ""
+
+
+BACKBONES: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(name: str, spec: BackboneSpec, *, overwrite: bool = False) -> BackboneSpec:
+    """Add a named backbone configuration (e.g. a ViT-L for a bigger run)."""
+    if name in BACKBONES and not overwrite:
+        raise MosaicError(f"backbone {name!r} is already registered: pass overwrite=True to replace it")
+    BACKBONES[name] = spec
+    return spec
+
+
+register_backbone(
+    "clip_vit_b16",
+    BackboneSpec(
+        timm_name="vit_base_patch16_clip_224.openai",
+        img_size=(256, 128),
+        description="CLIP ViT-B/16 image tower (OpenAI weights), the real-run backbone",
+    ),
+)
+register_backbone(
+    # OpenAI trained CLIP with QuickGELU; timm's plain variant uses GELU, which shifts pretrained
+    # features slightly. This one reproduces the original activations exactly.
+    "clip_vit_b16_quickgelu",
+    BackboneSpec(
+        timm_name="vit_base_patch16_clip_quickgelu_224.openai",
+        img_size=(256, 128),
+        description="CLIP ViT-B/16 with the QuickGELU activation it was trained with",
+    ),
+)
+register_backbone(
+    "vit_small",
+    BackboneSpec(
+        timm_name="vit_small_patch16_224",
+        img_size=(256, 128),
+        description="ViT-S/16 (ImageNet-21k/1k weights)",
+    ),
+)
+register_backbone(
+    # Sized for the CPU demo and tests: a training step with all experts routed runs at roughly
+    # 1,000 images/s on two cores (benchmarks/bench_experts.py). Patch 16 on 128x64 leaves
+    # 8x4 patches, enough to see clothing colours and shapes of the synthetic pedestrians.
+    "vit_micro",
+    BackboneSpec(
+        timm_name="vit_tiny_patch16_224",
+        img_size=(128, 64),
+        overrides=dict(patch_size=16, embed_dim=64, depth=4, num_heads=4, mlp_ratio=3.0),
+        hub_weights=False,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        description="micro ViT (dim 64, depth 4, patch 16, 128x64) for CPU demos and tests",
+    ),
+)
+
+
+def get_backbone_spec(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise MosaicError(f"unknown backbone {name!r}: use one of {sorted(BACKBONES)}") from None
+
+
+class _MissingKeysLog(logging.Handler):
+    """Collects timm's 'Missing keys' note, which is the only trace of a file that did not fit."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Missing keys"):
+            self.messages.append(message)
+
+
+@contextlib.contextmanager
+def _watch_timm_loading() -> Iterator[_MissingKeysLog]:
+    logger = logging.getLogger("timm.models._builder")
+    handler, level = _MissingKeysLog(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def create_backbone(
+    name: str,
+    *,
+    img_size: tuple[int, int] | None = None,
+    pretrained: bool = False,
+    pretrained_file: str | Path | None = None,
+    drop_path: float = 0.0,
+):
+    """Build the headless timm ``VisionTransformer`` of a named configuration.
+
+    Args:
+        name: a key of :data:`BACKBONES`.
+        img_size: ``(height, width)``; ``None`` uses the configuration's default.
+        pretrained: load the hub weights of ``timm_name`` (needs network once; then timm's cache).
+        pretrained_file: load weights from this local file instead (``.safetensors``, ``.pth``,
+            ``.bin``; timm state-dict layout, or an OpenAI / OpenCLIP checkpoint that timm's
+            filter converts). Implies ``pretrained``; never touches the network.
+        drop_path: stochastic-depth rate, growing linearly over the blocks.
+
+    Returns:
+        A ``timm.models.VisionTransformer`` with ``num_classes=0`` (no classifier head); its
+        ``pretrained_cfg`` carries the normalisation the weights expect.
+    """
+    import timm
+
+    spec = get_backbone_spec(name)
+    size = tuple(int(s) for s in (img_size or spec.img_size))
+    if len(size) != 2 or min(size) <= 0:
+        raise MosaicError(f"img_size must be (height, width) with positive values, got {img_size!r}")
+    patch = int(spec.overrides.get("patch_size", 16))
+    if size[0] % patch or size[1] % patch:
+        raise MosaicError(
+            f"img_size {size} is not a multiple of the patch size {patch} of backbone {name!r}: "
+            f"use e.g. ({size[0] // patch * patch or patch}, {size[1] // patch * patch or patch})"
+        )
+    kwargs: dict[str, Any] = dict(spec.overrides, img_size=size, num_classes=0, drop_path_rate=float(drop_path))
+
+    if pretrained_file is not None:
+        path = Path(pretrained_file).expanduser()
+        if not path.is_file():
+            raise MosaicError(f"pretrained weights file {path} does not exist: check the path or drop pretrained_file")
+        with _watch_timm_loading() as log:
+            try:
+                model = timm.create_model(
+                    spec.timm_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs
+                )
+            except RuntimeError as exc:  # shape mismatches from load_state_dict
+                raise MosaicError(
+                    f"weights in {path} do not fit backbone {name!r}: {str(exc).splitlines()[0]}"
+                ) from None
+        # timm loads non-strictly whenever it drops a classifier, so a file from another
+        # architecture can load "successfully" while matching nothing; refuse that.
+        for message in log.messages:
+            if "blocks." in message or "patch_embed" in message:
+                raise MosaicError(
+                    f"weights in {path} leave backbone {name!r} partly uninitialised ({message[:160]}...): "
+                    "pass a checkpoint of the same architecture"
+                )
+        return model
+
+    if pretrained:
+        if not spec.hub_weights:
+            raise MosaicError(
+                f"backbone {name!r} has no published weights: train from scratch (pretrained=False) "
+                "or pass pretrained_file with weights of the same shape"
+            )
+        try:
+            return timm.create_model(spec.timm_name, pretrained=True, **kwargs)
+        except Exception as exc:  # network, hub and cache failures arrive as many types
+            raise MosaicError(
+                f"could not fetch pretrained weights for {spec.timm_name} ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}): download them where there is "
+                "network and pass pretrained_file=PATH"
+            ) from None
+
+    return timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+
+
+def normalisation_of(model, spec: BackboneSpec) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Pixel mean and std for a backbone: the spec's values, else those timm stores with the weights."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    mean = spec.mean or tuple(float(v) for v in cfg.get("mean", (0.5, 0.5, 0.5)))
+    std = spec.std or tuple(float(v) for v in cfg.get("std", (0.5, 0.5, 0.5)))
+    return tuple(mean), tuple(std)

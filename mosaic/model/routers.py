@@ -1,0 +1,229 @@
+"""Routers: from attribute states (or the image) to one gate per expert.
+
+Every router maps a batch to ``(B, E)`` gates over the experts of an
+:class:`~mosaic.schema.AttributeSchema` (``schema.experts`` order) and honours an ``enabled``
+group mask ``(G,)``: a disabled group's experts are all off. Routers are looked up by name in
+:data:`ROUTERS`:
+
+- ``oracle``: one-hot per group from the ground-truth state codes; a missing state (``-1``) switches
+  that group's experts off, and :class:`Routing` records where that happened.
+- ``learned``: predicts each group's state from the trunk's CLS token with one head per group and
+  switches on the argmax state's expert (hard one-hot), so the model runs without annotations.
+- ``none``: every gate zero (the backbone alone).
+
+Hard argmax rather than soft probabilities for the learned router: the experts are trained under
+one-hot oracle gates, so a one-hot learned gate is the input distribution they know, and the
+oracle-versus-learned gap then measures only the router's mistakes; soft gates would also mix
+experts in proportions never seen in training and blur that comparison. Training the heads uses
+their logits directly (:func:`attribute_loss`), so the argmax needs no gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mosaic.errors import MosaicError
+from mosaic.schema import MISSING, AttributeSchema
+
+__all__ = [
+    "Routing",
+    "Router",
+    "OracleRouter",
+    "LearnedRouter",
+    "NullRouter",
+    "ROUTERS",
+    "register_router",
+    "attribute_loss",
+    "attribute_accuracy",
+]
+
+
+@dataclass
+class Routing:
+    """Gates of one batch and the groups they left off for lack of a label.
+
+    Attributes:
+        gates: ``(B, E)`` float gate per expert.
+        missing: ``(B, G)`` bool, True where an enabled group was switched off because its state
+            is missing (distractors, unannotated images); ``n_missing`` counts them.
+    """
+
+    gates: torch.Tensor
+    missing: torch.Tensor
+
+    @property
+    def n_missing(self) -> int:
+        return int(self.missing.sum())
+
+
+class Router(nn.Module):
+    """Base class: ``route(states, enabled, tokens) -> Routing`` over a schema's experts."""
+
+    needs_states: bool = False
+    needs_tokens: bool = False
+
+    def __init__(self, schema: AttributeSchema) -> None:
+        super().__init__()
+        self.schema = schema
+        n_states = torch.tensor([len(g.states) for g in schema.groups], dtype=torch.long)
+        offsets = torch.tensor(schema.expert_offsets, dtype=torch.long)
+        # buffers so they follow the model to its device; not persistent: they are schema, not weights
+        self.register_buffer("n_states", n_states, persistent=False)
+        self.register_buffer("offsets", offsets, persistent=False)
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.schema.groups)
+
+    def enabled_mask(self, enabled: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+        """``(G,)`` bool; ``None`` enables every group."""
+        if enabled is None:
+            return torch.ones(self.n_groups, dtype=torch.bool, device=device)
+        enabled = torch.as_tensor(enabled, device=device)
+        if enabled.dtype != torch.bool or enabled.shape != (self.n_groups,):
+            raise ValueError(
+                f"enabled must be a bool tensor of shape ({self.n_groups},) in schema group order, "
+                f"got {enabled.dtype} {tuple(enabled.shape)}"
+            )
+        return enabled
+
+    def one_hot(self, codes: torch.Tensor, on: torch.Tensor) -> torch.Tensor:
+        """``(B, E)`` gates with expert ``offsets[g] + codes[b, g]`` on wherever ``on[b, g]``."""
+        index = self.offsets + codes.clamp(min=0)
+        # each group writes into its own slice, so the scatter never collides
+        gates = torch.zeros(codes.shape[0], self.schema.n_experts, device=codes.device)
+        return gates.scatter_(1, index, on.to(gates.dtype))
+
+    def route(
+        self,
+        states: torch.Tensor | None = None,
+        enabled: torch.Tensor | None = None,
+        tokens: torch.Tensor | None = None,
+    ) -> Routing:
+        raise NotImplementedError
+
+
+class OracleRouter(Router):
+    """One-hot gates from ground-truth state codes ``(B, G)`` (``-1`` = missing -> group off)."""
+
+    needs_states = True
+
+    def route(self, states=None, enabled=None, tokens=None) -> Routing:
+        if states is None:
+            raise MosaicError("the oracle router needs attribute states: pass states or use router 'learned'")
+        if states.dim() != 2 or states.shape[1] != self.n_groups:
+            raise ValueError(f"states must be (batch, {self.n_groups}) state codes, got {tuple(states.shape)}")
+        states = states.long()
+        if bool(((states < MISSING) | (states >= self.n_states)).any()):
+            raise MosaicError(
+                f"state codes out of range for schema {self.schema.name!r}: each column must lie in "
+                f"[-1, n_states) with n_states {self.n_states.tolist()}; check that data and model share a schema"
+            )
+        mask = self.enabled_mask(enabled, states.device)
+        present = states != MISSING
+        return Routing(gates=self.one_hot(states, present & mask), missing=~present & mask)
+
+
+class NullRouter(Router):
+    """All gates zero: the backbone without experts."""
+
+    def route(self, states=None, enabled=None, tokens=None) -> Routing:
+        ref = states if states is not None else tokens
+        if ref is None:
+            raise ValueError("the 'none' router needs states or tokens to know the batch size")
+        batch = ref.shape[0]
+        gates = torch.zeros(batch, self.schema.n_experts, device=ref.device)
+        return Routing(gates=gates, missing=torch.zeros(batch, self.n_groups, dtype=torch.bool, device=ref.device))
+
+
+class LearnedRouter(Router):
+    """Predicts each group's state from the trunk's CLS token; gates are the argmax one-hot.
+
+    Args:
+        schema: attribute groups and states.
+        embed_dim: width of the trunk tokens.
+        hidden: ``0`` for one linear head per group; otherwise each head is a two-layer MLP with
+            this hidden width.
+
+    ``logits(tokens)`` gives the attribute logits (dict group -> ``(B, n_states)``) that
+    :func:`attribute_loss` trains; ``route`` turns their argmax into gates.
+    """
+
+    needs_tokens = True
+
+    def __init__(self, schema: AttributeSchema, embed_dim: int, hidden: int = 0) -> None:
+        super().__init__(schema)
+        # the residual stream before the final norm is unnormalised; one LayerNorm steadies all heads
+        self.norm = nn.LayerNorm(embed_dim)
+
+        def head(n: int) -> nn.Module:
+            if hidden > 0:
+                return nn.Sequential(nn.Linear(embed_dim, hidden), nn.GELU(), nn.Linear(hidden, n))
+            return nn.Linear(embed_dim, n)
+
+        self.heads = nn.ModuleDict({g.name: head(len(g.states)) for g in schema.groups})
+
+    def logits(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Attribute logits per group from ``tokens`` (B, T, D) (uses the CLS token, index 0)."""
+        cls = self.norm(tokens[:, 0])
+        return {name: head(cls) for name, head in self.heads.items()}
+
+    def predict(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Predicted state codes ``(B, G)``."""
+        return torch.stack([lg.argmax(dim=1) for lg in self.logits(tokens).values()], dim=1)
+
+    def route(self, states=None, enabled=None, tokens=None) -> Routing:
+        if tokens is None:
+            raise ValueError("the learned router needs the trunk tokens: pass tokens=model.trunk(images)")
+        predicted = self.predict(tokens)
+        mask = self.enabled_mask(enabled, tokens.device).expand_as(predicted)
+        return Routing(
+            gates=self.one_hot(predicted, mask),
+            missing=torch.zeros_like(predicted, dtype=torch.bool),
+        )
+
+
+# name -> factory(schema, embed_dim, hidden); MosaicReID builds one of each it supports.
+ROUTERS: dict[str, Callable[..., Router]] = {
+    "oracle": lambda schema, embed_dim, hidden=0: OracleRouter(schema),
+    "learned": LearnedRouter,
+    "none": lambda schema, embed_dim, hidden=0: NullRouter(schema),
+}
+
+
+def register_router(name: str, factory: Callable[..., Router]) -> None:
+    """Add a router (``factory(schema, embed_dim, hidden) -> Router``) under ``name``."""
+    ROUTERS[name] = factory
+
+
+def attribute_loss(attr_logits: Mapping[str, torch.Tensor], states: torch.Tensor) -> torch.Tensor:
+    """Mean over groups of the cross-entropy of each group's logits, ignoring missing labels.
+
+    ``attr_logits`` is ordered like the schema groups, i.e. like the columns of ``states`` (B, G).
+    A group with no label in the batch contributes zero instead of NaN, and nothing here forces a
+    device sync.
+    """
+    losses = []
+    for g, logits in enumerate(attr_logits.values()):
+        target = states[:, g].long()
+        valid = target != MISSING
+        per_sample = F.cross_entropy(logits.float(), target.clamp(min=0), reduction="none")
+        losses.append((per_sample * valid).sum() / valid.sum().clamp(min=1))
+    return torch.stack(losses).mean()
+
+
+@torch.no_grad()
+def attribute_accuracy(attr_logits: Mapping[str, torch.Tensor], states: torch.Tensor) -> dict[str, float]:
+    """Per-group accuracy of the argmax prediction over labelled samples (NaN for a group with none)."""
+    out = {}
+    for g, (name, logits) in enumerate(attr_logits.items()):
+        target = states[:, g].long()
+        valid = target != MISSING
+        n = int(valid.sum())
+        out[name] = float((logits.argmax(dim=1) == target)[valid].float().mean()) if n else float("nan")
+    return out
