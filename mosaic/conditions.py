@@ -1,0 +1,372 @@
+"""Routing conditions: which experts the router may switch on, and from which states.
+
+A condition is one routing of experts applied to every query and gallery image alike. The kinds
+(:data:`CONDITION_KINDS`, a registry) are
+
+============================  ===============================================================
+``oracle``                    every group routed by its ground-truth state
+``none``                      no expert: the backbone alone
+``drop:<group>``              every group but one
+``only:<group>``              one group alone
+``counterfactual:<group>``    every group, but ``<group>`` routed by *another identity's* state
+``subset:<i>``                a seeded random set of enabled groups (the paper's configurations)
+``learned``                   every group routed by the model's learned router (if it has one)
+============================  ===============================================================
+
+Dropping a group removes its information *and* some capacity; the counterfactual keeps the
+capacity (an expert of that group still fires) and removes only the information, so the two read
+side by side separate "the model uses this attribute" from "the model uses these parameters".
+
+Conditions are selected with comma-separated fnmatch patterns over their names
+(``"oracle,drop:*,only:upcolour"``). This module is torch-free: a condition resolves to a name,
+kind, target group, enabled mask ``(G,)``, router name, and a state transform that the tracer
+applies to the state codes before routing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol, Sequence
+
+import numpy as np
+
+from mosaic.errors import MosaicError
+from mosaic.schema import MISSING, AttributeSchema
+
+__all__ = [
+    "Condition",
+    "ConditionContext",
+    "ConditionKind",
+    "CONDITION_KINDS",
+    "CounterfactualStates",
+    "IdentityStates",
+    "StateTransform",
+    "available_conditions",
+    "default_n_subsets",
+    "default_patterns",
+    "register_condition_kind",
+    "resolve_conditions",
+    "subset_masks",
+]
+
+
+# ----------------------------------------------------------------------------- state transforms
+
+class StateTransform(Protocol):
+    """Maps the state codes of a set of images (and their identities) to the codes to route by."""
+
+    def apply(self, states: np.ndarray, pids: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class IdentityStates:
+    """Route by the ground-truth states, unchanged."""
+
+    def apply(self, states: np.ndarray, pids: np.ndarray) -> np.ndarray:
+        return np.asarray(states)
+
+    def __str__(self) -> str:
+        return "ground truth"
+
+
+@dataclass(frozen=True)
+class CounterfactualStates:
+    """Route one group by another identity's state.
+
+    Every identity gets one donor identity (a seeded derangement over the identities that have a
+    known state for the group, pairing identities of *different* states wherever the state counts
+    allow); each of its images, query and gallery alike, is routed by the donor's state. Images
+    whose own state is missing stay missing (the oracle leaves them off either way).
+
+    ``apply`` must see all images that should share the mapping at once (the tracer passes query
+    and gallery together): the donor assignment is computed from the identities present.
+    """
+
+    group_index: int
+    seed: int
+
+    def identity_states(self, states: np.ndarray, pids: np.ndarray) -> dict[int, int]:
+        """Each identity's state for the group: the most frequent known code over its images."""
+        codes = np.asarray(states)[:, self.group_index].astype(np.int64)
+        pids = np.asarray(pids).astype(np.int64)
+        known = codes != MISSING
+        out: dict[int, int] = {}
+        if not known.any():
+            return out
+        pairs, counts = np.unique(np.stack([pids[known], codes[known]], axis=1), axis=0, return_counts=True)
+        # np.unique sorts by (pid, code); a stable sort by count keeps the smallest code on ties
+        for (pid, code), _ in sorted(zip(pairs.tolist(), counts.tolist()), key=lambda t: -t[1]):
+            out.setdefault(int(pid), int(code))
+        return out
+
+    def donors(self, states: np.ndarray, pids: np.ndarray) -> dict[int, int]:
+        """Identity -> donor identity.
+
+        Identities are shuffled within their state, states are laid out largest first, and each
+        identity takes the donor ``m`` places further round the circle, ``m`` being the size of
+        the largest state: this gives every identity a donor of a different state whenever no
+        state holds more than half of the identities, and as many as possible otherwise.
+        """
+        own = self.identity_states(states, pids)
+        if len(own) < 2:
+            return {pid: pid for pid in own}
+        rng = np.random.default_rng([self.seed, self.group_index])
+        by_state: dict[int, list[int]] = {}
+        for pid in sorted(own):
+            by_state.setdefault(own[pid], []).append(pid)
+        state_order = sorted(by_state, key=lambda s: (-len(by_state[s]), rng.random()))
+        circle = [pid for s in state_order for pid in rng.permutation(by_state[s]).tolist()]
+        n, m = len(circle), len(by_state[state_order[0]])
+        shift = m if m < n else 1  # a single state everywhere: any derangement will do
+        return {circle[i]: circle[(i + shift) % n] for i in range(n)}
+
+    def apply(self, states: np.ndarray, pids: np.ndarray) -> np.ndarray:
+        states = np.asarray(states)
+        own = self.identity_states(states, pids)
+        donor_state = {pid: own[donor] for pid, donor in self.donors(states, pids).items()}
+        out = states.copy()
+        column = out[:, self.group_index]
+        known = column != MISSING
+        replaced = np.array([donor_state.get(int(p), MISSING) for p in np.asarray(pids)[known]], dtype=column.dtype)
+        column[known] = np.where(replaced != MISSING, replaced, column[known])
+        return out
+
+    def __str__(self) -> str:
+        return f"counterfactual (group {self.group_index}, seed {self.seed})"
+
+
+# ----------------------------------------------------------------------------------- conditions
+
+@dataclass(frozen=True)
+class Condition:
+    """One routing of experts.
+
+    Attributes:
+        name: unique, e.g. ``drop:hat``.
+        kind: a key of :data:`CONDITION_KINDS`.
+        group: the group a ``drop`` / ``only`` / ``counterfactual`` acts on, ``""`` otherwise.
+        enabled: ``(G,)`` bools in schema group order: groups whose experts may switch on.
+        router: ``"oracle"``, ``"learned"`` or ``"none"``.
+        transform: maps ground-truth state codes to the codes the router sees.
+    """
+
+    name: str
+    kind: str
+    group: str
+    enabled: tuple[bool, ...]
+    router: str = "oracle"
+    transform: StateTransform = field(default_factory=IdentityStates)
+
+    @property
+    def enabled_mask(self) -> np.ndarray:
+        return np.array(self.enabled, dtype=bool)
+
+    @property
+    def n_enabled(self) -> int:
+        return int(sum(self.enabled))
+
+    def route_states(self, states: np.ndarray, pids: np.ndarray) -> np.ndarray:
+        """The state codes the router sees for these images (all images that share a mapping)."""
+        return self.transform.apply(states, pids)
+
+
+@dataclass(frozen=True)
+class ConditionContext:
+    """What expanding the condition kinds depends on."""
+
+    schema: AttributeSchema
+    n_subsets: int | None = None  # None: default_n_subsets(schema)
+    seed: int = 0
+    has_learned: bool = False
+
+    @property
+    def subsets(self) -> int:
+        return default_n_subsets(self.schema) if self.n_subsets is None else int(self.n_subsets)
+
+
+@dataclass(frozen=True)
+class ConditionKind:
+    """A family of conditions: how to name them (for help texts) and how to list them."""
+
+    name: str
+    syntax: str
+    help: str
+    expand: Callable[[ConditionContext], list[Condition]]
+    # why the kind offers nothing in this context (shown when a pattern asks for it), or None
+    unavailable: Callable[[ConditionContext], str | None] = lambda ctx: None
+
+
+CONDITION_KINDS: dict[str, ConditionKind] = {}
+
+
+def register_condition_kind(kind: ConditionKind, *, overwrite: bool = False) -> ConditionKind:
+    if kind.name in CONDITION_KINDS and not overwrite:
+        raise ValueError(f"condition kind {kind.name!r} is already registered")
+    CONDITION_KINDS[kind.name] = kind
+    return kind
+
+
+def _mask(schema: AttributeSchema, on: Iterable[str] | None = None, off: Iterable[str] = ()) -> tuple[bool, ...]:
+    on_set = set(schema.group_names if on is None else on)
+    off_set = set(off)
+    return tuple(g in on_set and g not in off_set for g in schema.group_names)
+
+
+def _group_seed(seed: int, name: str) -> int:
+    # stable across processes (unlike hash()), so a condition's randomness depends on its name only
+    return (int(seed) * 1_000_003 + zlib.crc32(name.encode("utf-8"))) % (2**32)
+
+
+def default_n_subsets(schema: AttributeSchema) -> int:
+    """Random subsets needed for >= 5 configurations per parameter of a configuration-level GLM.
+
+    The GLM has G + 1 parameters (intercept and one indicator per group); oracle, none, the G drops
+    and the G onlys already give 2 + 2G configurations. A schema with fewer distinct masks left
+    (G <= 4) gets all of them, once (:func:`subset_masks`).
+    """
+    G = len(schema.groups)
+    return max(0, 5 * (G + 1) - (2 + 2 * G))
+
+
+def subset_masks(schema: AttributeSchema, n: int, seed: int) -> list[tuple[bool, ...]]:
+    """``n`` distinct seeded random enabled-group masks, none equal to oracle/none/drop/only.
+
+    Each group is on with probability 1/2, as in the paper's random configurations. The list for
+    ``n`` is a prefix of the list for any larger ``n``, and may be shorter than ``n`` when the
+    schema has fewer distinct masks left.
+    """
+    G = len(schema.groups)
+    taken = {tuple([True] * G), tuple([False] * G)}
+    for i in range(G):
+        taken.add(tuple(j != i for j in range(G)))
+        taken.add(tuple(j == i for j in range(G)))
+    rng = np.random.default_rng(_group_seed(seed, "subset"))
+    if G <= 12:
+        # few enough to enumerate: a seeded permutation of all remaining masks
+        every = [tuple(bool((m >> j) & 1) for j in range(G)) for m in range(2**G)]
+        remaining = [m for m in every if m not in taken]
+        order = rng.permutation(len(remaining))
+        return [remaining[i] for i in order[:n]]
+    out: list[tuple[bool, ...]] = []
+    while len(out) < n:
+        mask = tuple(bool(b) for b in rng.random(G) < 0.5)
+        if mask not in taken:
+            taken.add(mask)
+            out.append(mask)
+    return out
+
+
+def _expand_subsets(ctx: ConditionContext) -> list[Condition]:
+    return [
+        Condition(name=f"subset:{i}", kind="subset", group="", enabled=mask)
+        for i, mask in enumerate(subset_masks(ctx.schema, ctx.subsets, ctx.seed))
+    ]
+
+
+def _per_group(kind: str, build: Callable[[ConditionContext, int, str], Condition]):
+    def expand(ctx: ConditionContext) -> list[Condition]:
+        return [build(ctx, i, g) for i, g in enumerate(ctx.schema.group_names)]
+
+    return expand
+
+
+register_condition_kind(ConditionKind(
+    "oracle", "oracle", "every group routed by its ground-truth state",
+    lambda ctx: [Condition("oracle", "oracle", "", _mask(ctx.schema))],
+))
+register_condition_kind(ConditionKind(
+    "none", "none", "no expert at all (the backbone alone)",
+    lambda ctx: [Condition("none", "none", "", _mask(ctx.schema, on=()), router="none")],
+))
+register_condition_kind(ConditionKind(
+    "drop", "drop:<group>", "every group except <group>",
+    _per_group("drop", lambda ctx, i, g: Condition(f"drop:{g}", "drop", g, _mask(ctx.schema, off=[g]))),
+))
+register_condition_kind(ConditionKind(
+    "only", "only:<group>", "<group> alone",
+    _per_group("only", lambda ctx, i, g: Condition(f"only:{g}", "only", g, _mask(ctx.schema, on=[g]))),
+))
+register_condition_kind(ConditionKind(
+    "counterfactual", "counterfactual:<group>", "every group, <group> routed by another identity's state",
+    _per_group("counterfactual", lambda ctx, i, g: Condition(
+        f"counterfactual:{g}", "counterfactual", g, _mask(ctx.schema),
+        transform=CounterfactualStates(group_index=i, seed=_group_seed(ctx.seed, g)),
+    )),
+))
+register_condition_kind(ConditionKind(
+    "subset", "subset:<i>", "the i-th seeded random set of enabled groups (--subsets sets how many)",
+    _expand_subsets,
+    unavailable=lambda ctx: None if ctx.subsets > 0 else "--subsets is 0",
+))
+register_condition_kind(ConditionKind(
+    "learned", "learned", "every group routed by the model's learned router",
+    lambda ctx: [Condition("learned", "learned", "", _mask(ctx.schema), router="learned")] if ctx.has_learned else [],
+    unavailable=lambda ctx: None if ctx.has_learned else "the checkpoint has no learned router",
+))
+
+
+def available_conditions(ctx: ConditionContext) -> list[Condition]:
+    """Every condition the registered kinds offer in this context, in registry order."""
+    return [c for kind in CONDITION_KINDS.values() for c in kind.expand(ctx)]
+
+
+def default_patterns(has_learned: bool = False) -> list[str]:
+    """The default selection: every kind (``learned`` only when the model has a learned router)."""
+    patterns = ["oracle", "none", "drop:*", "only:*", "counterfactual:*", "subset:*"]
+    return patterns + (["learned"] if has_learned else [])
+
+
+def _split_patterns(patterns: str | Sequence[str] | None) -> list[str]:
+    if patterns is None:
+        return []
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    return [p.strip() for item in patterns for p in str(item).split(",") if p.strip()]
+
+
+def _kinds_help(ctx: ConditionContext) -> str:
+    parts = []
+    for kind in CONDITION_KINDS.values():
+        why = kind.unavailable(ctx)
+        parts.append(kind.syntax + (f" (unavailable: {why})" if why else ""))
+    return ", ".join(parts)
+
+
+def resolve_conditions(
+    patterns: str | Sequence[str] | None,
+    schema: AttributeSchema,
+    *,
+    n_subsets: int | None = None,
+    seed: int = 0,
+    has_learned: bool = False,
+) -> list[Condition]:
+    """Conditions selected by comma-separated fnmatch ``patterns`` (``None``: the default set).
+
+    Order follows the patterns, then the registry order within a pattern; a condition matched twice
+    appears once. A pattern that matches nothing raises :class:`MosaicError` naming the kinds and
+    groups available.
+    """
+    ctx = ConditionContext(schema=schema, n_subsets=n_subsets, seed=seed, has_learned=has_learned)
+    if n_subsets is not None and n_subsets < 0:
+        raise MosaicError(f"--subsets must be >= 0, got {n_subsets}")
+    requested = _split_patterns(patterns) or default_patterns(has_learned)
+    offered = available_conditions(ctx)
+    by_name = {c.name: c for c in offered}
+    chosen: dict[str, Condition] = {}
+    for pattern in requested:
+        hits = [c for c in offered if fnmatch.fnmatchcase(c.name, pattern)]
+        if not hits:
+            kind = CONDITION_KINDS.get(pattern.split(":", 1)[0])
+            why = kind.unavailable(ctx) if kind is not None else None
+            if why:
+                raise MosaicError(f"condition pattern {pattern!r} matches nothing: {why}")
+            raise MosaicError(
+                f"condition pattern {pattern!r} matches nothing: available kinds are {_kinds_help(ctx)}; "
+                f"groups: {', '.join(schema.group_names)}"
+                + (f"; subsets 0..{ctx.subsets - 1}" if ctx.subsets else "")
+            )
+        for c in hits:
+            chosen.setdefault(c.name, by_name[c.name])
+    return list(chosen.values())
