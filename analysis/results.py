@@ -35,8 +35,8 @@ comparison, across groups: ``p_holm`` / ``p_bh`` are adjusted within it, ``rejec
     key columns, ``n_ids``, ``n_queries``, ``delta_map`` (ΔmAP over valid queries),
     ``mean_identity_delta`` (mean over identities of each identity's mean ΔAP, the permutation
     statistic), ``ci_low``, ``ci_high`` (identity-cluster percentile bootstrap of ``delta_map``),
-    ``n_bootstrap``, ``n_permutations`` (0 when every sign pattern was enumerated exactly),
-    ``p`` (sign-flip permutation over identities), ``p_holm``, ``p_bh``, ``reject_holm``,
+    ``n_bootstrap``, ``n_permutations`` (sign patterns used), ``exact`` (True when every sign
+    pattern was enumerated, at most 12 identities), ``p`` (sign-flip permutation over identities), ``p_holm``, ``p_bh``, ``reject_holm``,
     ``reject_bh``, ``status``, ``reason``.
 
 ``ranking_groups``  one row per group, most relied-on first

@@ -13,10 +13,16 @@ from typing import Any, Mapping
 
 from mosaic.errors import MosaicError
 
-__all__ = ["AnalysisSettings", "COMPARISONS"]
+__all__ = ["AnalysisSettings", "COMPARISONS", "MethodNotApplicable"]
 
 # Condition kinds compared against the baseline, each in its own family of tests.
 COMPARISONS = ("drop", "counterfactual")
+
+
+class MethodNotApplicable(Exception):
+    """A method cannot run on this trace at all (e.g. no ``subset`` conditions for a
+    configuration-level model). :func:`analysis.analyze` records the message as a warning and
+    carries on with the other methods."""
 
 
 @dataclass(frozen=True)
