@@ -275,3 +275,11 @@ def test_read_attrs_without_arrays(trace_file):
 def test_router_defaults_from_kind():
     data = make_trace()
     assert list(data.condition_router[:2]) == ["oracle", "none"]
+
+
+def test_format_document_lists_every_array():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "trace-format.md").read_text(encoding="utf-8")
+    for spec in ARRAYS:
+        group, name = spec.path.split("/")
+        assert f"### `/{group}`" in doc, group
+        assert f"| `{name}` | ({', '.join(spec.dims)}) | {spec.dtype} |" in doc, spec.path
