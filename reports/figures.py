@@ -1,0 +1,234 @@
+"""Figures built from analysis tables (thin adapters from tidy DataFrames to :mod:`reports.svg`).
+
+Each function takes the analysis table(s) it draws and returns a :class:`reports.document.Figure`,
+or ``None`` when the table lacks what the figure needs (a method that did not run, an empty
+table), so a section can simply skip it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from reports import svg
+from reports.document import Figure
+
+ESTIMATE_COLUMNS = ("estimate", "coef", "effect", "cohens_d", "delta_map", "mean_delta_ap", "value")
+LABEL_COLUMNS = ("term", "group", "feature", "family", "label")
+COMPARISON_TITLES = {"drop": "drop (no expert)", "counterfactual": "counterfactual (wrong state)"}
+
+
+def first_column(frame: pd.DataFrame, candidates: Sequence[str]) -> str | None:
+    return next((c for c in candidates if c in frame.columns), None)
+
+
+def _floats(series: pd.Series | None, n: int) -> list[float]:
+    if series is None:
+        return [math.nan] * n
+    return pd.to_numeric(series, errors="coerce").astype(float).tolist()
+
+
+def group_order(ranking_groups: pd.DataFrame | None, fallback: Sequence[str]) -> list[str]:
+    """Groups most relied on first (consensus ranking), else the schema order."""
+    if ranking_groups is not None and len(ranking_groups) and "group" in ranking_groups:
+        frame = ranking_groups
+        if "consensus_rank" in frame:
+            frame = frame.sort_values(["consensus_rank", "group"], kind="stable")
+        ordered = [str(g) for g in frame["group"].tolist()]
+        return ordered + [g for g in fallback if g not in ordered]
+    return list(fallback)
+
+
+def paired_change(frame: pd.DataFrame | None, *, estimate: str, metric: str, order: Sequence[str],
+                  fig_id: str, interval: str = "identity-cluster bootstrap intervals") -> Figure | None:
+    """Per-group change with CIs, one panel per comparison (drop | counterfactual) on a shared axis."""
+    if frame is None or not len(frame) or estimate not in frame or "comparison" not in frame:
+        return None
+    comparisons = [c for c in ("drop", "counterfactual") if c in set(frame["comparison"])]
+    comparisons += sorted(set(frame["comparison"]) - set(comparisons))
+    groups = [g for g in order if g in set(frame["group"])]
+    panels = []
+    for i, comparison in enumerate(comparisons):
+        sub = frame[frame["comparison"] == comparison].set_index("group").reindex(groups)
+        panels.append(
+            svg.ForestPanel(
+                title=COMPARISON_TITLES.get(comparison, comparison),
+                estimate=_floats(sub[estimate], len(groups)),
+                low=_floats(sub.get("ci_low"), len(groups)),
+                high=_floats(sub.get("ci_high"), len(groups)),
+                xlabel=f"{metric} (condition − oracle)",
+                colour=svg.colour(i),
+            )
+        )
+    if not panels:
+        return None
+    title = f"{metric} per group: drop vs counterfactual"
+    caption = (
+        f"{metric} relative to `oracle` with {interval}; groups in consensus order. Left: the expert "
+        "is dropped (information and capacity removed); right: it is routed by another identity's state "
+        "(capacity kept, information removed). Filled markers: the interval excludes 0."
+    )
+    return Figure(id=fig_id, caption=caption, svg=svg.forest_plot(groups, panels, title=title, description=caption))
+
+
+def coefficient_forest(frames: Sequence[tuple[str, pd.DataFrame | None]], *, fig_id: str, title: str,
+                       caption: str, skip_terms: Sequence[str] = ("Intercept", "const", "intercept")) -> Figure | None:
+    """Coefficients with CIs from one or more model tables, one panel per table, own axis each."""
+    panels, labels = [], None
+    for i, (panel_title, frame) in enumerate(frames):
+        if frame is None or not len(frame):
+            continue
+        est = first_column(frame, ESTIMATE_COLUMNS)
+        lab = first_column(frame, LABEL_COLUMNS)
+        if est is None or lab is None:
+            continue
+        frame = frame[~frame[lab].astype(str).isin(skip_terms)]
+        these = [str(t) for t in frame[lab].tolist()]
+        if labels is None:
+            labels = list(dict.fromkeys(these))
+        sub = frame.drop_duplicates(lab).set_index(frame.drop_duplicates(lab)[lab].astype(str)).reindex(labels)
+        panels.append(
+            svg.ForestPanel(
+                title=panel_title,
+                estimate=_floats(sub[est], len(labels)),
+                low=_floats(sub.get("ci_low"), len(labels)),
+                high=_floats(sub.get("ci_high"), len(labels)),
+                xlabel=est,
+                colour=svg.colour(i),
+            )
+        )
+    if not panels or not labels:
+        return None
+    return Figure(id=fig_id, caption=caption,
+                  svg=svg.forest_plot(labels, panels, title=title, shared_axis=False, description=caption))
+
+
+def importance_bars(panels: Sequence[tuple[str, pd.DataFrame | None]], *, value: str, label: str, fig_id: str,
+                    title: str, caption: str, xlabel: str, order: Sequence[str] | None = None) -> Figure | None:
+    """Horizontal bars of one importance column (e.g. mean |SHAP|) per label, one panel per frame.
+
+    Rows follow ``order`` where given (labels it does not know come after, largest first).
+    """
+    usable = [(t, f) for t, f in panels if f is not None and len(f) and value in f and label in f]
+    if not usable:
+        return None
+    first = usable[0][1].drop_duplicates(label)
+    known = [o for o in (order or []) if o in set(first[label].astype(str))]
+    rest = [str(x) for x in first.sort_values(value, ascending=False, kind="stable")[label] if str(x) not in known]
+    labels = known + rest
+    bars = []
+    for i, (panel_title, frame) in enumerate(usable):
+        sub = frame.drop_duplicates(label).assign(_label=lambda f: f[label].astype(str)).set_index("_label").reindex(labels)
+        bars.append(svg.BarPanel(
+            title=panel_title,
+            values=_floats(sub[value], len(labels)),
+            low=_floats(sub["ci_low"], len(labels)) if "ci_low" in sub else None,
+            high=_floats(sub["ci_high"], len(labels)) if "ci_high" in sub else None,
+            xlabel=xlabel,
+            colour=svg.colour(i),
+        ))
+    return Figure(id=fig_id, caption=caption,
+                  svg=svg.bar_chart(labels, bars, title=title, description=caption))
+
+
+def family_totals(frame: pd.DataFrame | None, value: str) -> pd.DataFrame | None:
+    """Sum ``value`` over the groups of each family (``family`` column), for a family-level summary."""
+    if frame is None or not len(frame) or "family" not in frame or value not in frame:
+        return None
+    totals = frame.groupby("family", sort=True)[value].sum(min_count=1).reset_index()
+    return totals.sort_values(value, ascending=False, kind="stable")
+
+
+def paired_rank1_interval(mcnemar: pd.DataFrame | None, ci_level: float = 0.95) -> pd.DataFrame | None:
+    """Δrank-1 with a Wald interval for a difference of paired proportions (from b, c, n).
+
+    The McNemar table's own interval is for the conditional odds ratio; the figure needs one on
+    the rank-1 scale: Δ = (c − b) / n, Var(Δ) = ((b + c) − (c − b)² / n) / n².
+    """
+    if mcnemar is None or not {"b", "c", "n", "delta_rank1"} <= set(mcnemar.columns):
+        return None
+    from scipy.stats import norm
+
+    b, c, n = (pd.to_numeric(mcnemar[k], errors="coerce").astype(float) for k in ("b", "c", "n"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = (c - b) / n
+        se = np.sqrt(np.clip((b + c) - (c - b) ** 2 / n, 0, None)) / n
+    z = float(norm.ppf(0.5 + ci_level / 2))
+    out = mcnemar.copy()
+    out["delta_rank1"] = np.where(np.isfinite(delta), delta, pd.to_numeric(mcnemar["delta_rank1"], errors="coerce"))
+    out["ci_low"] = out["delta_rank1"] - z * se
+    out["ci_high"] = out["delta_rank1"] + z * se
+    return out
+
+
+def cmc_curves(cmc: pd.DataFrame | None, conditions: pd.DataFrame | None, *, order: Sequence[str],
+               max_rank: int = 20, fig_id: str = "fig-cmc") -> Figure | None:
+    """CMC curves: one panel per condition kind that acts on a group, with oracle and none as references."""
+    if cmc is None or conditions is None or not len(cmc):
+        return None
+    cmc = cmc[cmc["rank"] <= max_rank]
+    curves = {name: (sub["rank"].tolist(), sub["cmc"].tolist()) for name, sub in cmc.groupby("condition", sort=False)}
+    kinds = dict(zip(conditions["condition"], conditions["kind"]))
+    targets = dict(zip(conditions["condition"], conditions["group"]))
+    references = []
+    if "oracle" in curves:
+        references.append(svg.Series("oracle", *curves["oracle"], colour="#000000", width=2.2))
+    if "none" in curves:
+        references.append(svg.Series("none", *curves["none"], colour="#777777", dash="4,3", width=2.2))
+    colour_of = {g: svg.colour(i) for i, g in enumerate(order)}
+    panels = []
+    for kind in ("drop", "counterfactual", "only"):
+        names = [n for n in curves if kinds.get(n) == kind]
+        names.sort(key=lambda n: (order.index(targets[n]) if targets.get(n) in order else len(order), n))
+        if names:
+            series = [svg.Series(targets.get(n) or n, *curves[n], colour=colour_of.get(targets.get(n), "#999")) for n in names]
+            panels.append(svg.LinePanel(kind, tuple(references + series)))
+    if not panels and references:
+        panels.append(svg.LinePanel("reference conditions", tuple(references)))
+    if not panels:
+        return None
+    caption = (
+        f"Cumulative matching characteristic up to rank {max_rank}, one curve per group under each condition kind; "
+        "black: `oracle`, grey dashed: `none`."
+    )
+    return Figure(
+        id=fig_id,
+        caption=caption,
+        svg=svg.line_chart(panels, title="CMC curves", xlabel="rank", ylabel="matching rate",
+                           xlim=(1, max_rank), description=caption),
+    )
+
+
+def gate_heatmaps(gates: pd.DataFrame | None, *, conditions_order: Sequence[str],
+                  max_conditions: int = 80) -> list[Figure]:
+    """One heatmap per expert-carrying layer: conditions (rows) x experts (columns), mean gate weight."""
+    if gates is None or not len(gates):
+        return []
+    value = first_column(gates, ("mean_gate", "gate"))
+    if value is None or "label" not in gates or "layer" not in gates:
+        return []
+    rows = [c for c in conditions_order if c in set(gates["condition"])][:max_conditions]
+    experts = list(dict.fromkeys(gates["label"].astype(str)))
+    figures = []
+    for layer, sub in gates.groupby("layer", sort=True):
+        matrix = (
+            sub.pivot_table(index="condition", columns="label", values=value, aggfunc="mean", sort=False)
+            .reindex(index=rows, columns=experts)
+        )
+        values = np.where(np.isfinite(matrix.to_numpy(dtype=float)), matrix.to_numpy(dtype=float), np.nan)
+        caption = (
+            f"Mean gate weight of each expert (columns) under each condition (rows) at block {layer}: the share of "
+            "queries routed to the expert. Empty cells: never switched on."
+        )
+        figures.append(
+            Figure(
+                id=f"fig-gates-{layer}",
+                caption=caption,
+                svg=svg.heatmap(rows, experts, values.tolist(), title=f"Gates at block {layer}", vmin=0.0, vmax=1.0,
+                                value_label="mean gate", description=caption),
+            )
+        )
+    return figures

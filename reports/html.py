@@ -1,0 +1,226 @@
+"""One self-contained HTML file: inline CSS, inline SVG figures, a few lines of inline JS.
+
+Nothing in the page refers to the network or to another file (no external stylesheet,
+script, font or image; thumbnails are ``data:`` URIs), so the report can be mailed, archived
+or opened offline and shows exactly what was rendered. The only script makes long tables
+sortable by clicking a header.
+"""
+
+from __future__ import annotations
+
+import re
+from html import escape
+from typing import Callable
+
+from reports.document import (
+    ORIGIN_LABELS,
+    BulletList,
+    Figure,
+    KeyValues,
+    Paragraph,
+    RankedLists,
+    Report,
+    Section,
+    Table,
+)
+from reports.numbers import value_text
+
+FOOTER_SECTIONS = ("provenance",)
+WRAPPED_COLUMNS = frozenset({"reason", "groups", "description"})
+
+# Tables with more rows than this get sortable headers (short ones read fine as they are).
+SORTABLE_MIN_ROWS = 6
+
+CSS = """
+:root{--fg:#1d1d1f;--muted:#666;--line:#ddd;--accent:#0072B2;--paper:#e8f1f8;--ext:#fbeee0}
+*{box-sizing:border-box}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:var(--fg);margin:0 auto;max-width:1180px;padding:24px}
+h1{font-size:24px;margin:0 0 4px}h2{font-size:19px;margin:36px 0 8px;border-bottom:1px solid var(--line);padding-bottom:4px}
+h3{font-size:15px;margin:20px 0 6px}.subtitle{color:var(--muted);margin:0 0 16px}
+nav.toc{columns:3;font-size:13px;margin:12px 0 8px}nav.toc a{color:var(--accent);text-decoration:none}
+.origin{display:inline-block;font-size:11px;font-weight:600;border-radius:3px;padding:1px 6px;margin-left:8px;vertical-align:middle}
+.origin-paper{background:var(--paper)}.origin-extension,.origin-mixed{background:var(--ext)}
+table{border-collapse:collapse;margin:6px 0 4px;font-size:12.5px}
+th,td{border-bottom:1px solid var(--line);padding:3px 8px;text-align:left;vertical-align:top;white-space:nowrap}
+td.wrap{white-space:normal;min-width:16em}
+th{background:#f4f4f4;font-weight:600;white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+table.sortable th{cursor:pointer}table.sortable th[aria-sort=ascending]::after{content:" \\25B4"}
+table.sortable th[aria-sort=descending]::after{content:" \\25BE"}
+caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0}
+.note{color:var(--muted);font-size:12px;margin:2px 0 10px}
+.table-wrap{overflow-x:auto;max-height:640px;overflow-y:auto;margin-bottom:6px}
+figure{margin:10px 0 16px;overflow-x:auto}figcaption{color:var(--muted);font-size:12px}
+svg.figure{max-width:none;background:#fff}
+dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;font-size:12.5px}
+dl.kv dt{font-weight:600}dl.kv dd{margin:0;word-break:break-all}
+.ranked{margin:8px 0 14px}.ranked .row{display:flex;align-items:center;gap:4px;margin:2px 0}
+.ranked .cond{width:150px;font-size:12px}.ranked img{width:32px;height:64px;display:block}
+.ranked .cell{display:flex;flex-direction:column;align-items:center;font-size:10px;border:2px solid transparent;padding:1px}
+.ranked .hit{border-color:#009E73}.ranked .miss{border-color:#D55E00}.ranked .ignored{border-color:#bbb}
+.ranked .qcell{border-color:#0072B2;margin-right:10px}.ranked .id{min-width:34px;text-align:center}
+footer{margin-top:40px;border-top:1px solid var(--line);padding-top:8px;color:var(--muted);font-size:12px}
+"""
+
+# Sort by a cell's data-v (numbers) or its text; blanks last either way.
+SORT_JS = """
+document.querySelectorAll('table.sortable').forEach(function(table){
+  table.querySelectorAll('th').forEach(function(th, col){
+    th.addEventListener('click', function(){
+      var asc = th.getAttribute('aria-sort') !== 'ascending';
+      table.querySelectorAll('th').forEach(function(h){ h.removeAttribute('aria-sort'); });
+      th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      function key(row){
+        var cell = row.cells[col];
+        if (!cell) return null;
+        var v = cell.getAttribute('data-v');
+        if (v !== null) return v === '' ? null : parseFloat(v);
+        var t = cell.textContent.trim();
+        return t === '' || t === '\\u2013' ? null : t;
+      }
+      rows.sort(function(a, b){
+        var x = key(a), y = key(b);
+        if (x === null) return y === null ? 0 : 1;
+        if (y === null) return -1;
+        var c = (typeof x === 'number' && typeof y === 'number') ? x - y : String(x).localeCompare(String(y));
+        return asc ? c : -c;
+      });
+      rows.forEach(function(r){ body.appendChild(r); });
+    });
+  });
+});
+"""
+
+
+def _inline(text: str) -> str:
+    """Escape, then turn ``**bold**`` into <strong> and ```code``` into <code>."""
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escape(text, quote=False))
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+
+
+def render_table(table: Table) -> str:
+    sortable = len(table.rows) >= SORTABLE_MIN_ROWS
+    cls = ' class="sortable"' if sortable else ""
+    head = "".join(
+        f'<th scope="col"{_title_attr(c.help)}>{escape(c.title)}</th>' for c in table.columns
+    )
+    body = []
+    for row in table.rows:
+        cells = []
+        for c in table.columns:
+            value = row.get(c.key)
+            text = escape(value_text(value))
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                cells.append(f'<td class="num" data-v="{text}">{text}</td>')
+            elif value is None:
+                cells.append(f'<td class="num" data-v="">{text}</td>')
+            elif c.key in WRAPPED_COLUMNS:
+                cells.append(f'<td class="wrap">{text}</td>')
+            else:
+                cells.append(f"<td>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    note = f'<p class="note">{_inline(table.note)}</p>' if table.note else ""
+    return (
+        f'<div class="table-wrap"><table id="{escape(table.id)}"{cls}><caption>{escape(table.caption)}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{note}"
+    )
+
+
+def _title_attr(text: str) -> str:
+    return f' title="{escape(text)}"' if text else ""
+
+
+def render_figure(figure: Figure) -> str:
+    return f'<figure id="{escape(figure.id)}">{figure.svg}<figcaption>{_inline(figure.caption)}</figcaption></figure>'
+
+
+def render_paragraph(block: Paragraph) -> str:
+    return f"<p>{_inline(block.text)}</p>"
+
+
+def render_bullets(block: BulletList) -> str:
+    return "<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in block.items) + "</ul>"
+
+
+def render_key_values(block: KeyValues) -> str:
+    items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in block.items)
+    caption = f"<h3>{escape(block.caption)}</h3>" if block.caption else ""
+    return f'{caption}<dl class="kv" id="{escape(block.id)}">{items}</dl>'
+
+
+def _thumb(uri: str | None, alt: str) -> str:
+    return f'<img src="{uri}" alt="{escape(alt)}">' if uri else ""
+
+
+def render_ranked(block: RankedLists) -> str:
+    parts = [f'<div id="{escape(block.id)}">']
+    if block.caption:
+        parts.append(f'<p class="note">{_inline(block.caption)}</p>')
+    for q in block.queries:
+        loss = "–" if q.ap_loss is None else value_text(q.ap_loss)
+        parts.append(
+            f'<div class="ranked"><h3>{escape(q.group)}: query {q.query_index} (id {q.pid}, camera {q.camid}), '
+            f"AP loss {escape(loss)}</h3>"
+        )
+        for r in q.rows:
+            ap = "–" if r.ap is None else value_text(r.ap)
+            cells = [
+                f'<div class="cell qcell">{_thumb(q.thumbnail, f"query {q.pid}")}<span class="id">{q.pid}</span></div>'
+            ]
+            for item in r.items:
+                tip = f"rank {item.index + 1}: id {item.pid}, camera {item.camid}, {item.outcome}"
+                if item.distance is not None:
+                    tip += f", distance {item.distance:.4g}"
+                cells.append(
+                    f'<div class="cell {item.outcome}" title="{escape(tip)}">'
+                    f'{_thumb(item.thumbnail, f"id {item.pid}")}<span class="id">{item.pid}</span></div>'
+                )
+            parts.append(
+                f'<div class="row"><span class="cond">{escape(r.condition)}<br>AP {escape(ap)}</span>{"".join(cells)}</div>'
+            )
+        parts.append("</div>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+BLOCK_RENDERERS: dict[type, Callable] = {
+    Paragraph: render_paragraph,
+    BulletList: render_bullets,
+    KeyValues: render_key_values,
+    Table: render_table,
+    Figure: render_figure,
+    RankedLists: render_ranked,
+}
+
+
+def render_section(section: Section, tag: str = "section") -> str:
+    origin = ""
+    if section.origin:
+        origin = f'<span class="origin origin-{section.origin}">{escape(ORIGIN_LABELS[section.origin])}</span>'
+    body = "".join(BLOCK_RENDERERS[type(b)](b) for b in section.blocks)
+    return f'<{tag} id="{escape(section.id)}"><h2>{escape(section.title)}{origin}</h2>{body}</{tag}>'
+
+
+def render_html(report: Report) -> str:
+    """The report as one self-contained HTML document."""
+    toc = "".join(f'<li><a href="#{escape(s.id)}">{escape(s.title)}</a></li>' for s in report.sections)
+    sections = "".join(render_section(s) for s in report.sections if s.id not in FOOTER_SECTIONS)
+    footer = "".join(render_section(s, "footer") for s in report.sections if s.id in FOOTER_SECTIONS)
+    created = escape(str(report.metadata.get("created", "")))
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        # Forbid every network fetch; data: images only. The page needs nothing else.
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+        "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
+        f'<meta name="generator" content="mosaic {escape(str(report.metadata.get("mosaic_version", "")))}">'
+        f'<meta name="created" content="{created}">'
+        f"<title>{escape(report.title)}</title><style>{CSS}</style></head><body>"
+        f"<header><h1>{escape(report.title)}</h1><p class=\"subtitle\">{_inline(report.subtitle)}</p>"
+        f'<nav class="toc"><ol>{toc}</ol></nav></header>'
+        f"<main>{sections}</main>{footer}"
+        f"<script>{SORT_JS}</script></body></html>\n"
+    )

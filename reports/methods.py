@@ -1,0 +1,160 @@
+"""What each analysis method is, whose it is (the paper's or this project's), and how it was run.
+
+:data:`METHODS` is the one place that describes the methods: the per-method sections take
+their title, origin label and introduction from it, and the methods section is generated from
+it and the analysis settings recorded in :class:`analysis.Results` (so the text always states
+the alpha, corrections, resampling counts and seed that produced the numbers next to it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+Settings = Mapping[str, Any]
+
+
+def _ci(settings: Settings) -> str:
+    return f"{_pct(settings.get('ci_level', 0.95))} confidence intervals"
+
+
+def _pct(x: Any) -> str:
+    try:
+        return f"{100 * float(x):g}%"
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def _comparisons(settings: Settings) -> str:
+    comps = settings.get("comparisons") or ["drop", "counterfactual"]
+    base = settings.get("baseline", "oracle")
+    return ", ".join(f"`{base}` vs `{c}:<group>`" for c in comps)
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """One analysis method as the report presents it."""
+
+    key: str
+    title: str
+    origin: str  # "paper" | "extension" | "mixed"
+    tables: tuple[str, ...]
+    describe: Callable[[Settings], str]
+
+
+METHODS: tuple[MethodInfo, ...] = (
+    MethodInfo(
+        key="config_glm",
+        title="Configuration-level GLMs",
+        origin="paper",
+        tables=("config_glm_gaussian", "config_glm_binomial"),
+        describe=lambda s: (
+            "Each configuration (a set of enabled attribute experts: the `subset`, `drop`, `only`, `oracle` and "
+            "`none` conditions) is one observation. A Gaussian GLM regresses mAP, and a binomial GLM the rank-1 hits "
+            "out of the valid queries, on the enabled-group indicators; coefficients are shown with "
+            f"{_ci(s)} and Wald p-values."
+        ),
+    ),
+    MethodInfo(
+        key="config_surrogate",
+        title="Configuration-level surrogate models",
+        origin="paper",
+        tables=("config_surrogate",),
+        describe=lambda s: (
+            "A random-forest surrogate (and an XGBoost one where it ran) predicts configuration mAP from the "
+            "enabled-group indicators; each group's importance is its permutation importance and its mean "
+            f"absolute SHAP value (seed {s.get('seed', 0)})."
+        ),
+    ),
+    MethodInfo(
+        key="config_ttest",
+        title="Configuration-level t-tests",
+        origin="paper",
+        tables=("config_ttest",),
+        describe=lambda s: (
+            "For each group, Welch's t-test compares the mAP of configurations with and without the group "
+            "enabled; Cohen's d is the effect size."
+        ),
+    ),
+    MethodInfo(
+        key="paired",
+        title="Paired query-level tests",
+        origin="extension",
+        tables=("paired_mcnemar", "paired_wilcoxon", "paired_identity"),
+        describe=lambda s: (
+            f"Per group, {_comparisons(s)} on the same queries: the exact McNemar test on rank-1 hits, the "
+            "Wilcoxon signed-rank test on per-query AP (rank-biserial correlation and common-language effect size), "
+            "and an identity-level test, because queries of one identity are not independent: a sign-flip "
+            f"permutation test over identities ({s.get('n_permutations', '?')} permutations, or every sign pattern "
+            f"when there are few identities) with an identity-cluster bootstrap ({s.get('n_bootstrap', '?')} "
+            f"resamples) for the {_ci(s)} of ΔmAP. `drop` removes the expert (information and capacity), "
+            "`counterfactual` routes it by another identity's state (information only), so the two side by side "
+            "separate capacity from information. Holm and Benjamini–Hochberg adjustments run within each table and "
+            f"comparison across groups, at alpha = {s.get('alpha', 0.05)}."
+        ),
+    ),
+    MethodInfo(
+        key="query_glm",
+        title="Query-level GLM",
+        origin="extension",
+        tables=("query_glm",),
+        describe=lambda s: (
+            "A binomial GLM of each query's rank-1 hit on the query's attribute states, with identity-clustered "
+            "standard errors; rows where quasi-complete separation makes the estimate meaningless are marked not "
+            "estimable rather than reported."
+        ),
+    ),
+    MethodInfo(
+        key="query_surrogate",
+        title="Query-level surrogate (XGBoost + SHAP)",
+        origin="extension",
+        tables=("query_surrogate", "query_surrogate_fit"),
+        describe=lambda s: (
+            "An XGBoost surrogate predicts each query's AP change under each comparison from its attribute states; "
+            "TreeSHAP values are summarised per group and per family, and the fit is validated with "
+            f"identity-grouped cross-validation folds (seed {s.get('seed', 0)})."
+        ),
+    ),
+    MethodInfo(
+        key="ranking",
+        title="Ranking and agreement across methods",
+        origin="mixed",
+        tables=("ranking_groups", "ranking_families", "agreement"),
+        describe=lambda s: (
+            "Each method scores every group (larger = more relied on); the consensus rank averages the "
+            "per-method ranks, and Kendall's W (with pairwise Spearman correlations) measures how much the methods "
+            "agree. Families are ranked by the mean ΔmAP of their groups with identity-cluster bootstrap intervals."
+        ),
+    ),
+)
+
+METHODS_BY_KEY = {m.key: m for m in METHODS}
+
+
+def settings_items(settings: Settings) -> list[tuple[str, str]]:
+    """The analysis settings as (name, value) text pairs, in a stable order."""
+    labels = (
+        ("alpha", "significance level (alpha)"),
+        ("ci_level", "confidence level"),
+        ("n_bootstrap", "bootstrap resamples"),
+        ("n_permutations", "permutations"),
+        ("seed", "seed"),
+        ("baseline", "baseline condition"),
+        ("comparisons", "comparisons"),
+        ("methods", "methods run"),
+        ("options", "method options"),
+    )
+    items = []
+    for key, label in labels:
+        if key in settings:
+            value = settings[key]
+            if value is None and key == "methods":
+                value = "all"
+            elif isinstance(value, (list, tuple)):
+                value = ", ".join(str(v) for v in value)
+            elif isinstance(value, dict):
+                value = "; ".join(f"{k}: {v}" for k, v in sorted(value.items())) or "defaults"
+            items.append((label, str(value)))
+    for key in sorted(set(settings) - {k for k, _ in labels}):
+        items.append((key, str(settings[key])))
+    return items

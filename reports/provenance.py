@@ -1,0 +1,105 @@
+"""Where a report's numbers come from: the trace (hash, schema version, its own provenance) and the
+software that analysed and rendered it.
+
+Only the creation timestamp varies between two renderings of the same trace with the same
+settings; everything else here is a function of the inputs and the installed versions.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from functools import lru_cache
+from importlib import metadata as _metadata
+from pathlib import Path
+from typing import Any
+
+# Distributions whose versions decide the numbers in a report.
+REPORTED_PACKAGES = ("mosaic-reid", "numpy", "scipy", "pandas", "h5py", "statsmodels", "scikit-learn",
+                     "xgboost-cpu", "xgboost", "shap", "pingouin", "pillow")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in REPORTED_PACKAGES:
+        try:
+            versions[name] = _metadata.version(name)
+        except _metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+@lru_cache(maxsize=1)
+def source_commit() -> str:
+    """Git commit of the checkout the reports package runs from, or "" outside a checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def mosaic_version() -> str:
+    from mosaic import __version__
+
+    return __version__
+
+
+def report_metadata(trace, results, command: str, created: str) -> dict[str, Any]:
+    """The JSON-ready description of one report: trace identity, settings, software, command, time."""
+    path = getattr(trace, "path", None)
+    return {
+        "created": created,
+        "command": command,
+        "mosaic_version": mosaic_version(),
+        "git_commit": source_commit(),
+        "package_versions": package_versions(),
+        "trace": {
+            "file": path.name if path is not None else "(in memory)",
+            "sha256": getattr(trace, "sha256", None),
+            "schema_version": getattr(trace, "schema_version", None),
+            "sizes": {k: int(v) for k, v in trace.data.sizes.items()},
+            "dataset": _plain(trace.dataset),
+            "schema": trace.schema.name,
+            "schema_fingerprint": trace.schema.fingerprint(),
+            "provenance": _plain(trace.provenance),
+        },
+        "analysis_settings": _plain(results.settings),
+    }
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy (numpy scalars and unknown objects become text)."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def provenance_items(trace, command: str, created: str = "") -> list[tuple[str, str]]:
+    """The footer: one (label, text) pair per fact, in a fixed order."""
+    prov = dict(trace.provenance or {})
+    path = getattr(trace, "path", None)
+    items = [
+        ("trace", str(path) if path is not None else "(in memory)"),
+        ("trace sha256", str(getattr(trace, "sha256", None) or "(in memory)")),
+        ("trace schema version", str(getattr(trace, "schema_version", ""))),
+        ("attribute schema", f"{trace.schema.name} ({trace.schema.fingerprint()})"),
+        ("dataset", json.dumps(_plain(trace.dataset), sort_keys=True)),
+    ]
+    for key in ("command", "git_commit", "checkpoint_sha256", "seed"):
+        if key in prov:
+            items.append((f"trace {key.replace('_', ' ')}", str(prov[key])))
+    if "config" in prov:
+        items.append(("trace config", json.dumps(_plain(prov["config"]), sort_keys=True)))
+    if "versions" in prov:
+        items.append(("trace package versions", json.dumps(_plain(prov["versions"]), sort_keys=True)))
+    for key in sorted(set(prov) - {"command", "git_commit", "checkpoint_sha256", "seed", "config", "versions"}):
+        items.append((f"trace {key}", json.dumps(_plain(prov[key]), sort_keys=True)))
+    items += [
+        ("report created", created),
+        ("report command", command or "(library call)"),
+        ("report mosaic version", mosaic_version()),
+        ("report git commit", source_commit() or "(not a git checkout)"),
+        ("report package versions", ", ".join(f"{k} {v}" for k, v in package_versions().items())),
+    ]
+    return items
