@@ -1,0 +1,240 @@
+"""``analysis.analyze``: every applicable method on one trace, rolled up into a ranking.
+
+Methods are registered in :data:`METHODS` (name -> function ``(trace, settings) -> {table: frame}``);
+each runs in isolation, so a method that cannot run on a trace (no ``subset`` conditions, a
+singular design, ...) becomes a row of ``Results.warnings`` instead of stopping the others. The
+rankings are computed last, from whatever tables the methods produced.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import types
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+import pandas as pd
+
+from analysis.results import WARNING_COLUMNS, Results, empty_warnings
+from analysis.settings import AnalysisSettings, MethodNotApplicable
+from mosaic.errors import MosaicError
+
+__all__ = ["analyze", "METHODS", "Method", "as_trace"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One analysis method: the tables it produces and how to compute them."""
+
+    name: str
+    run: Callable[[Any, AnalysisSettings], dict[str, pd.DataFrame]]
+    tables: tuple[str, ...]
+    description: str
+
+
+def _paired(trace, settings):
+    from analysis.paired import paired_tables
+
+    return paired_tables(trace, settings)
+
+
+def _configuration(trace, settings):
+    from analysis.configuration import configuration_level
+
+    return configuration_level(trace, settings)
+
+
+def _explanatory(trace, settings):
+    from analysis.explanatory import query_level_explanatory
+
+    return query_level_explanatory(trace, settings)
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("paired", _paired, ("paired_mcnemar", "paired_wilcoxon", "paired_identity"),
+               "paired query-level tests of oracle against drop / counterfactual conditions"),
+        Method("configuration", _configuration,
+               ("config_glm_binomial", "config_glm_gaussian", "config_surrogate", "config_ttest"),
+               "configuration-level GLMs, surrogates and t-tests (the paper's analysis)"),
+        Method("explanatory", _explanatory, ("query_glm", "query_surrogate", "query_surrogate_fit"),
+               "query-level binomial GLM and XGBoost surrogate of the AP change"),
+    )
+}
+
+# Views of the trace copied into the results so that a report needs nothing else.
+VIEWS: dict[str, Callable[[Any], pd.DataFrame]] = {
+    "conditions": lambda trace: trace.conditions,
+    "cmc": lambda trace: trace.cmc_table(),
+    "gates": lambda trace: trace.gates_mean(),
+}
+
+
+def as_trace(trace):
+    """A :class:`analysis.trace.Trace` from a Trace, a path, or a :class:`mosaic.traceio.TraceData`."""
+    from analysis.trace import Trace, read_trace
+    from mosaic.traceio import TraceData
+
+    if isinstance(trace, Trace):
+        return trace
+    if isinstance(trace, TraceData):
+        return Trace(trace)
+    if isinstance(trace, (str, os.PathLike)):
+        return read_trace(trace)
+    raise MosaicError(f"analyze() needs a trace path or an analysis.Trace, got {type(trace).__name__}")
+
+
+def _resolve_methods(methods: Iterable[str] | None) -> tuple[str, ...]:
+    if methods is None:
+        return tuple(METHODS)
+    methods = (methods,) if isinstance(methods, str) else tuple(methods)
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise MosaicError(f"unknown analysis method(s) {unknown}: choose from {list(METHODS)}")
+    return tuple(m for m in METHODS if m in methods)
+
+
+def _status_warnings(name: str, table: pd.DataFrame) -> list[dict[str, str]]:
+    """One warning per test row that is not ok."""
+    if "status" not in table.columns:
+        return []
+    bad = table[table["status"].astype(str) != "ok"]
+    rows = []
+    for _, row in bad.iterrows():
+        rows.append({
+            "method": name,
+            "group": str(row.get("group", "") or ""),
+            "comparison": str(row.get("comparison", row.get("model", "")) or ""),
+            "reason": f"{row['status']}: {row.get('reason', '')}",
+        })
+    return rows
+
+
+def _trace_info(trace) -> dict[str, Any]:
+    return {
+        "path": str(trace.path) if trace.path is not None else None,
+        "sha256": trace.sha256,
+        "schema_version": trace.schema_version,
+        "provenance": trace.provenance,
+        "dataset": trace.dataset,
+        "sizes": trace.sizes,
+        "attribute_schema": trace.schema.name,
+        "groups": list(trace.group_names),
+        "families": {f: list(g) for f, g in trace.schema.families.items()},
+    }
+
+
+def analyze(
+    trace,
+    *,
+    alpha: float = 0.05,
+    n_bootstrap: int = 1000,
+    n_permutations: int = 2000,
+    seed: int = 0,
+    methods: Iterable[str] | str | None = None,
+    ci_level: float = 0.95,
+    baseline: str = "oracle",
+    comparisons: Iterable[str] = ("drop", "counterfactual"),
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Results:
+    """Run every applicable analysis method on ``trace`` and rank the attribute groups.
+
+    Parameters
+    ----------
+    trace : an :class:`analysis.Trace`, or the path of an HDF5 trace.
+    alpha : significance level of the ``reject_*`` columns.
+    n_bootstrap, n_permutations : identity-cluster bootstrap resamples and sign-flip permutations.
+    seed : the one seed of every resampling and model fit; the same seed gives identical results
+        (``to_json()`` equal byte for byte).
+    methods : which of :data:`METHODS` to run (``"paired"``, ``"configuration"``,
+        ``"explanatory"``); ``None`` runs all. The ranking always runs on what they produce.
+    ci_level : coverage of bootstrap intervals.
+    baseline, comparisons : the condition every ``drop`` / ``counterfactual`` condition is paired with.
+    options : method-specific knobs, ``{method: {option: value}}``.
+    progress : called with each stage's name before it runs (e.g. to drive a progress bar).
+
+    Returns
+    -------
+    Results
+        Tables (see :mod:`analysis.results` for every name and column), the settings, the warnings
+        (one row per untested/unestimable test and per method that could not run), the trace's
+        provenance, and ``timings`` (seconds per stage, not serialised).
+    """
+    settings = AnalysisSettings(
+        alpha=alpha, n_bootstrap=n_bootstrap, n_permutations=n_permutations, seed=seed,
+        ci_level=ci_level, baseline=baseline, comparisons=tuple(comparisons),
+        methods=_resolve_methods(methods), options=dict(options or {}),
+    )
+    trace = as_trace(trace)
+    tables: dict[str, pd.DataFrame] = {}
+    warnings: list[dict[str, str]] = []
+    timings: dict[str, float] = {}
+
+    def stage(name: str, fn: Callable[[], Any]) -> Any:
+        if progress is not None:
+            progress(name)
+        start = time.perf_counter()
+        try:
+            return fn()
+        except MethodNotApplicable as exc:
+            warnings.append({"method": name, "group": "", "comparison": "", "reason": f"not run: {exc}"})
+        except MosaicError:
+            raise
+        except ModuleNotFoundError as exc:
+            warnings.append({"method": name, "group": "", "comparison": "",
+                             "reason": f"not available: {exc}"})
+        except Exception as exc:  # a degenerate trace must not take the other methods down
+            warnings.append({"method": name, "group": "", "comparison": "",
+                             "reason": f"failed: {type(exc).__name__}: {exc}"})
+        finally:
+            timings[name] = time.perf_counter() - start
+        return None
+
+    for name, view in VIEWS.items():
+        frame = stage(f"view:{name}", lambda view=view: view(trace))
+        if frame is not None:
+            tables[name] = frame
+
+    for name in settings.methods:
+        produced = stage(name, lambda method=METHODS[name]: method.run(trace, settings))
+        for table_name, frame in (produced or {}).items():
+            tables[table_name] = frame
+            warnings.extend(_status_warnings(table_name, frame))
+
+    def rank():
+        from analysis.ranking import ranking_tables
+
+        return ranking_tables(trace, tables, settings)
+
+    ranked = stage("ranking", rank)
+    if ranked is not None:
+        produced, rank_warnings = ranked
+        tables.update(produced)
+        warnings.extend(rank_warnings)
+        for table_name in ("ranking_families", "agreement"):
+            if table_name in produced:
+                warnings.extend(_status_warnings(table_name, produced[table_name]))
+
+    from mosaic import __version__
+
+    recorded = settings.to_dict()
+    recorded["mosaic_version"] = __version__
+    warning_frame = pd.DataFrame(warnings, columns=list(WARNING_COLUMNS)) if warnings else empty_warnings()
+    return Results(tables=tables, settings=recorded, warnings=warning_frame,
+                   trace_info=_trace_info(trace), timings=timings)
+
+
+class _CallableModule(types.ModuleType):
+    """``analysis.analyze(...)`` must call the function even after ``import analysis.analyze``
+    has bound the package attribute to this module (the lazy ``analysis.__getattr__`` is then
+    no longer consulted), so the module forwards calls to its function of the same name."""
+
+    def __call__(self, *args, **kwargs):
+        return analyze(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
