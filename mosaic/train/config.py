@@ -1,0 +1,434 @@
+"""Training configuration: YAML validated into nested dataclasses.
+
+A config file is a mapping with one section per dataclass below (``data``, ``model``,
+``sampler``, ``optim``, ``loss``, ``augment``, ``eval``, ``run``). Every key is checked
+against the dataclass fields: an unknown key is an error that names it and suggests the
+closest valid key, and a value of the wrong type is an error that names the key and the
+expected type. ``--set section.key=value`` overrides go through the same checks, with the
+value parsed as YAML (``--set optim.lr=3e-4``, ``--set eval.routers=[oracle,none]``).
+
+The ``model`` section holds the fields of :class:`mosaic.model.ModelConfig`; it is imported
+lazily so that reading and validating a config does not import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+
+from mosaic.errors import MosaicError
+
+# ----------------------------------------------------------------------------- sections
+
+
+@dataclass
+class DataConfig:
+    """Where the images and attribute annotations are (see :func:`mosaic.data.load_dataset`)."""
+
+    root: str = "worlds/default"
+    format: str | None = None  # market1501 | dukemtmc | manifest; None = detect from the folder
+    attributes: str | None = None  # Lin et al. .mat file; None = look beside the dataset
+    schema: str | None = None  # shipped schema name or YAML file; None = the format's default
+    cache_dir: str | None = None  # decoded-image cache; None = RUN/images
+
+
+@dataclass
+class SamplerConfig:
+    """P identities x K images per step (per process when training on several GPUs)."""
+
+    p: int = 16
+    k: int = 4
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and learning-rate schedule. ``steps``/``warmup_steps`` win over the epoch counts when set."""
+
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 3.5e-4
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # SGD only
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW only
+    epochs: int = 120
+    steps: int | None = None
+    warmup_epochs: float = 10.0
+    warmup_steps: int | None = None
+    warmup_factor: float = 0.01  # the learning rate starts at lr * warmup_factor
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    min_lr_factor: float = 0.01  # cosine ends at lr * min_lr_factor
+    milestones: tuple[float, ...] = (40.0, 70.0)  # step schedule, in epochs
+    gamma: float = 0.1  # step schedule decay per milestone
+    no_decay_norm_bias: bool = True  # no weight decay on biases, norms, position/class tokens
+    clip_grad_norm: float | None = None
+
+
+@dataclass
+class LossConfig:
+    """ID cross-entropy (label-smoothed) + batch-hard triplet + learned-router attribute loss."""
+
+    id_weight: float = 1.0
+    label_smoothing: float = 0.1
+    triplet_weight: float = 1.0
+    triplet_margin: float | None = 0.3  # None = soft margin (log(1 + exp(d_ap - d_an)))
+    attribute_weight: float = 0.5  # only used when the model has a learned router
+
+
+@dataclass
+class AugmentConfig:
+    """Batch-wise augmentation applied on the training device (see :mod:`mosaic.train.augment`)."""
+
+    flip_prob: float = 0.5
+    pad: int = 10  # pad-and-random-crop margin in pixels; 0 disables
+    erase_prob: float = 0.5
+    erase_area: tuple[float, float] = (0.02, 0.4)
+    erase_aspect: tuple[float, float] = (0.3, 3.3)
+    erase_fill: Literal["pixel", "channel", "zero"] = "pixel"
+
+
+@dataclass
+class EvalConfig:
+    """Query/gallery evaluation during training."""
+
+    every: int = 0  # epochs between evaluations; 0 = only at the end
+    routers: tuple[str, ...] = ("oracle", "none", "learned")  # 'learned' is skipped without a learned router
+    feature: Literal["bn", "pre_bn"] = "bn"  # features after or before the BNNeck
+    batch_size: int = 256
+    max_rank: int = 50
+    best_router: str = "oracle"  # the router whose mAP picks checkpoints/best.pt
+
+
+@dataclass
+class RunConfig:
+    """Everything about how the run executes, not what it learns."""
+
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    out: str | None = None  # run directory; None = runs/<config file stem>
+    amp: bool = True  # bf16 autocast on CUDA; CPU runs always use fp32
+    compile: bool = False  # torch.compile the model (CUDA only)
+    log_every: int = 20  # steps between metrics.jsonl loss lines
+    checkpoint_every: int = 1  # epochs between checkpoints/last.pt writes (and at the end)
+    threads: int | None = None  # torch intra-op threads on the CPU; None = torch's default
+    cache_on_device: bool | None = None  # keep the uint8 image cache on the GPU; None = yes on CUDA
+    find_unused_parameters: bool = False  # DistributedDataParallel option
+
+
+def _model_config_class() -> type:
+    from mosaic.model import ModelConfig
+
+    return ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    """The resolved configuration of one training run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: Any = None  # mosaic.model.ModelConfig; filled in by from_dict
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            self.model = _model_config_class()()
+
+    # ------------------------------------------------------------------ io
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        """Validate a nested mapping (unknown keys and wrong types raise :class:`MosaicError`)."""
+        return _build(cls, data, "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples become lists) that YAML and JSON can hold."""
+        return _plain(_asdict_with_model(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def validate(self) -> "TrainConfig":
+        """Cross-field checks that single-field types cannot express."""
+        checks = [
+            (self.sampler.p >= 2, "sampler.p must be at least 2 (the triplet loss needs negatives)"),
+            (self.sampler.k >= 2, "sampler.k must be at least 2 (the triplet loss needs positives)"),
+            (self.optim.lr > 0, "optim.lr must be positive"),
+            (self.optim.steps is None or self.optim.steps > 0, "optim.steps must be positive or null"),
+            (self.optim.epochs > 0, "optim.epochs must be positive"),
+            (0 <= self.loss.label_smoothing < 1, "loss.label_smoothing must be in [0, 1)"),
+            (0 <= self.augment.flip_prob <= 1, "augment.flip_prob must be in [0, 1]"),
+            (0 <= self.augment.erase_prob <= 1, "augment.erase_prob must be in [0, 1]"),
+            (self.augment.pad >= 0, "augment.pad must be >= 0"),
+            (self.run.log_every > 0, "run.log_every must be positive"),
+            (self.run.checkpoint_every > 0, "run.checkpoint_every must be positive"),
+            (self.eval.every >= 0, "eval.every must be >= 0 (0 = only at the end)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise MosaicError(message)
+        unknown = [r for r in self.eval.routers if r not in ROUTERS]
+        if unknown:
+            raise MosaicError(f"eval.routers has unknown router {unknown[0]!r}: use any of {list(ROUTERS)}")
+        return self
+
+
+ROUTERS = ("oracle", "none", "learned")
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    base: Mapping[str, Any] | None = None,
+) -> TrainConfig:
+    """Read a YAML config (or start from ``base``), apply ``key=value`` overrides, validate.
+
+    >>> cfg = load_config("configs/synthetic_micro.yaml", ["optim.lr=1e-3"])  # doctest: +SKIP
+    """
+    raw: dict[str, Any] = {}
+    if base is not None:
+        raw = _deep_copy(base)
+    if path is not None:
+        raw = _deep_merge(raw, read_yaml_mapping(path))
+    for item in overrides:
+        key, value = parse_override(item)
+        set_dotted(raw, key, value)
+    return TrainConfig.from_dict(raw).validate()
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise MosaicError(f"config file {path} does not exist: pass --config with a YAML file (see configs/)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "syntax error"
+        raise MosaicError(f"config file {path} is not valid YAML ({first}): fix the syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise MosaicError(f"config file {path} must be a mapping of sections (data, model, optim, ...)")
+    return dict(data)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"optim.lr=3e-4"`` -> ``("optim.lr", 0.0003)``; the value is parsed as YAML."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise MosaicError(f"--set {item!r} is not key=value: write e.g. --set optim.lr=3e-4")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text  # an unquoted string YAML cannot parse is meant as a string
+    return key, value
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``raw[a][b] = value`` for ``key = "a.b"``, checking every part against the dataclasses."""
+    parts = key.split(".")
+    cls: Any = TrainConfig
+    node = raw
+    for depth, part in enumerate(parts):
+        names = _field_names(cls)
+        if part not in names:
+            where = ".".join(parts[:depth]) or "the config"
+            raise MosaicError(f"--set {key}: {_unknown_key_message(part, names, where)}")
+        ftype = _field_types(cls)[part]
+        sub = _dataclass_of(ftype, cls, part)
+        if depth == len(parts) - 1:
+            if sub is not None and not isinstance(value, Mapping):
+                example = _field_names(sub)[0]
+                raise MosaicError(f"--set {key}: {key} is a section; set one of its keys, e.g. --set {key}.{example}=...")
+            node[part] = value
+            return
+        if sub is None:
+            raise MosaicError(f"--set {key}: {'.'.join(parts[: depth + 1])} is a value, not a section")
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node, cls = child, sub
+
+
+# ----------------------------------------------------------------------------- validation core
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _dataclass_of(ftype: Any, owner: type, name: str) -> type | None:
+    if owner is TrainConfig and name == "model":
+        return _model_config_class()
+    return ftype if dataclasses.is_dataclass(ftype) else None
+
+
+def _unknown_key_message(key: str, valid: Sequence[str], where: str) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
+    return f"unknown key {key!r} in {where}: {hint}"
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "the config"
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise MosaicError(f"{where} must be a mapping of keys, got {type(data).__name__}")
+    names = _field_names(cls)
+    types_ = _field_types(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            raise MosaicError(_unknown_key_message(str(key), names, where))
+        sub = _dataclass_of(types_[key], cls, key)
+        if sub is not None:
+            kwargs[key] = _build(sub, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(value, types_[key], f"{prefix}{key}")
+    try:
+        return cls(**kwargs)
+    except MosaicError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise MosaicError(f"invalid {where}: {exc}") from None
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+    if origin in (tuple, list):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return f"a list of {_type_name(args[0])}" if args else "a list"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` as type ``tp`` or raise a MosaicError naming ``key``."""
+
+    def fail() -> MosaicError:
+        return MosaicError(f"{key} must be {_type_name(tp)}, got {value!r}")
+
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except MosaicError:
+                continue
+        raise fail()
+    if origin is Literal:
+        if value in args:
+            return value
+        close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise MosaicError(f"{key} must be {_type_name(tp)}, got {value!r}{hint}")
+    if origin in (tuple, list):
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            raise fail()
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise MosaicError(f"{key} must have {len(args)} values, got {len(value)}: {value!r}")
+            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        out = [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise fail()
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise fail()
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise fail()
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise fail() from None
+        raise fail()
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise fail()
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise fail()
+    return value
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _asdict_with_model(cfg: TrainConfig) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name == "model" and hasattr(value, "to_dict"):
+            out[f.name] = value.to_dict()
+        else:
+            out[f.name] = dataclasses.asdict(value)
+    return out
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _deep_copy(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {k: _deep_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_deep_copy(v) for v in obj]
+    return obj
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(dict(out[key]), value)
+        else:
+            out[key] = _deep_copy(value)
+    return out

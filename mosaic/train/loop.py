@@ -1,0 +1,627 @@
+"""The training loop: P x K batches from the cached uint8 images, batch-wise augmentation, the
+ReID loss under oracle routing, periodic evaluation and exact-resume checkpoints.
+
+Run directory (``RUN``)::
+
+    RUN/config.yaml              the resolved configuration (every default filled in)
+    RUN/metrics.jsonl            one JSON object per line: {"kind": "train", "step", "epoch", "lr",
+                                 "loss", "id", "triplet", "attribute", ...} every run.log_every
+                                 steps and {"kind": "eval", "step", "router", "mAP", "rank1", ...}
+                                 per router at each evaluation
+    RUN/checkpoints/last.pt      the latest checkpoint (every run.checkpoint_every epochs, on
+                                 Ctrl-C and at the end); --resume continues from it
+    RUN/checkpoints/best.pt      the checkpoint with the best eval.best_router mAP so far
+    RUN/images/                  decoded-image cache (unless data.cache_dir points elsewhere)
+
+Exactness: on the CPU with a fixed seed, training ``2k`` steps in one go and training ``k``
+steps, resuming and training ``k`` more give equal weights and equal loss lines. Everything
+random is either restored from the checkpoint (Python/NumPy/torch generators, the augmentation
+generator) or a pure function of ``(seed, epoch)`` (the sampler).
+
+Loss values stay on the device between log lines (no host sync per step); they are checked for
+NaN/inf whenever they are flushed, which always happens before a checkpoint is written, so a
+diverged run never overwrites the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from mosaic.errors import MosaicError
+from mosaic.fileio import write_text_atomic
+from mosaic.train.augment import BatchAugment
+from mosaic.train.checkpoint import (
+    capture_rng_state,
+    read_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    unwrap_model,
+)
+from mosaic.train.config import TrainConfig
+from mosaic.train.distributed import DistContext, init_distributed
+from mosaic.train.evaluate import EvalSet, evaluate_model
+from mosaic.train.losses import ReIDLoss
+from mosaic.train.optim import build_optimizer, build_scheduler
+from mosaic.train.sampler import PKSampler
+
+LOSS_PARTS = ("loss", "id", "triplet", "attribute")
+
+
+class TrainingDiverged(MosaicError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, step: int, checkpoint: Path | None):
+        super().__init__(message)
+        self.step, self.checkpoint = step, checkpoint
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: a checkpoint was written at ``step``; resume with ``mosaic train --resume RUN``."""
+
+    def __init__(self, step: int, checkpoint: Path | None, run_dir: Path):
+        super().__init__(f"interrupted at step {step}")
+        self.step, self.checkpoint, self.run_dir = step, checkpoint, run_dir
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    total_steps: int
+    finished: bool
+    last_eval: dict[str, dict[str, Any]] | None
+    checkpoint: Path | None
+    seconds: float
+
+
+class RunPaths:
+    """File names inside a run directory (see the module docstring)."""
+
+    def __init__(self, run_dir: str | Path):
+        self.root = Path(run_dir)
+        self.config = self.root / "config.yaml"
+        self.metrics = self.root / "metrics.jsonl"
+        self.checkpoints = self.root / "checkpoints"
+        self.last = self.checkpoints / "last.pt"
+        self.best = self.checkpoints / "best.pt"
+        self.images = self.root / "images"
+
+
+class _StopFlag:
+    """First Ctrl-C asks the loop to checkpoint and stop at the next step boundary; the second aborts."""
+
+    def __init__(self, announce: bool):
+        self.requested = False
+        self._announce = announce
+        self._previous = None
+
+    def __enter__(self) -> "_StopFlag":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        if self._announce:
+            print("\nstopping after this step to write a checkpoint (Ctrl-C again aborts without one)", file=sys.stderr)
+
+
+def _autocast_factory(device: torch.device, amp: bool) -> Callable[[], contextlib.AbstractContextManager]:
+    if device.type == "cuda" and amp:
+        return lambda: torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext  # CPU runs in fp32
+
+
+def _tensorboard_writer(log_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # needs the optional tensorboard package
+    except Exception:
+        return None
+    return SummaryWriter(log_dir=str(log_dir / "tensorboard"))
+
+
+class Trainer:
+    """One training run: build everything from a :class:`TrainConfig`, then :meth:`fit`.
+
+    Parameters
+    ----------
+    config:
+        The resolved configuration.
+    run_dir:
+        The run directory (see the module docstring for its layout).
+    resume:
+        Continue from ``run_dir/checkpoints/last.pt`` instead of starting fresh.
+    progress:
+        Show progress bars on stderr (main process only).
+    dist:
+        The distributed context; ``None`` initialises it from the ``torchrun`` environment.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        dist: DistContext | None = None,
+    ):
+        from mosaic.data import load_dataset
+        from mosaic.images import load_image_tensor
+        from mosaic.model import build_model, normalize_images
+
+        self.config = config
+        self.paths = RunPaths(run_dir)
+        self.dist = dist or init_distributed(config.run.device)
+        self.device = self.dist.device
+        self.progress = progress and self.dist.is_main
+        self.main = self.dist.is_main
+        run = config.run
+        if run.threads:
+            torch.set_num_threads(run.threads)
+
+        if not resume and self.paths.last.exists():
+            raise MosaicError(
+                f"{self.paths.root} already holds a run (checkpoints/last.pt): resume it with "
+                f"--resume {self.paths.root} or choose another --out"
+            )
+        _seed_everything(run.seed)
+
+        # ---- data
+        data_cfg = config.data
+        self.dataset = load_dataset(data_cfg.root, format=data_cfg.format, attributes=data_cfg.attributes, schema=data_cfg.schema)
+        self.schema = self.dataset.schema
+        train = self.dataset.split("train")
+        train = train[train["pid"] > 0].reset_index(drop=True)  # distractors are no identity to learn
+        if train.empty:
+            raise MosaicError(f"the dataset at {data_cfg.root} has no training images: check data.root")
+        self.class_pids = np.unique(train["pid"].to_numpy(dtype=np.int64, copy=True))
+        labels = np.searchsorted(self.class_pids, train["pid"].to_numpy(dtype=np.int64, copy=True))
+        self.train_frame = train
+
+        # ---- model
+        model = build_model(config.model, self.schema, num_classes=len(self.class_pids))
+        self.model = model.to(self.device)
+        self.img_size = tuple(model.img_size)
+
+        # ---- images: decoded once by the main process, read back from its cache by the others
+        cache_dir = Path(data_cfg.cache_dir) if data_cfg.cache_dir else self.paths.images
+        self.cache_dir = cache_dir
+        self._load_images = lambda paths, bar: load_image_tensor(paths, self.img_size, cache_dir=cache_dir, progress=bar)
+        if self.main:
+            images = self._load_images(train["path"].tolist(), self.progress)
+        self.dist.barrier()
+        if not self.main:
+            images = self._load_images(train["path"].tolist(), False)
+        on_device = run.cache_on_device if run.cache_on_device is not None else self.device.type == "cuda"
+        self.image_device = self.device if on_device else torch.device("cpu")
+        self.train_images = images.to(self.image_device)
+        if self.image_device.type == "cpu" and self.device.type == "cuda":
+            self.train_images = self.train_images.pin_memory()
+        self.train_labels = torch.from_numpy(labels).to(self.image_device)
+        self.train_states = torch.from_numpy(train[list(self.schema.group_names)].to_numpy(dtype=np.int64, copy=True)).to(
+            self.image_device
+        )
+        self._eval_set: EvalSet | None = None
+
+        # ---- recipe
+        self.sampler = PKSampler(
+            labels, config.sampler.p, config.sampler.k, seed=run.seed, rank=self.dist.rank, world_size=self.dist.world_size
+        )
+        self.steps_per_epoch = self.sampler.steps_per_epoch
+        self.optimizer = build_optimizer(model, config.optim)
+        self.scheduler, self.total_steps = build_scheduler(self.optimizer, config.optim, self.steps_per_epoch)
+        self.loss_fn: Callable = ReIDLoss(config.loss)
+        self.augment = BatchAugment(config.augment, normalize=lambda x: normalize_images(x, model))
+        self.augment_generator = torch.Generator().manual_seed(_rank_seed(run.seed, self.dist.rank))
+        self.autocast = _autocast_factory(self.device, run.amp)
+
+        # ---- wrappers: DDP for several processes, torch.compile on CUDA when asked
+        self.forward_model: torch.nn.Module = model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.forward_model = DistributedDataParallel(
+                model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=run.find_unused_parameters,
+            )
+        if run.compile:
+            if self.device.type == "cuda":
+                self.forward_model = torch.compile(self.forward_model)
+            elif self.main:
+                print("run.compile is only used on CUDA; this CPU run is not compiled", file=sys.stderr)
+
+        # ---- state
+        self.step = 0
+        self.best: dict[str, Any] | None = None
+        self.last_eval: dict[str, dict[str, Any]] | None = None
+        self.last_good_checkpoint: tuple[int, Path] | None = None
+        self._window: list[torch.Tensor] = []
+        self._window_start = 0
+        self._window_time = time.perf_counter()
+        self._stop: _StopFlag | None = None
+        self._bar = None
+        self._tensorboard = None
+        if resume:
+            self._resume()
+        else:
+            # Model initialisation used the shared seed (identical on every rank); from here on
+            # each rank draws its own dropout / drop-path noise.
+            torch.manual_seed(_rank_seed(run.seed, self.dist.rank))
+        if self.main:
+            self.paths.root.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.paths.config, config.to_yaml())
+            self._tensorboard = _tensorboard_writer(self.paths.root)
+
+    # ------------------------------------------------------------------ resume
+    def _resume(self) -> None:
+        if not self.paths.last.is_file():
+            raise MosaicError(f"nothing to resume in {self.paths.root}: no checkpoints/last.pt there")
+        data = read_checkpoint(self.paths.last, map_location="cpu")
+        if data["schema_fingerprint"] != self.schema.fingerprint():
+            raise MosaicError(
+                f"cannot resume {self.paths.root}: its checkpoint was trained on attribute schema "
+                f"{data['schema']['name']!r} but data.root now gives {self.schema.name!r}: point data.root back at the run's dataset"
+            )
+        if list(data["class_pids"]) != self.class_pids.tolist():
+            raise MosaicError(
+                f"cannot resume {self.paths.root}: the training identities differ from the checkpoint's; "
+                "point data.root back at the run's dataset"
+            )
+        unwrap_model(self.model).load_state_dict(data["model"])
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.scheduler.load_state_dict(data["scheduler"])
+        self.sampler.load_state_dict(data["sampler"])
+        self.step = int(data["step"])
+        self.best = data.get("best")
+        self.last_eval = data.get("last_eval")
+        self.last_good_checkpoint = (self.step, self.paths.last)
+        rng = data["rng"]
+        if len(rng) == self.dist.world_size:
+            restore_rng_state(rng[self.dist.rank]["global"])
+            self.augment_generator.set_state(rng[self.dist.rank]["augment"])
+        elif self.main:
+            print(
+                f"resuming on {self.dist.world_size} process(es) from a {len(rng)}-process checkpoint: "
+                "random streams restart (the result is not bit-identical to an uninterrupted run)",
+                file=sys.stderr,
+            )
+        if self.main:
+            self._truncate_metrics(self.step)
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop log lines written after the checkpoint, so the resumed log continues seamlessly."""
+        if not self.paths.metrics.is_file():
+            return
+        kept = []
+        for line in self.paths.metrics.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by the interruption
+            if int(record.get("step", 0)) <= step:
+                kept.append(line)
+        write_text_atomic(self.paths.metrics, "".join(f"{line}\n" for line in kept))
+
+    # ------------------------------------------------------------------ logging
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.main:
+            return
+        with open(self.paths.metrics, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, allow_nan=True) + "\n")
+        if self._tensorboard is not None:
+            prefix = record["kind"] if record["kind"] != "eval" else f"eval/{record.get('router')}"
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("step", "epoch"):
+                    self._tensorboard.add_scalar(f"{prefix}/{key}", value, record["step"])
+
+    def _flush_window(self) -> None:
+        """Reduce the buffered per-step losses across processes, check them, and log their mean."""
+        if not self._window:
+            return
+        values = torch.stack(self._window).float()  # (steps, parts)
+        values = self.dist.all_reduce_sum(values) / self.dist.world_size
+        values = values.cpu()
+        first_step = self._window_start + 1
+        bad = ~torch.isfinite(values[:, 0])
+        if bool(bad.any()):
+            at = first_step + int(torch.nonzero(bad)[0, 0])
+            raise self._diverged(at, float(values[int(torch.nonzero(bad)[0, 0]), 0]))
+        elapsed = time.perf_counter() - self._window_time
+        n = len(self._window)
+        mean = values.mean(dim=0)
+        record = {"kind": "train", "step": self.step, "epoch": self.step / self.steps_per_epoch}
+        record["lr"] = float(self.optimizer.param_groups[0]["lr"])
+        for name, value in zip(self._part_names, mean.tolist()):
+            record[name] = value
+        record["images_per_s"] = n * self.sampler.batch_size * self.dist.world_size / max(elapsed, 1e-9)
+        self._log(record)
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}")
+        self._window.clear()
+        self._window_start = self.step
+        self._window_time = time.perf_counter()
+
+    def _diverged(self, step: int, value: float) -> TrainingDiverged:
+        if self.last_good_checkpoint is not None:
+            good_step, path = self.last_good_checkpoint
+            kept = f"the last good checkpoint ({path}, step {good_step}) is kept"
+        else:
+            kept, path = "no checkpoint had been written yet", None
+        message = (
+            f"training diverged: the loss became {value} at step {step}; {kept}. "
+            "Lower optim.lr or raise optim.warmup_epochs, then start again"
+            + (f" or resume with --resume {self.paths.root}" if path is not None else "")
+        )
+        return TrainingDiverged(message, step, path)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _payload(self, finished: bool) -> dict[str, Any]:
+        rng = {"global": capture_rng_state(), "augment": self.augment_generator.get_state()}
+        all_rng = [rng]
+        if self.dist.enabled:
+            import torch.distributed as tdist
+
+            all_rng = [None] * self.dist.world_size
+            tdist.all_gather_object(all_rng, rng)
+        return {
+            "model": unwrap_model(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": all_rng,
+            "step": self.step,
+            "epoch": self.step // self.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "steps_per_epoch": self.steps_per_epoch,
+            "finished": finished,
+            "config": self.config.to_dict(),
+            "schema": self.schema.to_dict(),
+            "schema_fingerprint": self.schema.fingerprint(),
+            "num_classes": len(self.class_pids),
+            "class_pids": self.class_pids.tolist(),
+            "best": self.best,
+            "last_eval": self.last_eval,
+            "world_size": self.dist.world_size,
+        }
+
+    def save(self, *, finished: bool = False, best: bool = False) -> Path:
+        """Write ``checkpoints/last.pt`` (and ``best.pt``) after checking the pending losses."""
+        self._flush_window()  # never checkpoint weights that a NaN step already touched
+        payload = self._payload(finished)  # collective in DDP: every rank takes part
+        if self.main:
+            save_checkpoint(self.paths.last, payload)
+            if best:
+                save_checkpoint(self.paths.best, payload)
+        self.last_good_checkpoint = (self.step, self.paths.last)
+        self.dist.barrier()
+        return self.paths.last
+
+    # ------------------------------------------------------------------ evaluation
+    def eval_set(self) -> EvalSet:
+        if self._eval_set is None:
+            query, gallery = self.dataset.split("query"), self.dataset.split("gallery")
+            paths = query["path"].tolist() + gallery["path"].tolist()
+            images = self._load_images(paths, self.progress)
+            self._eval_set = EvalSet.from_frames(query, gallery, images, self.schema.group_names)
+        return self._eval_set
+
+    def evaluate(self) -> dict[str, dict[str, Any]] | None:
+        """Evaluate on query/gallery (main process; the others wait) and log one line per router."""
+        self._flush_window()
+        results = None
+        if self.main:
+            cfg = self.config.eval
+            stop = (lambda: self._stop.requested) if self._stop is not None else (lambda: False)
+            try:
+                results = evaluate_model(
+                    unwrap_model(self.model),
+                    self.eval_set(),
+                    cfg.routers,
+                    device=self.device,
+                    batch_size=cfg.batch_size,
+                    feature=cfg.feature,
+                    max_rank=cfg.max_rank,
+                    autocast=self.autocast,
+                    should_stop=stop,
+                )
+            except InterruptedError:
+                results = None  # Ctrl-C during evaluation: checkpoint without it
+            if results is not None:
+                for router, metrics in results.items():
+                    self._log({"kind": "eval", "step": self.step, "epoch": self.step / self.steps_per_epoch, "router": router, **metrics})
+        # Every rank needs the same results: they decide whether best.pt is written (a collective).
+        results = self.dist.broadcast_object(results)
+        if results is not None:
+            self.last_eval = results
+        return results
+
+    def _is_better(self, results: dict[str, dict[str, Any]] | None) -> bool:
+        if results is None:
+            return False
+        key = self.config.eval.best_router if self.config.eval.best_router in results else next(iter(results))
+        score = results[key].get("mAP", float("nan"))
+        if not math.isfinite(score):
+            return False
+        if self.best is None or score > self.best["mAP"]:
+            self.best = {"step": self.step, "router": key, "mAP": score, "rank1": results[key].get("rank1")}
+            return True
+        return False
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, indices: np.ndarray) -> torch.Tensor:
+        """One optimisation step on the images at ``indices``; returns the loss parts (on device, detached)."""
+        index = torch.from_numpy(indices).to(self.image_device)
+        images = self.train_images.index_select(0, index).to(self.device, non_blocking=True)
+        labels = self.train_labels.index_select(0, index).to(self.device, non_blocking=True)
+        states = self.train_states.index_select(0, index).to(self.device, non_blocking=True)
+        x = self.augment(images, self.augment_generator)
+        with self.autocast():
+            output = self.forward_model(x, states, router="oracle")
+        terms = self.loss_fn(output, labels, states)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        if self.config.optim.clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.clip_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        zero = terms.total.detach() * 0
+        return torch.stack([terms.total.detach()] + [terms.parts.get(n, zero) for n in LOSS_PARTS[1:]])
+
+    @property
+    def _part_names(self) -> tuple[str, ...]:
+        return LOSS_PARTS
+
+    def fit(self, stop_at: int | None = None) -> TrainResult:
+        """Train until the configured number of steps (or ``stop_at``), evaluating and checkpointing.
+
+        Raises :class:`TrainingDiverged` on a NaN/inf loss and :class:`TrainingInterrupted` after
+        Ctrl-C (a checkpoint has then been written).
+        """
+        from tqdm.auto import tqdm
+
+        start_time = time.perf_counter()
+        cfg = self.config
+        spe = self.steps_per_epoch
+        end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
+        if self.step >= self.total_steps:
+            return TrainResult(self.paths.root, self.step, self.total_steps, True, self.last_eval, self.paths.last, 0.0)
+        self._bar = tqdm(
+            total=self.total_steps, initial=self.step, desc="training", unit="step", disable=not self.progress, dynamic_ncols=True
+        )
+        self._window_start, self._window_time = self.step, time.perf_counter()
+        evaluated_at = -1
+        self.model.train()
+        with _StopFlag(announce=self.main) as stop:
+            self._stop = stop
+            try:
+                while self.step < end:
+                    epoch, offset = divmod(self.step, spe)
+                    self.sampler.set_epoch(epoch)
+                    for indices in self.sampler.epoch_batches(epoch, start=offset):
+                        self._window.append(self.train_step(indices))
+                        self.step += 1
+                        self._bar.update(1)
+                        if self.step % cfg.run.log_every == 0:
+                            self._flush_window()
+                        if self.step % spe == 0 and self.step < end:
+                            done_epochs = self.step // spe
+                            is_best = False
+                            if cfg.eval.every and done_epochs % cfg.eval.every == 0:
+                                is_best = self._is_better(self.evaluate())
+                                evaluated_at = self.step
+                            if done_epochs % cfg.run.checkpoint_every == 0 or is_best:
+                                self.save(best=is_best)
+                        if self._stop_requested(at_sync_point=self.step % cfg.run.log_every == 0):
+                            path = self.save()
+                            raise TrainingInterrupted(self.step, path, self.paths.root)
+                        if self.step >= end:
+                            break
+                finished = self.step >= self.total_steps
+                if finished and evaluated_at != self.step:
+                    is_best = self._is_better(self.evaluate())
+                else:
+                    is_best = False
+                checkpoint = self.save(finished=finished, best=is_best)
+            finally:
+                self._stop = None
+                self._bar.close()
+                if self._tensorboard is not None:
+                    self._tensorboard.flush()
+        return TrainResult(
+            self.paths.root, self.step, self.total_steps, finished, self.last_eval, checkpoint, time.perf_counter() - start_time
+        )
+
+    def _stop_requested(self, at_sync_point: bool) -> bool:
+        requested = self._stop is not None and self._stop.requested
+        if self.dist.enabled:
+            # Every rank must stop at the same step: agree at log steps only (one tiny all-reduce
+            # there) rather than synchronising every step; a SUM says "anyone was asked".
+            if not at_sync_point:
+                return False
+            flag = torch.tensor([1.0 if requested else 0.0], device=self.device)
+            return bool(self.dist.all_reduce_sum(flag).item() > 0)
+        return requested
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    return (seed * 1_000_003 + rank * 7919 + 1) % 2**63
+
+
+# ----------------------------------------------------------------------------- entry point
+
+# Settings that may change when resuming: how the run executes and evaluates, never what it learns.
+RESUMABLE_OVERRIDES = ("run.device", "run.log_every", "run.checkpoint_every", "run.threads", "run.cache_on_device",
+                       "run.compile", "run.amp", "run.find_unused_parameters", "eval.")
+
+
+def resolve_run(
+    config_path: str | Path | None = None,
+    overrides: tuple[str, ...] | list[str] = (),
+    *,
+    resume: str | Path | None = None,
+    out: str | Path | None = None,
+) -> tuple[TrainConfig, Path, bool]:
+    """The config, run directory and resume flag for ``mosaic train`` arguments.
+
+    A fresh run reads ``config_path`` plus ``overrides``; its folder is ``out``, else
+    ``run.out``, else ``runs/<config file stem>``. A resumed run takes the configuration stored in
+    ``RESUME/checkpoints/last.pt`` and accepts only overrides that do not change what is learned
+    (:data:`RESUMABLE_OVERRIDES`).
+    """
+    from mosaic.train.config import load_config, parse_override
+
+    if resume is not None:
+        run_dir = Path(resume)
+        last = RunPaths(run_dir).last
+        if not last.is_file():
+            raise MosaicError(f"nothing to resume in {run_dir}: no checkpoints/last.pt there (pass the run folder)")
+        if out is not None and Path(out).resolve() != run_dir.resolve():
+            raise MosaicError("--out and --resume name different folders: a resumed run continues in its own folder")
+        for item in overrides:
+            key = parse_override(item)[0]
+            if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_OVERRIDES):
+                raise MosaicError(
+                    f"--set {key} cannot change when resuming (it would change what the run learns): "
+                    "start a new run with --config instead"
+                )
+        stored = read_checkpoint(last)["config"]
+        config = load_config(None, overrides, base=stored)
+        return config, run_dir, True
+    if config_path is None:
+        raise MosaicError("pass --config FILE for a new run (see configs/) or --resume RUN to continue one")
+    config = load_config(config_path, overrides)
+    if out is not None:
+        config.run.out = str(out)
+    run_dir = Path(config.run.out) if config.run.out else Path("runs") / Path(config_path).stem
+    config.run.out = str(run_dir)
+    return config, run_dir, False
