@@ -83,6 +83,19 @@ def _resolve_effects(schema: AttributeSchema, effects: Mapping[str, float] | Non
     return out
 
 
+def _resolve_missing(schema: AttributeSchema, missing_rate: float | Mapping[str, float]) -> np.ndarray:
+    """Per-group share of unannotated identities; a mapping overrides the 0.05 default per group."""
+    if isinstance(missing_rate, Mapping):
+        out = np.full(len(schema.groups), 0.05)
+        for name, value in missing_rate.items():
+            out[schema.group_index(name)] = float(value)
+    else:
+        out = np.full(len(schema.groups), float(missing_rate))
+    if np.any((out < 0) | (out > 1)):
+        raise MosaicError(f"missing_rate must lie in [0, 1], got {missing_rate}")
+    return out
+
+
 def _condition_plan(schema: AttributeSchema, kinds: Sequence[str], n_subsets: int, rng) -> tuple[list, list, list, np.ndarray]:
     """Names, kinds, target groups and enabled-group masks of the simulated conditions."""
     unknown = sorted(set(kinds) - set(DEFAULT_KINDS))
@@ -130,7 +143,7 @@ def simulate_data(
     baseline_logit: float = 2.0,
     gap_logit: float = 1.0,
     drop_cost: float = 0.0,
-    missing_rate: float = 0.05,
+    missing_rate: float | Mapping[str, float] = 0.05,
     n_subsets: int = 16,
     kinds: Sequence[str] = DEFAULT_KINDS,
     n_layers: int = 2,
@@ -147,10 +160,9 @@ def simulate_data(
         raise MosaicError("n_ids, queries_per_id and gallery_per_id must be at least 1")
     if n_cameras < 2:
         raise MosaicError(f"n_cameras={n_cameras}: a true match needs another camera, use at least 2")
-    if not 0 <= missing_rate < 1:
-        raise MosaicError(f"missing_rate must lie in [0, 1), got {missing_rate}")
     schema = _resolve_schema(groups)
     effect = _resolve_effects(schema, effects)
+    missing = _resolve_missing(schema, missing_rate)
     rng = np.random.default_rng(seed)
     G = len(schema.groups)
     n_states = np.array([len(g.states) for g in schema.groups])
@@ -158,7 +170,7 @@ def simulate_data(
     # ---------------------------------------------------------------- identities and images
     pids = np.arange(1, n_ids + 1, dtype=np.int64)
     id_states = np.stack([rng.integers(0, k, size=n_ids) for k in n_states], axis=1).astype(np.int16)
-    id_states[rng.random((n_ids, G)) < missing_rate] = -1
+    id_states[rng.random((n_ids, G)) < missing[None, :]] = -1
     id_effect = rng.normal(0.0, identity_sd, size=n_ids)
 
     if n_queries is None:
@@ -254,7 +266,7 @@ def simulate_data(
         n_ids=n_ids, queries_per_id=queries_per_id, n_queries=n_queries, gallery_per_id=gallery_per_id,
         n_distractors=n_distractors, n_cameras=n_cameras, identity_sd=identity_sd, query_sd=query_sd,
         baseline_logit=baseline_logit, gap_logit=gap_logit, drop_cost=drop_cost,
-        missing_rate=missing_rate, n_subsets=n_subsets, kinds=list(kinds), n_layers=n_layers,
+        missing_rate={g.name: float(m) for g, m in zip(schema.groups, missing)}, n_subsets=n_subsets, kinds=list(kinds), n_layers=n_layers,
         top_k=top_k, max_rank=max_rank, seed=seed,
         effects={g.name: float(e) for g, e in zip(schema.groups, effect)},
     )
@@ -363,7 +375,7 @@ def simulate(
     baseline_logit: float = 2.0,
     gap_logit: float = 1.0,
     drop_cost: float = 0.0,
-    missing_rate: float = 0.05,
+    missing_rate: float | Mapping[str, float] = 0.05,
     n_subsets: int = 16,
     kinds: Sequence[str] = DEFAULT_KINDS,
     n_layers: int = 2,
@@ -390,7 +402,8 @@ def simulate(
     gap_logit : how far apart further true matches fall (larger = lower AP at the same rank-1).
     drop_cost : extra loss of every ``drop`` condition (capacity removed with the expert), so that
         ``drop`` and ``counterfactual`` can be told apart.
-    missing_rate : share of identities whose state of a group is not annotated.
+    missing_rate : share of identities whose state of a group is not annotated, or
+        ``{group: share}`` (other groups 0.05); 1.0 gives a group that is never active.
     n_subsets : number of ``subset:<i>`` conditions (random halves of the groups).
     kinds : condition kinds to include (``oracle`` is required).
     n_layers, top_k, max_rank : gate layers, length of the top-k lists, CMC ranks.
