@@ -8,11 +8,19 @@ from typing import Optional
 
 import typer
 
+from mosaic.errors import MosaicError
+
 data_app = typer.Typer(
     name="data",
     help="Inspect datasets: Market-1501, DukeMTMC-reID (with the Lin et al. attribute files) or a manifest.",
     no_args_is_help=True,
 )
+
+class DataCheckFailed(MosaicError):
+    """The dataset loaded, but the check found errors: exit code 1 (2 stays "could not read it")."""
+
+    exit_code = 1
+
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
@@ -65,7 +73,11 @@ def check(
     else:
         _print_report(report)
     if report.errors:
-        raise typer.Exit(code=1)
+        n = len(report.errors)
+        raise DataCheckFailed(
+            f"{ds.name}: {n} error finding{'s' if n > 1 else ''} ({', '.join(sorted({f.code for f in report.errors}))}): "
+            "fix the data or the attribute file before training"
+        )
 
 
 def _percent(value: float) -> str:
