@@ -1,0 +1,534 @@
+"""Trunk-cached tracing: retrieval of every query under every routing condition, into a TraceData.
+
+Experts sit only in the last blocks of the backbone, so everything before them (patch embedding
+and the first ``depth - expert_blocks`` blocks: the *trunk*) does not depend on routing. The
+tracer runs ``model.trunk`` once per query and gallery image and keeps the tokens; each condition
+then runs only ``model.head`` (the expert blocks, norm, pooling, BNNeck) under its own gates. With
+C conditions the cost falls from ``C * depth`` blocks per image to ``trunk_depth + C *
+expert_depth`` (``benchmarks/bench_trace.py`` measures it).
+
+The cached tokens (N images x T tokens x D floats; about 7.5 GB for Market-1501 at ViT-B
+256x128) stay on the compute device when they fit a memory budget, and otherwise spill to a
+temporary numpy memmap on disk that is removed afterwards. The head needs every token, so the
+cache cannot be cut down to the CLS token.
+
+Per condition the features are L2-normalised, compared by cosine (or Euclidean) distance, and
+scored by :func:`mosaic.metrics.evaluate` with the standard protocol.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mosaic.conditions import Condition
+from mosaic.errors import MosaicError
+from mosaic.traceio import TraceData
+
+__all__ = [
+    "ImageSet",
+    "TokenCache",
+    "TraceSettings",
+    "ConditionResult",
+    "build_provenance",
+    "compute_trunk",
+    "condition_features",
+    "describe_conditions",
+    "trace_model",
+]
+
+DISTANCES = ("cosine", "euclidean")
+FEATURES = {"bn": "bn_features", "pre_bn": "features"}
+
+
+@dataclass
+class TraceSettings:
+    """How to trace (saved in the trace's provenance).
+
+    Attributes:
+        top_k: nearest gallery images kept per query and condition.
+        max_rank: CMC ranks 1..max_rank.
+        batch_size: images per trunk / head pass.
+        feature: ``bn`` (after the BNNeck, the usual retrieval feature) or ``pre_bn``.
+        distance: ``cosine`` (1 - cosine similarity) or ``euclidean``, on L2-normalised features.
+        cache_budget_mb: memory the cached trunk tokens may take on the compute device before they
+            spill to a memmap on disk; ``None`` = half of the free memory of the device.
+        spill_dir: folder for the memmap; ``None`` = the system temporary folder.
+        progress: progress bars on stderr.
+    """
+
+    top_k: int = 10
+    max_rank: int = 50
+    batch_size: int = 128
+    feature: str = "bn"
+    distance: str = "cosine"
+    cache_budget_mb: float | None = None
+    spill_dir: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.top_k < 0 or self.max_rank < 1 or self.batch_size < 1:
+            raise MosaicError(
+                f"top_k must be >= 0, max_rank and batch_size >= 1 (got {self.top_k}, {self.max_rank}, {self.batch_size})"
+            )
+        if self.feature not in FEATURES:
+            raise MosaicError(f"unknown feature {self.feature!r}: use one of {list(FEATURES)}")
+        if self.distance not in DISTANCES:
+            raise MosaicError(f"unknown distance {self.distance!r}: use one of {list(DISTANCES)}")
+
+
+@dataclass
+class ImageSet:
+    """Query or gallery images with what the trace records about them.
+
+    Attributes:
+        images: ``(N, 3, H, W)`` uint8 at the model's input size (or normalised float).
+        pid, camid: ``(N,)`` int64.
+        path: ``(N,)`` str, relative to the dataset root where possible.
+        states: ``(N, G)`` int16 state codes, ``-1`` = missing.
+    """
+
+    images: torch.Tensor
+    pid: np.ndarray
+    camid: np.ndarray
+    path: np.ndarray
+    states: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        self.pid = np.asarray(self.pid, dtype=np.int64)
+        self.camid = np.asarray(self.camid, dtype=np.int64)
+        self.path = np.asarray(self.path, dtype=str).reshape(-1) if n else np.zeros(0, dtype="<U1")
+        self.states = np.asarray(self.states, dtype=np.int16).reshape(n, -1)
+        if not (len(self.pid) == len(self.camid) == len(self.path) == len(self.states) == n):
+            raise ValueError(
+                f"ImageSet arrays disagree in length: images {n}, pid {len(self.pid)}, camid {len(self.camid)}, "
+                f"path {len(self.path)}, states {len(self.states)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @classmethod
+    def from_dataset(
+        cls,
+        dataset,
+        split: str,
+        size: Sequence[int],
+        *,
+        cache_dir: str | os.PathLike | None = None,
+        progress: bool = True,
+    ) -> "ImageSet":
+        """Decode one split of a :class:`mosaic.data.ReIDDataset` at ``size = (H, W)``."""
+        from mosaic.images import load_image_tensor
+
+        table = dataset.split(split)
+        images = load_image_tensor(table["path"].tolist(), size, cache_dir=cache_dir, progress=progress)
+        return cls(
+            images=images,
+            pid=table["pid"].to_numpy(),
+            camid=table["camid"].to_numpy(),
+            path=np.array([_relative(p, dataset.root) for p in table["path"].tolist()], dtype=str),
+            states=dataset.states(split),
+        )
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+# ------------------------------------------------------------------------------- token cache
+
+class TokenCache:
+    """Trunk tokens of every image, written once and read once per condition.
+
+    Kept as one tensor on ``device`` when ``n * T * D`` floats fit ``budget_bytes``; otherwise a
+    float32 numpy memmap in a temporary folder (deleted by :meth:`close`), read back chunk by
+    chunk. Use as a context manager.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        tail: Sequence[int],
+        *,
+        device: torch.device,
+        budget_bytes: float,
+        spill_dir: str | os.PathLike | None = None,
+    ) -> None:
+        self.n, self.tail, self.device = int(n), tuple(int(t) for t in tail), torch.device(device)
+        self.nbytes = self.n * math.prod(self.tail) * 4
+        self._dir: str | None = None
+        self._tensor: torch.Tensor | None = None
+        self._memmap: np.memmap | None = None
+        if self.nbytes <= budget_bytes:
+            self._tensor = torch.empty((self.n, *self.tail), dtype=torch.float32, device=self.device)
+        else:
+            if spill_dir is not None:
+                Path(spill_dir).mkdir(parents=True, exist_ok=True)
+            self._dir = tempfile.mkdtemp(prefix="mosaic-trunk-", dir=spill_dir)
+            try:
+                self._memmap = np.lib.format.open_memmap(
+                    os.path.join(self._dir, "tokens.npy"), mode="w+", dtype=np.float32, shape=(self.n, *self.tail)
+                )
+            except OSError as exc:
+                self.close()
+                raise MosaicError(
+                    f"cannot spill {self.nbytes / 2**30:.1f} GiB of trunk tokens to {spill_dir or tempfile.gettempdir()} "
+                    f"({exc.strerror}): free disk space, pass --spill-dir, or raise --cache-budget"
+                ) from None
+
+    @property
+    def spilled(self) -> bool:
+        return self._memmap is not None
+
+    def write(self, start: int, tokens: torch.Tensor) -> None:
+        stop = start + len(tokens)
+        if self._tensor is not None:
+            self._tensor[start:stop] = tokens.to(self.device, torch.float32)
+        else:
+            self._memmap[start:stop] = tokens.detach().float().cpu().numpy()
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        if self._tensor is not None:
+            return self._tensor[start:stop]
+        return torch.from_numpy(np.ascontiguousarray(self._memmap[start:stop])).to(self.device)
+
+    def close(self) -> None:
+        self._tensor = None
+        if self._memmap is not None:
+            del self._memmap
+            self._memmap = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> "TokenCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _default_budget(device: torch.device) -> float:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return 0.5 * free
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        available = 4 * 2**30
+    return 0.5 * available
+
+
+def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, n, size):
+        yield start, min(n, start + size)
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=not enabled, leave=False)
+
+
+@torch.inference_mode()
+def compute_trunk(model, image_sets: Sequence[ImageSet], settings: TraceSettings, device: torch.device) -> TokenCache:
+    """Run ``model.trunk`` once over every image of ``image_sets`` (in order) into a :class:`TokenCache`."""
+    from mosaic.model import normalize_images
+
+    total = sum(len(s) for s in image_sets)
+    budget = settings.cache_budget_mb * 2**20 if settings.cache_budget_mb is not None else _default_budget(device)
+    cache: TokenCache | None = None
+    offset = 0
+    with _progress(total, "trunk", settings.progress) as bar:
+        for image_set in image_sets:
+            for start, stop in _chunks(len(image_set), settings.batch_size):
+                x = normalize_images(image_set.images[start:stop].to(device), model)
+                tokens = model.trunk(x)
+                if cache is None:
+                    cache = TokenCache(total, tokens.shape[1:], device=device, budget_bytes=budget, spill_dir=settings.spill_dir)
+                cache.write(offset, tokens)
+                offset += stop - start
+                bar.update(stop - start)
+    if cache is None:  # no image at all: an empty cache of the right width
+        T = 1 + math.prod(model.backbone.patch_embed.grid_size)
+        cache = TokenCache(0, (T, model.embed_dim), device=device, budget_bytes=0)
+    return cache
+
+
+@dataclass
+class ConditionResult:
+    """Features and routing of every image under one condition."""
+
+    features: torch.Tensor   # (N, D) L2-normalised, images in cache order
+    gates: torch.Tensor      # (N, L, E) float32 on the CPU
+    missing_routes: int      # (image, enabled group) pairs left off for lack of a state
+
+
+@torch.inference_mode()
+def condition_features(
+    model,
+    cache: TokenCache,
+    states: np.ndarray,
+    pids: np.ndarray,
+    condition: Condition,
+    settings: TraceSettings,
+    *,
+    bar=None,
+) -> ConditionResult:
+    """Run the expert blocks over the cached tokens of every image under ``condition``.
+
+    ``states`` and ``pids`` cover every image of the cache, so that a counterfactual maps an
+    identity's query and gallery images alike.
+    """
+    device = cache.device
+    routed = torch.from_numpy(np.ascontiguousarray(condition.route_states(states, pids), dtype=np.int64))
+    enabled = torch.from_numpy(condition.enabled_mask).to(device)
+    attr = FEATURES[settings.feature]
+    feats, gates, missing = [], [], 0
+    for start, stop in _chunks(cache.n, settings.batch_size):
+        tokens = cache.read(start, stop)
+        routing = model.route(routed[start:stop].to(device), router=condition.router, enabled=enabled, tokens=tokens)
+        out = model.head(tokens, routing.gates)
+        feats.append(F.normalize(getattr(out, attr).float(), dim=1))
+        gates.append(routing.gates.float().cpu())
+        missing += routing.n_missing
+        if bar is not None:
+            bar.update(stop - start)
+    D = model.embed_dim
+    L, E = len(model.expert_layers), model.n_experts
+    return ConditionResult(
+        features=torch.cat(feats) if feats else torch.zeros(0, D, device=device),
+        gates=torch.cat(gates) if gates else torch.zeros(0, L, E),
+        missing_routes=int(missing),
+    )
+
+
+def _distance(qf: torch.Tensor, gf: torch.Tensor, kind: str) -> torch.Tensor:
+    cos = qf @ gf.T
+    if kind == "cosine":
+        return 1.0 - cos
+    return (2.0 - 2.0 * cos).clamp_(min=0.0).sqrt_()  # |a - b| for unit vectors
+
+
+def trace_model(
+    model,
+    query: ImageSet,
+    gallery: ImageSet,
+    conditions: Sequence[Condition],
+    settings: TraceSettings | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    provenance: Mapping[str, Any] | None = None,
+    dataset: Mapping[str, Any] | None = None,
+) -> TraceData:
+    """Trace ``model`` on ``query`` x ``gallery`` under every condition (trunk computed once).
+
+    Returns the in-memory :class:`TraceData`; write it with :func:`mosaic.traceio.write_trace`.
+    """
+    settings = settings or TraceSettings()
+    device = torch.device(device)
+    schema = model.schema
+    _check_inputs(model, query, gallery, conditions)
+    from mosaic.metrics import evaluate
+    model.eval()
+
+    C, Q = len(conditions), len(query)
+    L, E, K, R = len(model.expert_layers), model.n_experts, settings.top_k, settings.max_rank
+    states = np.concatenate([query.states, gallery.states])
+    pids = np.concatenate([query.pid, gallery.pid])
+    out = {
+        "ap": np.full((C, Q), np.nan, np.float32),
+        "inp": np.full((C, Q), np.nan, np.float32),
+        "rank1": np.zeros((C, Q), bool),
+        "first_match_rank": np.full((C, Q), -1, np.int32),
+        "topk_index": np.full((C, Q, K), -1, np.int32),
+        "topk_distance": np.full((C, Q, K), np.nan, np.float32),
+        "mAP": np.full(C, np.nan),
+        "mINP": np.full(C, np.nan),
+        "cmc": np.full((C, R), np.nan),
+        "gates": np.zeros((C, Q, L, E), np.float32),
+    }
+    valid: np.ndarray | None = None
+    missing_routes: dict[str, int] = {}
+    with compute_trunk(model, [query, gallery], settings, device) as cache:
+        with _progress(C * cache.n, "conditions", settings.progress) as bar:
+            for c, condition in enumerate(conditions):
+                bar.set_postfix_str(condition.name, refresh=False)
+                result = condition_features(model, cache, states, pids, condition, settings, bar=bar)
+                missing_routes[condition.name] = result.missing_routes
+                out["gates"][c] = result.gates[:Q].numpy()
+                distmat = _distance(result.features[:Q], result.features[Q:], settings.distance)
+                ev = evaluate(distmat, query.pid, gallery.pid, query.camid, gallery.camid, max_rank=R, topk=K)
+                if valid is None:
+                    valid = np.asarray(ev.valid, dtype=bool)
+                elif not np.array_equal(valid, np.asarray(ev.valid, dtype=bool)):
+                    raise RuntimeError("query validity changed between conditions: it must depend on ids and cameras only")
+                _store(out, c, ev, K, R)
+        cache_info = {"bytes": int(cache.nbytes), "spilled": bool(cache.spilled)}
+    provenance = dict(provenance or {})
+    provenance.setdefault("missing_routes", missing_routes)
+    provenance.setdefault("conditions", describe_conditions(conditions, schema))
+    provenance.setdefault("trace_settings", asdict(settings))
+    provenance.setdefault("trunk_cache", cache_info)
+    return TraceData(
+        schema=schema,
+        query_pid=query.pid,
+        query_camid=query.camid,
+        query_path=query.path,
+        query_states=query.states,
+        gallery_pid=gallery.pid,
+        gallery_camid=gallery.camid,
+        gallery_path=gallery.path,
+        gallery_states=gallery.states,
+        condition_name=np.array([c.name for c in conditions], dtype=str).reshape(-1),
+        condition_kind=np.array([c.kind for c in conditions], dtype=str).reshape(-1),
+        condition_group=np.array([c.group for c in conditions], dtype=str).reshape(-1),
+        condition_router=np.array([c.router for c in conditions], dtype=str).reshape(-1),
+        enabled_groups=np.array([c.enabled for c in conditions], dtype=bool).reshape(C, len(schema.groups)),
+        valid=valid if valid is not None else np.zeros(Q, bool),
+        layers=np.asarray(model.expert_layers, dtype=np.int32),
+        distance=settings.distance,
+        provenance=provenance,
+        dataset=dict(dataset or {}),
+        **out,
+    ).validate()
+
+
+def _as_numpy(value) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _store(out: dict[str, np.ndarray], c: int, ev, K: int, R: int) -> None:
+    """Copy one condition's Evaluation into the trace arrays (NaN / -1 where a query is invalid)."""
+    valid = _as_numpy(ev.valid).astype(bool)
+    out["ap"][c] = np.where(valid, _as_numpy(ev.ap), np.nan)
+    out["inp"][c] = np.where(valid, _as_numpy(ev.inp), np.nan)
+    out["rank1"][c] = _as_numpy(ev.rank1).astype(bool) & valid
+    out["first_match_rank"][c] = np.where(valid, _as_numpy(ev.first_match_rank), -1)
+    index, dist = _as_numpy(ev.topk_index), _as_numpy(ev.topk_distance)
+    k = min(K, index.shape[1]) if index.ndim == 2 else 0
+    out["topk_index"][c, :, :k] = index[:, :k]
+    out["topk_distance"][c, :, :k] = dist[:, :k]
+    out["mAP"][c] = float(ev.mAP)
+    out["mINP"][c] = float(ev.mINP)
+    cmc = _as_numpy(ev.cmc).astype(np.float64)
+    out["cmc"][c, : min(R, len(cmc))] = cmc[:R]
+
+
+def _check_inputs(model, query: ImageSet, gallery: ImageSet, conditions: Sequence[Condition]) -> None:
+    G = len(model.schema.groups)
+    for name, image_set in (("query", query), ("gallery", gallery)):
+        if image_set.states.shape[1] != G:
+            raise MosaicError(
+                f"{name} images carry {image_set.states.shape[1]} attribute groups but the model's schema "
+                f"{model.schema.name!r} has {G}: trace with data of the model's schema"
+            )
+    if not conditions:
+        raise MosaicError("no routing condition to trace: pass at least one, e.g. --conditions oracle")
+    names = [c.name for c in conditions]
+    if len(set(names)) != len(names):
+        raise MosaicError(f"condition names must be unique, got {names}")
+    for c in conditions:
+        if len(c.enabled) != G:
+            raise MosaicError(f"condition {c.name!r} has an enabled mask of {len(c.enabled)} groups, the schema has {G}")
+        if c.router not in model.routers:
+            hint = ": the checkpoint has no learned router" if c.router == "learned" else ""
+            raise MosaicError(f"condition {c.name!r} needs router {c.router!r}, which this model lacks{hint}")
+
+
+def describe_conditions(conditions: Sequence[Condition], schema) -> list[dict[str, Any]]:
+    """JSON-safe description of each condition (for provenance)."""
+    return [
+        {
+            "name": c.name,
+            "kind": c.kind,
+            "group": c.group,
+            "router": c.router,
+            "enabled": [g for g, on in zip(schema.group_names, c.enabled) if on],
+            "states": str(c.transform),
+        }
+        for c in conditions
+    ]
+
+
+# ------------------------------------------------------------------------------- provenance
+
+def _package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    from mosaic import __version__
+
+    versions = {"python": platform.python_version(), "mosaic": __version__}
+    for dist in ("torch", "timm", "numpy", "h5py", "pandas", "peft"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _git_commit() -> str | None:
+    """Commit of the checkout mosaic runs from, if it is one (``+dirty`` when it has local changes)."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "--", "."],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "") if commit else None
+
+
+def build_provenance(
+    *,
+    command: str | Sequence[str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    checkpoint: Mapping[str, Any] | None = None,
+    dataset_paths: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    device: str | torch.device | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The provenance record of a trace: command, config, versions, git commit, checkpoint, data, seed, device."""
+    if command is None:
+        command = sys.argv
+    if not isinstance(command, str):
+        command = " ".join(str(a) for a in command)
+    device_name = str(device) if device is not None else None
+    if device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available():
+        device_name = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    record = {
+        "command": command,
+        "config": dict(config or {}),
+        "versions": _package_versions(),
+        "git_commit": _git_commit(),
+        "checkpoint": dict(checkpoint or {}),
+        "dataset_paths": dict(dataset_paths or {}),
+        "seed": seed,
+        "device": device_name,
+    }
+    record.update(extra)
+    return {k: v for k, v in record.items() if v is not None}

@@ -1,0 +1,154 @@
+"""The tracer: trunk caching equals the full forward, routing per condition, metrics equal the untraced model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mosaic.conditions import resolve_conditions
+from mosaic.errors import MosaicError
+from mosaic.model import ModelConfig, build_model, normalize_images
+from mosaic.schema import MISSING, load_schema
+from mosaic.trace import ImageSet, TraceSettings, compute_trunk, condition_features, trace_model
+
+SCHEMA = load_schema("market1501")
+G = len(SCHEMA.groups)
+
+
+def _randomise_experts(model, seed: int) -> None:
+    # Freshly built experts are no-ops (LoRA B = 0); random B makes every routing visible in the features.
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+        model.bnneck.running_mean.normal_(0, 0.1, generator=gen)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(backbone="vit_micro", expert_blocks=2, learned_router=True), SCHEMA, num_classes=6)
+    _randomise_experts(m, 1)
+    return m.eval()
+
+
+def _image_set(n_ids: int, per_id: int, seed: int, *, first_cam: int = 1) -> ImageSet:
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    n = n_ids * per_id
+    pid = np.repeat(np.arange(1, n_ids + 1), per_id)
+    id_states = np.stack([rng.integers(0, len(g.states), n_ids) for g in SCHEMA.groups], axis=1)
+    states = id_states[pid - 1].astype(np.int16)
+    states[rng.random((n, G)) < 0.1] = MISSING
+    return ImageSet(
+        images=torch.randint(0, 256, (n, 3, 128, 64), dtype=torch.uint8, generator=gen),
+        pid=pid,
+        camid=(np.arange(n) % 3) + first_cam,
+        path=np.array([f"img/{i:03d}_ü.jpg" for i in range(n)]),
+        states=states,
+    )
+
+
+@pytest.fixture(scope="module")
+def query():
+    return _image_set(5, 2, seed=2)
+
+
+@pytest.fixture(scope="module")
+def gallery():
+    return _image_set(5, 4, seed=3, first_cam=2)
+
+
+def _full_forward_features(model, images: ImageSet, states: np.ndarray, condition) -> torch.Tensor:
+    with torch.inference_mode():
+        out = model(
+            normalize_images(images.images, model),
+            torch.from_numpy(states.astype(np.int64)),
+            router=condition.router,
+            enabled=torch.from_numpy(condition.enabled_mask),
+        )
+    return torch.nn.functional.normalize(out.bn_features, dim=1)
+
+
+@pytest.mark.parametrize("budget_mb", [None, 0.0], ids=["in-memory", "spilled"])
+def test_cached_trunk_equals_full_forward(model, query, gallery, budget_mb, tmp_path):
+    settings = TraceSettings(batch_size=7, cache_budget_mb=budget_mb, spill_dir=str(tmp_path / "spill"), progress=False)
+    conditions = resolve_conditions(
+        "oracle,none,drop:upcolour,only:downcolour,counterfactual:gender,subset:0,learned",
+        SCHEMA, seed=0, has_learned=True,
+    )
+    states = np.concatenate([query.states, gallery.states])
+    pids = np.concatenate([query.pid, gallery.pid])
+    everything = ImageSet(
+        images=torch.cat([query.images, gallery.images]), pid=pids,
+        camid=np.concatenate([query.camid, gallery.camid]), path=np.concatenate([query.path, gallery.path]),
+        states=states,
+    )
+    with compute_trunk(model, [query, gallery], settings, torch.device("cpu")) as cache:
+        assert cache.spilled == (budget_mb == 0.0)
+        features = {}
+        for c in conditions:
+            cached = condition_features(model, cache, states, pids, c, settings).features
+            full = _full_forward_features(model, everything, c.route_states(states, pids), c)
+            torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
+            features[c.name] = cached
+    if budget_mb == 0.0:
+        assert not any((tmp_path / "spill").iterdir()), "the memmap must be removed after tracing"
+    # the conditions really differ (experts are not no-ops), so equality above is not vacuous
+    assert (features["oracle"] - features["none"]).abs().max() > 1e-3
+    assert (features["oracle"] - features["drop:upcolour"]).abs().max() > 1e-3
+
+
+def test_routing_per_condition(model, query, gallery):
+    settings = TraceSettings(batch_size=16, progress=False)
+    conditions = resolve_conditions("oracle,none,drop:*,only:*,counterfactual:*,subset:*", SCHEMA, seed=0, n_subsets=3)
+    states = np.concatenate([query.states, gallery.states])
+    pids = np.concatenate([query.pid, gallery.pid])
+    with compute_trunk(model, [query, gallery], settings, torch.device("cpu")) as cache:
+        gates = {c.name: condition_features(model, cache, states, pids, c, settings).gates for c in conditions}
+    oracle = gates["oracle"]
+    assert oracle.shape == (len(states), 2, SCHEMA.n_experts)
+    # oracle: one expert per annotated group, the one of the image's state, at every expert layer
+    for i, group in enumerate(SCHEMA.groups):
+        block = oracle[:, :, SCHEMA.expert_slice(group.name)]
+        known = states[:, i] != MISSING
+        assert (block.sum(-1)[known] == 1).all() and (block.sum(-1)[~known] == 0).all()
+        assert (block.argmax(-1)[known] == torch.from_numpy(states[known, i].astype(np.int64))[:, None]).all()
+    assert (gates["none"] == 0).all()
+    for group in SCHEMA.group_names:
+        sl = SCHEMA.expert_slice(group)
+        outside = torch.ones(SCHEMA.n_experts, dtype=torch.bool)
+        outside[sl] = False
+        drop, only = gates[f"drop:{group}"], gates[f"only:{group}"]
+        assert (drop[:, :, sl] == 0).all() and torch.equal(drop[:, :, outside], oracle[:, :, outside])
+        assert torch.equal(only[:, :, sl], oracle[:, :, sl]) and (only[:, :, outside] == 0).all()
+        cf = gates[f"counterfactual:{group}"]
+        assert torch.equal(cf[:, :, outside], oracle[:, :, outside])
+        # same number of experts on (capacity kept), chosen per identity consistently
+        assert torch.equal(cf[:, :, sl].sum(-1), oracle[:, :, sl].sum(-1))
+        chosen = cf[:, 0, sl].argmax(-1).numpy()
+        on = cf[:, 0, sl].sum(-1).numpy() > 0
+        for pid in np.unique(pids[on]):
+            assert len(np.unique(chosen[on & (pids == pid)])) == 1
+    for c in conditions:
+        if c.kind == "subset":
+            for i, group in enumerate(SCHEMA.group_names):
+                sl = SCHEMA.expert_slice(group)
+                expected = oracle[:, :, sl] if c.enabled[i] else torch.zeros_like(oracle[:, :, sl])
+                assert torch.equal(gates[c.name][:, :, sl], expected)
+
+
+def test_missing_learned_router_is_refused(query, gallery):
+    torch.manual_seed(0)
+    plain = build_model(ModelConfig(backbone="vit_micro", learned_router=False), SCHEMA, num_classes=3).eval()
+    learned = resolve_conditions("learned", SCHEMA, has_learned=True)
+    with pytest.raises(MosaicError, match="no learned router"):
+        trace_model(plain, query, gallery, learned, TraceSettings(progress=False))
+
+
+def test_schema_mismatch_is_refused(model, query, gallery):
+    bad = ImageSet(images=query.images, pid=query.pid, camid=query.camid, path=query.path, states=query.states[:, :3])
+    with pytest.raises(MosaicError, match="attribute groups but the model's schema"):
+        trace_model(model, bad, gallery, resolve_conditions("oracle", SCHEMA), TraceSettings(progress=False))
