@@ -126,6 +126,16 @@ TABLE_COLUMNS: dict[str, tuple[Column, ...]] = {
                             Column("ci_low", "CI low"), Column("ci_high", "CI high"), Column("se")) + _P,
     "config_ttest": (Column("group"), Column("family"), Column("diff", "mAP on − off"), Column("ci_low", "CI low"),
                      Column("ci_high", "CI high"), Column("cohens_d", "Cohen's d")) + _P,
+    "query_glm": (Column("level"), Column("term"), Column("group"), Column("reference"), Column("coef", "coef (log-odds)"),
+                  Column("ci_low", "CI low"), Column("ci_high", "CI high"), Column("odds_ratio", "odds ratio"),
+                  Column("chi2"), Column("df")) + _P + (Column("n"),),
+    "query_surrogate": (Column("level"), Column("group"), Column("family"), Column("mean_abs_shap", "mean |SHAP|"),
+                        Column("mean_abs_shap_drop", "|SHAP| of the drop"),
+                        Column("mean_abs_shap_state", "|SHAP| of the state"), Column("mean_shap", "mean SHAP when dropped"),
+                        Column("share"), Column("rank")),
+    "agreement": (Column("statistic"), Column("method_a", "method A"), Column("method_b", "method B"),
+                  Column("value", "W or rho"), Column("p"), Column("chi2"), Column("df"), Column("n_methods", "methods"),
+                  Column("n_groups", "groups")),
     "config_surrogate": (Column("model"), Column("group"), Column("family"), Column("mean_abs_shap", "mean |SHAP|"),
                          Column("perm_importance_mean", "permutation importance")),
 }
@@ -263,7 +273,7 @@ def _method_section(ctx: BuildContext, key: str) -> Section:
     section = Section(f"method-{key.replace('_', '-')}", info.title, origin=info.origin)
     section.add(Paragraph(info.describe(ctx.settings)))
     if not any(ctx.table(t) is not None for t in info.tables):
-        reasons = _method_warnings(ctx, info.tables)
+        reasons = _method_warnings(ctx, (*info.tables, info.analysis_method))
         section.add(Paragraph("This method did not run" + (f": {reasons}." if reasons else ".")))
         ctx.note(key, "method did not run" + (f": {reasons}" if reasons else ""))
     return section
@@ -369,8 +379,9 @@ def build_query_glm(ctx: BuildContext) -> Section:
     section = _method_section(ctx, "query_glm")
     frame = ctx.table("query_glm")
     if frame is not None:
+        terms = frame[frame["level"].astype(str) == "term"] if "level" in frame else frame
         figure = figures.coefficient_forest(
-            [("log-odds of a rank-1 hit", frame)], fig_id="fig-query-glm", title="Query-level GLM coefficients",
+            [("log-odds of a rank-1 hit", terms)], fig_id="fig-query-glm", title="Query-level GLM coefficients",
             caption="Binomial GLM of the rank-1 hit on the query's attribute states (identity-clustered intervals).",
         )
         if figure is not None:

@@ -40,6 +40,7 @@ class MethodInfo:
     origin: str  # "paper" | "extension" | "mixed"
     tables: tuple[str, ...]
     describe: Callable[[Settings], str]
+    analysis_method: str = ""  # name in analysis.analyze.METHODS (how Results.warnings names it)
 
 
 METHODS: tuple[MethodInfo, ...] = (
@@ -54,6 +55,7 @@ METHODS: tuple[MethodInfo, ...] = (
             "out of the valid queries, on the enabled-group indicators; coefficients are shown with "
             f"{_ci(s)} and Wald p-values."
         ),
+        analysis_method="configuration",
     ),
     MethodInfo(
         key="config_surrogate",
@@ -65,6 +67,7 @@ METHODS: tuple[MethodInfo, ...] = (
             "enabled-group indicators; each group's importance is its permutation importance and its mean "
             f"absolute SHAP value (seed {s.get('seed', 0)})."
         ),
+        analysis_method="configuration",
     ),
     MethodInfo(
         key="config_ttest",
@@ -75,6 +78,7 @@ METHODS: tuple[MethodInfo, ...] = (
             "For each group, Welch's t-test compares the mAP of configurations with and without the group "
             "enabled; Cohen's d is the effect size."
         ),
+        analysis_method="configuration",
     ),
     MethodInfo(
         key="paired",
@@ -92,6 +96,7 @@ METHODS: tuple[MethodInfo, ...] = (
             "separate capacity from information. Holm and Benjamini–Hochberg adjustments run within each table and "
             f"comparison across groups, at alpha = {s.get('alpha', 0.05)}."
         ),
+        analysis_method="paired",
     ),
     MethodInfo(
         key="query_glm",
@@ -99,10 +104,12 @@ METHODS: tuple[MethodInfo, ...] = (
         origin="extension",
         tables=("query_glm",),
         describe=lambda s: (
-            "A binomial GLM of each query's rank-1 hit on the query's attribute states, with identity-clustered "
-            "standard errors; rows where quasi-complete separation makes the estimate meaningless are marked not "
-            "estimable rather than reported."
+            f"A binomial GLM of each valid query's rank-1 hit under `{s.get('baseline', 'oracle')}` on the query's "
+            "attribute states (treatment coding against each group's most frequent state), with identity-clustered "
+            "standard errors, and a joint Wald test per group. A level whose queries all hit or all miss "
+            "(quasi-complete separation) is marked not estimable instead of reporting an absurd estimate."
         ),
+        analysis_method="explanatory",
     ),
     MethodInfo(
         key="query_surrogate",
@@ -110,10 +117,12 @@ METHODS: tuple[MethodInfo, ...] = (
         origin="extension",
         tables=("query_surrogate", "query_surrogate_fit"),
         describe=lambda s: (
-            "An XGBoost surrogate predicts each query's AP change under each comparison from its attribute states; "
-            "TreeSHAP values are summarised per group and per family, and the fit is validated with "
-            f"identity-grouped cross-validation folds (seed {s.get('seed', 0)})."
+            "One pooled XGBoost surrogate predicts each query's AP change under `drop:<group>` from which group "
+            "was dropped and the query's attribute states; XGBoost's own TreeSHAP values are summed per group "
+            "and per family, and the fit is validated with identity-grouped cross-validation folds "
+            f"(seed {s.get('seed', 0)})."
         ),
+        analysis_method="explanatory",
     ),
     MethodInfo(
         key="ranking",
@@ -125,6 +134,7 @@ METHODS: tuple[MethodInfo, ...] = (
             "per-method ranks, and Kendall's W (with pairwise Spearman correlations) measures how much the methods "
             "agree. Families are ranked by the mean ΔmAP of their groups with identity-cluster bootstrap intervals."
         ),
+        analysis_method="ranking",
     ),
 )
 

@@ -361,7 +361,7 @@ def heatmap(row_labels: Sequence[str], col_labels: Sequence[str], matrix: Sequen
     row_labels = [str(r) for r in row_labels]
     col_labels = [str(c) for c in col_labels]
     left = max([text_width(r, 10) for r in row_labels] + [30]) + 10
-    top = max([text_width(c, 9) for c in col_labels] + [20]) * 0.72 + 30
+    top = max([text_width(c, 9) for c in col_labels] + [20]) + 30
     plot_w, plot_h = cell * len(col_labels), cell * len(row_labels)
     width = left + plot_w + 90
     height = top + plot_h + 16
@@ -371,7 +371,7 @@ def heatmap(row_labels: Sequence[str], col_labels: Sequence[str], matrix: Sequen
     span = (vmax - vmin) or 1.0
     for j, label in enumerate(col_labels):
         x = left + cell * (j + 0.5)
-        canvas.text(x, top - 4, label, size=9, anchor="start", rotate=-45, baseline="auto")
+        canvas.text(x, top - 4, label, size=9, anchor="start", rotate=-90, baseline="middle")
     for i, label in enumerate(row_labels):
         y = top + cell * i
         canvas.text(left - 4, y + cell / 2, label, size=10, anchor="end")
@@ -416,7 +416,7 @@ class LinePanel:
 
 def line_chart(panels: Sequence[LinePanel], *, title: str, xlabel: str = "", ylabel: str = "",
                ylim: tuple[float, float] | None = None, xlim: tuple[float, float] | None = None,
-               description: str = "", panel_width: float = 300, panel_height: float = 220) -> str:
+               description: str = "", panel_width: float = 240, panel_height: float = 220) -> str:
     """Curves in one or more panels side by side, sharing both axes, each panel with its legend."""
     all_series = [s for p in panels for s in p.series]
     xs = [v for s in all_series for v in s.x]
