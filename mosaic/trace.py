@@ -375,6 +375,8 @@ def trace_model(
                 missing_routes[condition.name] = result.missing_routes
                 out["gates"][c] = result.gates[:Q].numpy()
                 distmat = _distance(result.features[:Q], result.features[Q:], settings.distance)
+                if distmat.device.type == "cpu":
+                    distmat = distmat.numpy()  # the numpy evaluation avoids full sorts on the CPU
                 ev = evaluate(distmat, query.pid, gallery.pid, query.camid, gallery.camid, max_rank=R, topk=K)
                 if valid is None:
                     valid = np.asarray(ev.valid, dtype=bool)
@@ -424,10 +426,11 @@ def _store(out: dict[str, np.ndarray], c: int, ev, K: int, R: int) -> None:
     out["inp"][c] = np.where(valid, _as_numpy(ev.inp), np.nan)
     out["rank1"][c] = _as_numpy(ev.rank1).astype(bool) & valid
     out["first_match_rank"][c] = np.where(valid, _as_numpy(ev.first_match_rank), -1)
-    index, dist = _as_numpy(ev.topk_index), _as_numpy(ev.topk_distance)
-    k = min(K, index.shape[1]) if index.ndim == 2 else 0
-    out["topk_index"][c, :, :k] = index[:, :k]
-    out["topk_distance"][c, :, :k] = dist[:, :k]
+    if K and ev.topk_index is not None:
+        index, dist = _as_numpy(ev.topk_index)[:, :K], _as_numpy(ev.topk_distance)[:, :K]
+        k = index.shape[1]
+        out["topk_index"][c, :, :k] = index
+        out["topk_distance"][c, :, :k] = np.where(index >= 0, dist, np.nan)  # pads: -1 / NaN in the trace
     out["mAP"][c] = float(ev.mAP)
     out["mINP"][c] = float(ev.mINP)
     cmc = _as_numpy(ev.cmc).astype(np.float64)

@@ -1,7 +1,148 @@
-"""`mosaic inspect` (placeholder until its issue lands)."""
+"""`mosaic inspect TRACE`: what a trace holds, how it was made, and its headline metrics.
+
+Reads only the small arrays (conditions, coordinates) and the attributes, never the gates, and
+never imports torch, so it answers at once even for large traces.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 import typer
 
+CMC_COLUMNS = (1, 5, 10)
+
+
+def summarize_trace(path: Path) -> dict[str, Any]:
+    """A JSON-safe summary: versions, sizes, provenance, schema and one row per condition."""
+    import numpy as np
+
+    from mosaic.fileio import sha256_file
+    from mosaic.traceio import open_trace_file, read_trace_attrs
+
+    attrs = read_trace_attrs(path)
+    with open_trace_file(path) as h5:
+        names = h5["condition"].asstr()[()].tolist()
+        groups = h5["group"].asstr()[()].tolist()
+        kind = h5["conditions/kind"].asstr()[()].tolist()
+        target = h5["conditions/target_group"].asstr()[()].tolist()
+        router = h5["conditions/router"].asstr()[()].tolist()
+        enabled = np.asarray(h5["conditions/enabled"][()], dtype=bool).reshape(len(names), len(groups))
+        mAP = h5["conditions/mAP"][()]
+        mINP = h5["conditions/mINP"][()]
+        cmc = h5["conditions/cmc"][()]
+        n_valid = int(np.asarray(h5["query_images/valid"][()], dtype=bool).sum())
+
+    def number(value) -> float | None:
+        value = float(value)
+        return None if value != value else value  # NaN (no valid query) -> null in JSON
+
+    def cmc_at(c: int, r: int) -> float | None:
+        return number(cmc[c, r - 1]) if r <= cmc.shape[1] else None
+
+    conditions = [
+        {
+            "condition": names[c],
+            "kind": kind[c],
+            "group": target[c],
+            "router": router[c],
+            "n_enabled": int(enabled[c].sum()),
+            "mAP": number(mAP[c]),
+            "mINP": number(mINP[c]),
+            **{f"rank{r}": cmc_at(c, r) for r in CMC_COLUMNS},
+        }
+        for c in range(len(names))
+    ]
+    provenance = attrs.get("provenance", {})
+    return {
+        "path": str(path),
+        "sha256": sha256_file(path),
+        "size_bytes": path.stat().st_size,
+        "schema_version": attrs.get("schema_version"),
+        "mosaic_version": attrs.get("mosaic_version"),
+        "created": attrs.get("created"),
+        "distance": attrs.get("distance"),
+        "sizes": attrs["sizes"],
+        "n_valid_queries": n_valid,
+        "attribute_schema": attrs["attribute_schema"]["name"],
+        "groups": groups,
+        "dataset": attrs.get("dataset", {}),
+        "provenance": provenance,
+        "conditions": conditions,
+    }
+
+
+def _fmt(value: float | None, pct: bool = True) -> str:
+    if value is None or value != value:  # None or NaN
+        return "-"
+    return f"{100 * value:.1f}" if pct else f"{value:.3f}"
+
+
+def _print_summary(summary: dict[str, Any], *, max_conditions: int | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    prov = summary["provenance"]
+    ckpt = prov.get("checkpoint", {})
+    sizes = summary["sizes"]
+    console.print(f"[bold]{summary['path']}[/bold]  mosaic trace schema {summary['schema_version']}, "
+                  f"written by mosaic {summary['mosaic_version']} at {summary['created']}")
+    console.print(f"sha256 {summary['sha256']}  ({summary['size_bytes'] / 2**20:.1f} MiB)")
+    console.print(
+        "dimensions: " + ", ".join(f"{k}={v}" for k, v in sizes.items())
+        + f"  (valid queries: {summary['n_valid_queries']} of {sizes.get('query', 0)})"
+    )
+    console.print(f"schema {summary['attribute_schema']!r}: {', '.join(summary['groups'])}")
+    dataset = summary["dataset"]
+    if dataset:
+        console.print("dataset: " + ", ".join(f"{k}={v}" for k, v in dataset.items() if not isinstance(v, (dict, list))))
+    lines = [
+        ("command", prov.get("command")),
+        ("checkpoint", f"{ckpt.get('path')} (sha256 {str(ckpt.get('sha256', ''))[:12]}…, step {ckpt.get('step')})" if ckpt else None),
+        ("git commit", prov.get("git_commit")),
+        ("seed / device", f"{prov.get('seed')} / {prov.get('device')}" if "seed" in prov or "device" in prov else None),
+        ("versions", ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items()) or None),
+    ]
+    for label, value in lines:
+        if value:
+            console.print(f"{label}: {value}")
+
+    table = Table(title=f"{len(summary['conditions'])} conditions (metrics in %, over valid queries)", title_justify="left")
+    for column, justify in (("condition", "left"), ("kind", "left"), ("router", "left"), ("groups on", "right"),
+                            ("mAP", "right"), ("mINP", "right"), ("R1", "right"), ("R5", "right"), ("R10", "right")):
+        table.add_column(column, justify=justify)
+    rows = summary["conditions"]
+    shown = rows if max_conditions is None else rows[:max_conditions]
+    for row in shown:
+        table.add_row(
+            row["condition"], row["kind"], row["router"], str(row["n_enabled"]),
+            _fmt(row["mAP"]), _fmt(row["mINP"]), _fmt(row["rank1"]), _fmt(row["rank5"]), _fmt(row["rank10"]),
+        )
+    console.print(table)
+    if len(shown) < len(rows):
+        console.print(f"… {len(rows) - len(shown)} more conditions (use --all)")
+
+
+def inspect(
+    trace: Path = typer.Argument(..., help="Trace file written by `mosaic trace` (.h5).", show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (for scripts) instead of tables."),
+    show_all: bool = typer.Option(False, "--all", help="List every condition (default: the first 40)."),
+) -> None:
+    """Show what a trace holds: dimensions, conditions, provenance and headline metrics per condition.
+
+    Reads only the attributes and the per-condition arrays (never the gates) and never loads torch.
+    For the full per-query tables use `analysis.read_trace(TRACE)` in Python; for the file layout
+    see docs/trace-format.md.
+    """
+    summary = summarize_trace(Path(trace))
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+    else:
+        _print_summary(summary, max_conditions=None if show_all else 40)
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command(name="inspect")(inspect)
