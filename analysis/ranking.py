@@ -80,8 +80,11 @@ SCORE_SOURCES: tuple[ScoreSource, ...] = (
     ScoreSource("config_ttest", "config_ttest", "diff",
                 description="Welch t-test: mAP with the group enabled minus without"),
     # query level, explanatory
-    ScoreSource("query_surrogate_shap", "query_surrogate", "mean_abs_shap",
-                description="XGBoost surrogate of the per-query AP change: mean |SHAP| of the group"),
+    ScoreSource("query_surrogate_shap", "query_surrogate", "mean_shap", -1.0, {"level": "group"},
+                description="XGBoost surrogate of the per-query AP change: AP lost (mean SHAP, negated) "
+                            "where the group is dropped"),
+    # query_glm is not a ranking method: it explains the oracle's rank-1 hit by the query's
+    # states, which says which states are hard, not which experts the model relies on.
 )
 
 _REDUCERS = {"mean": np.mean, "max": np.max, "sum": np.sum}
