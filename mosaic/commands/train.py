@@ -65,21 +65,15 @@ def train_command(
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),
 ) -> None:
-    from mosaic.train.loop import Trainer, TrainingInterrupted, resolve_run
+    from mosaic.train.loop import Trainer, resolve_run
     from mosaic.train.distributed import shutdown_distributed
 
     cfg, run_dir, resuming = resolve_run(config, tuple(overrides or ()), resume=resume, out=out)
     trainer = Trainer(cfg, run_dir, resume=resuming, progress=progress)
     try:
+        # Ctrl-C raises TrainingInterrupted (a MosaicError with exit status 130) after the
+        # checkpoint is written; the CLI prints its one line with the resume command.
         result = trainer.fit(stop_at=stop_at)
-    except TrainingInterrupted as stop:
-        if trainer.main:
-            typer.echo(
-                f"interrupted at step {stop.step}; checkpoint written to {stop.checkpoint}\n"
-                f"resume with: mosaic train --resume {stop.run_dir}",
-                err=True,
-            )
-        raise typer.Exit(130) from None
     finally:
         shutdown_distributed(trainer.dist)
     if not trainer.main:

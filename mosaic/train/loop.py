@@ -69,11 +69,20 @@ class TrainingDiverged(MosaicError):
         self.step, self.checkpoint = step, checkpoint
 
 
-class TrainingInterrupted(Exception):
-    """Ctrl-C: a checkpoint was written at ``step``; resume with ``mosaic train --resume RUN``."""
+class TrainingInterrupted(MosaicError):
+    """Ctrl-C: a checkpoint was written at ``step``; resume with ``mosaic train --resume RUN``.
+
+    A :class:`MosaicError` so that the command line prints its one line and exits 130, the
+    shell's status for Ctrl-C.
+    """
+
+    exit_code = 130
 
     def __init__(self, step: int, checkpoint: Path | None, run_dir: Path):
-        super().__init__(f"interrupted at step {step}")
+        super().__init__(
+            f"interrupted at step {step}; checkpoint written to {checkpoint}; "
+            f"resume with: mosaic train --resume {run_dir}"
+        )
         self.step, self.checkpoint, self.run_dir = step, checkpoint, run_dir
 
 
@@ -299,8 +308,11 @@ class Trainer:
         self.last_good_checkpoint = (self.step, self.paths.last)
         rng = data["rng"]
         if len(rng) == self.dist.world_size:
-            restore_rng_state(rng[self.dist.rank]["global"])
-            self.augment_generator.set_state(rng[self.dist.rank]["augment"])
+            mine = rng[self.dist.rank]
+            restore_rng_state(mine["global"])
+            self.augment_generator.set_state(mine["augment"])
+            if mine.get("window") is not None:
+                self._window = [row.to(self.device) for row in mine["window"]]
         elif self.main:
             print(
                 f"resuming on {self.dist.world_size} process(es) from a {len(rng)}-process checkpoint: "
@@ -336,18 +348,23 @@ class Trainer:
                 if isinstance(value, (int, float)) and key not in ("step", "epoch"):
                     self._tensorboard.add_scalar(f"{prefix}/{key}", value, record["step"])
 
-    def _flush_window(self) -> None:
-        """Reduce the buffered per-step losses across processes, check them, and log their mean."""
+    def _check_window(self) -> torch.Tensor | None:
+        """The buffered per-step losses averaged over processes; raises on the first NaN/inf step."""
         if not self._window:
-            return
+            return None
         values = torch.stack(self._window).float()  # (steps, parts)
-        values = self.dist.all_reduce_sum(values) / self.dist.world_size
-        values = values.cpu()
-        first_step = self._window_start + 1
-        bad = ~torch.isfinite(values[:, 0])
-        if bool(bad.any()):
-            at = first_step + int(torch.nonzero(bad)[0, 0])
-            raise self._diverged(at, float(values[int(torch.nonzero(bad)[0, 0]), 0]))
+        values = (self.dist.all_reduce_sum(values) / self.dist.world_size).cpu()
+        bad = torch.nonzero(~torch.isfinite(values[:, 0]))
+        if len(bad):
+            row = int(bad[0, 0])
+            raise self._diverged(self._window_start + 1 + row, float(values[row, 0]))
+        return values
+
+    def _flush_window(self) -> None:
+        """Check the buffered per-step losses and log their mean as one metrics line."""
+        values = self._check_window()
+        if values is None:
+            return
         elapsed = time.perf_counter() - self._window_time
         n = len(self._window)
         mean = values.mean(dim=0)
@@ -378,7 +395,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _payload(self, finished: bool) -> dict[str, Any]:
-        rng = {"global": capture_rng_state(), "augment": self.augment_generator.get_state()}
+        rng = {
+            "global": capture_rng_state(),
+            "augment": self.augment_generator.get_state(),
+            "window": torch.stack(self._window).cpu() if self._window else None,
+        }
         all_rng = [rng]
         if self.dist.enabled:
             import torch.distributed as tdist
@@ -408,7 +429,12 @@ class Trainer:
 
     def save(self, *, finished: bool = False, best: bool = False) -> Path:
         """Write ``checkpoints/last.pt`` (and ``best.pt``) after checking the pending losses."""
-        self._flush_window()  # never checkpoint weights that a NaN step already touched
+        # Never checkpoint weights that a NaN step already touched. Off a log step the window is
+        # only checked and travels in the checkpoint, so a resumed run logs the same means.
+        if self.step % self.config.run.log_every == 0:
+            self._flush_window()
+        else:
+            self._check_window()
         payload = self._payload(finished)  # collective in DDP: every rank takes part
         if self.main:
             save_checkpoint(self.paths.last, payload)
@@ -429,7 +455,6 @@ class Trainer:
 
     def evaluate(self) -> dict[str, dict[str, Any]] | None:
         """Evaluate on query/gallery (main process; the others wait) and log one line per router."""
-        self._flush_window()
         results = None
         if self.main:
             cfg = self.config.eval
@@ -510,7 +535,7 @@ class Trainer:
         self._bar = tqdm(
             total=self.total_steps, initial=self.step, desc="training", unit="step", disable=not self.progress, dynamic_ncols=True
         )
-        self._window_start, self._window_time = self.step, time.perf_counter()
+        self._window_start, self._window_time = self.step - len(self._window), time.perf_counter()
         evaluated_at = -1
         self.model.train()
         with _StopFlag(announce=self.main) as stop:
@@ -539,6 +564,8 @@ class Trainer:
                         if self.step >= end:
                             break
                 finished = self.step >= self.total_steps
+                if finished:
+                    self._flush_window()  # the last, possibly partial, window
                 if finished and evaluated_at != self.step:
                     is_best = self._is_better(self.evaluate())
                 else:
