@@ -265,6 +265,15 @@ def _expand_subsets(ctx: ConditionContext) -> list[Condition]:
     ]
 
 
+def _subsets_unavailable(ctx: ConditionContext) -> str | None:
+    if ctx.subsets <= 0:
+        return "--subsets is 0"
+    if not subset_masks(ctx.schema, 1, ctx.seed):
+        G = len(ctx.schema.groups)
+        return f"with {G} groups every set of enabled groups is already oracle, none, a drop or an only"
+    return None
+
+
 def _per_group(kind: str, build: Callable[[ConditionContext, int, str], Condition]):
     def expand(ctx: ConditionContext) -> list[Condition]:
         return [build(ctx, i, g) for i, g in enumerate(ctx.schema.group_names)]
@@ -298,7 +307,7 @@ register_condition_kind(ConditionKind(
 register_condition_kind(ConditionKind(
     "subset", "subset:<i>", "the i-th seeded random set of enabled groups (--subsets sets how many)",
     _expand_subsets,
-    unavailable=lambda ctx: None if ctx.subsets > 0 else "--subsets is 0",
+    unavailable=_subsets_unavailable,
 ))
 register_condition_kind(ConditionKind(
     "learned", "learned", "every group routed by the model's learned router",
@@ -351,12 +360,18 @@ def resolve_conditions(
     ctx = ConditionContext(schema=schema, n_subsets=n_subsets, seed=seed, has_learned=has_learned)
     if n_subsets is not None and n_subsets < 0:
         raise MosaicError(f"--subsets must be >= 0, got {n_subsets}")
-    requested = _split_patterns(patterns) or default_patterns(has_learned)
+    requested = _split_patterns(patterns)
+    # the default set takes whatever each kind offers: a small schema may have no subset left
+    lenient = not requested
+    requested = requested or default_patterns(has_learned)
     offered = available_conditions(ctx)
     by_name = {c.name: c for c in offered}
+    n_subsets = sum(c.kind == "subset" for c in offered)
     chosen: dict[str, Condition] = {}
     for pattern in requested:
         hits = [c for c in offered if fnmatch.fnmatchcase(c.name, pattern)]
+        if not hits and lenient:
+            continue
         if not hits:
             kind = CONDITION_KINDS.get(pattern.split(":", 1)[0])
             why = kind.unavailable(ctx) if kind is not None else None
@@ -365,7 +380,7 @@ def resolve_conditions(
             raise MosaicError(
                 f"condition pattern {pattern!r} matches nothing: available kinds are {_kinds_help(ctx)}; "
                 f"groups: {', '.join(schema.group_names)}"
-                + (f"; subsets 0..{ctx.subsets - 1}" if ctx.subsets else "")
+                + (f"; subsets 0..{n_subsets - 1}" if n_subsets else "")
             )
         for c in hits:
             chosen.setdefault(c.name, by_name[c.name])

@@ -153,3 +153,11 @@ def test_counterfactual_with_a_dominant_state_changes_as_many_as_possible():
     # only 3 "yes" donors exist for 7 "no" identities: 3 + 3 identities can change, no more
     assert (out[:, 2] != states[:, 2]).sum() == 6
     assert sorted(out[:, 2].tolist()) == sorted(states[:, 2].tolist())  # donors are a permutation
+
+
+def test_tiny_schema_default_set_skips_missing_subsets():
+    tiny = _binary_schema(3)  # 8 masks, all taken by oracle/none/drop/only
+    conds = resolve_conditions(None, tiny)
+    assert [c.kind for c in conds].count("subset") == 0 and len(conds) == 2 + 3 * 3
+    with pytest.raises(MosaicError, match="already oracle, none, a drop or an only"):
+        resolve_conditions("subset:*", tiny)

@@ -1,0 +1,189 @@
+"""`mosaic trace` and `mosaic inspect` end to end, on a small manifest dataset and a saved checkpoint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from mosaic.cli import main
+from mosaic.fileio import sha256_file
+
+GROUPS = [
+    {"name": "gender", "family": "intrinsic", "states": ["male", "female"]},
+    {"name": "upcolour", "family": "extrinsic-colour", "states": ["black", "red", "blue"]},
+    {"name": "hat", "family": "extrinsic-accessory", "states": ["no", "yes"]},
+]
+COLOURS = {"black": (20, 20, 20), "red": (200, 30, 30), "blue": (30, 30, 200)}
+
+
+def _write_world(root: Path, groups: list[dict], seed: int) -> Path:
+    """A manifest dataset whose images show the upper colour (unicode in file names)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    schema = {"name": f"toy{len(groups)}", "groups": groups}
+    (root / "schema.yaml").write_text(yaml.safe_dump(schema), encoding="utf-8")
+    rows = ["path,pid,camid,split," + ",".join(g["name"] for g in groups)]
+    for pid in range(1, 9):
+        states = [g["states"][rng.integers(len(g["states"]))] for g in groups]
+        colour = COLOURS.get(states[1] if len(states) > 1 else "black", (90, 90, 90))
+        splits = ["train"] * 3 if pid <= 3 else ["query", "gallery", "gallery"]
+        for i, split in enumerate(splits):
+            pixels = np.clip(rng.normal(0, 25, (128, 64, 3)) + np.array(colour), 0, 255).astype(np.uint8)
+            name = f"images/{pid:04d}_c{i + 1}_ü{i}.png"
+            Image.fromarray(pixels).save(root / name)
+            cells = ["" if (pid == 5 and g == 0) else s for g, s in enumerate(states)]  # one missing label
+            rows.append(f"{name},{pid},{i + 1},{split}," + ",".join(cells))
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return root
+
+
+def _write_checkpoint(path: Path, world: Path, *, learned: bool) -> Path:
+    from mosaic.data import load_dataset
+    from mosaic.model import ModelConfig, build_model
+    from mosaic.train.checkpoint import save_checkpoint
+    from mosaic.train.config import TrainConfig
+
+    dataset = load_dataset(world)
+    torch.manual_seed(0)
+    model_config = ModelConfig(backbone="vit_micro", expert_blocks=2, learned_router=learned)
+    model = build_model(model_config, dataset.schema, num_classes=3)
+    with torch.no_grad():  # visible experts (fresh LoRA B is zero)
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.2)
+    config = TrainConfig.from_dict({"data": {"root": str(world)}, "model": model_config.to_dict()})
+    payload = {
+        "model": model.state_dict(),
+        "step": 7,
+        "epoch": 1,
+        "finished": True,
+        "config": config.to_dict(),
+        "schema": dataset.schema.to_dict(),
+        "schema_fingerprint": dataset.schema.fingerprint(),
+        "num_classes": 3,
+        "class_pids": [1, 2, 3],
+    }
+    return save_checkpoint(path, payload)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("cli")
+    world = _write_world(root / "wörld", GROUPS, seed=0)
+    ckpt = _write_checkpoint(root / "run" / "checkpoints" / "last.pt", world, learned=True)
+    yield root, world, ckpt
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def traced(setup):
+    root, world, ckpt = setup
+    out = root / "trace.h5"
+    code = main(["trace", "--ckpt", str(ckpt), "--out", str(out), "--conditions", "oracle,none,drop:*,counterfactual:upcolour,learned",
+                 "--top-k", "3", "--max-rank", "5", "--device", "cpu", "--seed", "3", "--quiet"])
+    assert code == 0
+    return out
+
+
+def test_trace_command_writes_a_complete_trace(traced, setup):
+    from analysis import read_trace
+
+    _, world, ckpt = setup
+    trace = read_trace(traced)
+    assert trace.condition_names() == ["oracle", "none", "drop:gender", "drop:upcolour", "drop:hat",
+                                       "counterfactual:upcolour", "learned"]
+    assert trace.sizes["query"] == 5 and trace.sizes["gallery"] == 10 and trace.sizes["topk"] == 3
+    assert trace.query_table["path"].iloc[0] == "images/0004_c1_ü0.png"  # relative to the dataset root
+    assert trace.query_table["gender"].isna().sum() == 1
+    assert trace.conditions.set_index("condition").loc["learned", "router"] == "learned"
+    prov = trace.provenance
+    assert prov["checkpoint"]["sha256"] == sha256_file(ckpt) and prov["checkpoint"]["step"] == 7
+    assert prov["seed"] == 3 and prov["device"] == "cpu"
+    assert prov["command"].startswith("mosaic trace --ckpt ") and "--seed 3" in prov["command"]
+    assert prov["config"]["train"]["model"]["backbone"] == "vit_micro"
+    assert {"torch", "numpy", "h5py", "mosaic"} <= set(prov["versions"])
+    assert prov["dataset_paths"]["root"] == str(world)
+    assert trace.dataset["n_query"] == 5
+    assert np.isfinite(trace.data.mAP).all()
+
+
+def test_trace_is_reproducible(traced, setup, tmp_path):
+    from mosaic.traceio import read_trace_data
+
+    _, _, ckpt = setup
+    again = tmp_path / "again.h5"
+    assert main(["trace", "--ckpt", str(ckpt), "--out", str(again), "-c", "oracle,none,drop:*,counterfactual:upcolour,learned",
+                 "--top-k", "3", "--max-rank", "5", "--device", "cpu", "--seed", "3", "-q"]) == 0
+    a, b = read_trace_data(traced), read_trace_data(again)
+    np.testing.assert_array_equal(a.ap, b.ap)
+    np.testing.assert_array_equal(a.gates, b.gates)
+    np.testing.assert_array_equal(a.topk_index, b.topk_index)
+
+
+def test_inspect_json_and_table(traced, capsys):
+    assert main(["inspect", str(traced), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["sizes"]["condition"] == 7 and summary["schema_version"] == "1.0.0"
+    assert [c["condition"] for c in summary["conditions"]][:2] == ["oracle", "none"]
+    assert summary["provenance"]["checkpoint"]["step"] == 7
+    assert summary["conditions"][1]["n_enabled"] == 0
+    assert main(["inspect", str(traced)]) == 0
+    text = capsys.readouterr().out
+    assert "7 conditions" in text and "counterfactual:upcolour" in text and "schema 1.0.0" in text
+
+
+def test_inspect_does_not_import_torch(traced):
+    code = (
+        "import sys; from mosaic.cli import main; rc = main(['inspect', sys.argv[1]]); "
+        "assert rc == 0, rc; assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code, str(traced)], check=True, timeout=120, capture_output=True)
+
+
+def test_inspect_refuses_foreign_files(tmp_path, capsys):
+    bogus = tmp_path / "x.h5"
+    bogus.write_bytes(b"not hdf5 at all")
+    assert main(["inspect", str(bogus)]) == 2
+    assert "not a readable HDF5 file" in capsys.readouterr().err
+
+
+def test_unknown_condition_pattern(setup, tmp_path, capsys):
+    _, _, ckpt = setup
+    assert main(["trace", "--ckpt", str(ckpt), "--out", str(tmp_path / "t.h5"), "-c", "drop:shoes", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: condition pattern 'drop:shoes' matches nothing") and "drop:<group>" in err
+    assert not (tmp_path / "t.h5").exists()
+
+
+def test_output_not_writable(setup, tmp_path, capsys):
+    _, _, ckpt = setup
+    assert main(["trace", "--ckpt", str(ckpt), "--out", str(tmp_path / "missing" / "t.h5"), "-q"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["trace", "--ckpt", str(ckpt), "--out", str(tmp_path), "-q"]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_checkpoint_schema_differs_from_dataset(setup, tmp_path, capsys):
+    root, _, ckpt = setup
+    other = _write_world(tmp_path / "other", GROUPS[:2], seed=1)
+    assert main(["trace", "--ckpt", str(ckpt), "--data", str(other), "--out", str(tmp_path / "t.h5"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "trained with attribute schema 'toy3'" in err and "uses 'toy2'" in err
+
+
+def test_learned_needs_a_learned_router(setup, tmp_path, capsys):
+    root, world, _ = setup
+    plain = _write_checkpoint(tmp_path / "plain.pt", world, learned=False)
+    assert main(["trace", "--ckpt", str(plain), "--out", str(tmp_path / "t.h5"), "-c", "learned", "-q"]) == 2
+    assert "no learned router" in capsys.readouterr().err
