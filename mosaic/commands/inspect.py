@@ -133,9 +133,7 @@ def inspect(
 ) -> None:
     """Show what a trace holds: dimensions, conditions, provenance and headline metrics per condition.
 
-    Reads only the attributes and the per-condition arrays (never the gates) and never loads torch.
-    For the full per-query tables use `analysis.read_trace(TRACE)` in Python; for the file layout
-    see docs/trace-format.md.
+    Reads only the attributes and the per-condition arrays (never the gates) and never loads torch. For the per-query tables use `analysis.read_trace(TRACE)` in Python; for the file layout see docs/trace-format.md.
     """
     summary = summarize_trace(Path(trace))
     if as_json:
