@@ -26,7 +26,7 @@ import pandas as pd
 from mosaic.data.dataset import DISTRACTOR_PID, JUNK_PID, SPLITS, Finding
 from mosaic.errors import MosaicError
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")  # a tuple, for str.endswith
 DEFAULT_SPLIT_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 
 
@@ -40,6 +40,20 @@ class FolderLayout:
     example: str  # a real file name, shown in error messages
     schema: str  # shipped schema of its attribute annotations
     split_dirs: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_SPLIT_DIRS))
+
+    def parse(self, names: list[str], where: str = "") -> tuple[np.ndarray, np.ndarray]:
+        """``(pid, camid)`` int64 arrays of these file names; a clear error naming a foreign one."""
+        matches = [self.pattern.fullmatch(n) for n in names]
+        foreign = [n for n, m in zip(names, matches) if m is None]
+        if foreign:
+            raise MosaicError(
+                f"{where}/{foreign[0]} is not a {self.title} file name (expected e.g. {self.example}; "
+                f"{len(foreign)} of {len(names)} files differ): pass --format for another layout, "
+                "or describe the images with a manifest"
+            )
+        pids = np.fromiter((int(m.group("pid")) for m in matches), dtype=np.int64, count=len(names))
+        camids = np.fromiter((int(m.group("camid")) for m in matches), dtype=np.int64, count=len(names))
+        return pids, camids
 
     def describe(self) -> str:
         dirs = ", ".join(f"{d}/" for d in self.split_dirs.values())
@@ -68,18 +82,24 @@ FOLDER_LAYOUTS: dict[str, FolderLayout] = {layout.name: layout for layout in (MA
 class FolderScan:
     """Images found in a folder layout, junk already dropped."""
 
-    images: pd.DataFrame  # path (absolute str), name, pid, camid, split
+    images: pd.DataFrame  # path (absolute str), pid, camid, split
     findings: list[Finding]
 
 
-def image_names(directory: Path) -> list[str]:
-    """Image file names in ``directory`` (sorted), skipping Thumbs.db, hidden files and the like."""
+def image_names(directory: Path, limit: int | None = None) -> list[str]:
+    """Image file names in ``directory`` (sorted), skipping Thumbs.db, hidden files and the like.
+
+    With ``limit``, stop after that many (unsorted, in directory order): enough to recognise a
+    layout without listing a 20,000-file folder.
+    """
+    names: list[str] = []
     with os.scandir(directory) as entries:
-        names = [
-            e.name
-            for e in entries
-            if not e.name.startswith(".") and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and e.is_file()
-        ]
+        for entry in entries:
+            name = entry.name
+            if name[:1] != "." and name.lower().endswith(IMAGE_SUFFIXES) and entry.is_file():
+                names.append(name)
+                if limit is not None and len(names) >= limit:
+                    return names
     return sorted(names)
 
 
@@ -120,21 +140,14 @@ def scan_folders(root: str | Path, layout: FolderLayout) -> FolderScan:
         names = image_names(directory)
         if not names:
             raise MosaicError(f"{directory} holds no images: the {layout.describe()} needs images in every split folder")
-        fields = pd.Series(names, dtype=object).str.extract(f"^(?:{layout.pattern.pattern})$")
-        foreign = fields["pid"].isna().to_numpy()
-        if foreign.any():
-            raise MosaicError(
-                f"{layout.split_dirs[split]}/{names[int(np.flatnonzero(foreign)[0])]} is not a {layout.title} file name "
-                f"(expected e.g. {layout.example}; {int(foreign.sum())} of {len(names)} files differ): "
-                "pass --format for another layout, or describe the images with a manifest"
-            )
+        pids, camids = layout.parse(names, where=layout.split_dirs[split])
+        prefix = os.path.join(str(directory), "")
         frames.append(
             pd.DataFrame(
                 {
-                    "path": [str(directory / n) for n in names],
-                    "name": names,
-                    "pid": fields["pid"].astype(np.int64).to_numpy(),
-                    "camid": fields["camid"].astype(np.int64).to_numpy(),
+                    "path": [prefix + n for n in names],
+                    "pid": pids,
+                    "camid": camids,
                     "split": split,
                 }
             )

@@ -194,7 +194,7 @@ def _folder_detector(layout: FolderLayout) -> Callable[[Path], float]:
             return 0.0
         names: list[str] = []
         for directory in layout.split_dirs.values():
-            names += image_names(root / directory)[:200]
+            names += image_names(root / directory, limit=50)
         return match_fraction(layout, names)
 
     return detect

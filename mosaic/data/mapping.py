@@ -277,6 +277,8 @@ def load_mapping(source: str | Path | AttributeSchema) -> AttributeMapping:
                 f"schema {source.name!r} differs from the shipped one of that name: pass its YAML file with 'source' entries"
             )
         return mapping
+    if isinstance(source, str) and source in _shipped_mappings() and not Path(source).exists():
+        return _shipped_mappings()[source]  # parsed once per process
     return AttributeMapping.from_document(read_schema_document(source))
 
 
