@@ -1,0 +1,39 @@
+"""The analysis and reports packages must never import torch (the trace is their only input)."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import analysis
+import reports
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _submodules(package) -> list[str]:
+    return [package.__name__] + [
+        f"{package.__name__}.{m.name}" for m in pkgutil.walk_packages(package.__path__) if not m.name.startswith("_")
+    ]
+
+
+def test_analysis_and_reports_never_import_torch():
+    """Import every submodule, then run a whole (small) analysis, in a fresh interpreter."""
+    modules = _submodules(analysis) + _submodules(reports)
+    assert {"analysis.analyze", "analysis.paired", "analysis.simulate"} <= set(modules)
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "import analysis\n"
+        "trace = analysis.simulate(n_ids=20, groups=3, n_subsets=8, effects={'g00': 1.0}, seed=0)\n"
+        "options = {'configuration': {'rf_n_estimators': 20, 'xgb_n_estimators': 20, 'permutation_repeats': 2},\n"
+        "           'explanatory': {'n_estimators': 20, 'n_folds': 2}}\n"
+        "analysis.analyze(trace, n_bootstrap=100, n_permutations=100, options=options)\n"
+        "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "assert not loaded, loaded[:5]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
