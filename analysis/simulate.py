@@ -192,14 +192,16 @@ def simulate_data(
 
     # True matches of each query (same identity, other camera); same-camera images of the
     # identity are removed from its ranking, everything of another identity is a negative.
-    own = g_id[None, :] == q_id[:, None]                               # (Q, N)
-    match = own & (g_cam[None, :] != q_cam[:, None])
+    # Identity i's gallery images are the contiguous block i * gallery_per_id + (0..), so a
+    # query's candidates are one small block, not a (Q, N) mask.
+    candidates = q_id[:, None] * gallery_per_id + np.arange(gallery_per_id)[None, :]      # (Q, per_id)
+    match = g_cam[candidates] != q_cam[:, None]
     n_match = match.sum(1)
-    n_negative = N - own.sum(1)
+    n_negative = np.full(q_id.size, N - gallery_per_id)
     valid = n_match > 0
     M = max(int(n_match.max()), 1)
     # gallery index of each query's k-th match in a fixed per-query order (padded with -1)
-    match_order = np.argsort(~match, axis=1, kind="stable")[:, :M]
+    match_order = np.take_along_axis(candidates, np.argsort(~match, axis=1, kind="stable"), 1)[:, :M]
     match_index = np.where(np.arange(M)[None, :] < n_match[:, None], match_order, -1)
 
     # ---------------------------------------------------------------- conditions and routing
