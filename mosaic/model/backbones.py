@@ -136,12 +136,32 @@ def _watch_timm_loading() -> Iterator[_MissingKeysLog]:
         logger.setLevel(level)
 
 
+def _create_with_weights(spec: BackboneSpec, kwargs: dict[str, Any], overlay: dict[str, Any], source: str):
+    import timm
+
+    with _watch_timm_loading() as log:
+        # the weights overwrite every parameter (checked below), so timm's random init is skipped
+        model = timm.create_model(
+            spec.timm_name, pretrained=True, pretrained_cfg_overlay=overlay, weight_init="skip", **kwargs
+        )
+    # timm loads non-strictly whenever it drops a classifier, so weights of another architecture
+    # can load "successfully" while matching nothing; refuse that. The backbone is headless, so
+    # every missing key is a parameter left uninitialised.
+    if log.messages:
+        raise MosaicError(
+            f"weights from {source} leave the backbone partly uninitialised ({log.messages[0][:160]}...): "
+            "pass weights of the same architecture"
+        )
+    return model
+
+
 def create_backbone(
     name: str,
     *,
     img_size: tuple[int, int] | None = None,
     pretrained: bool = False,
     pretrained_file: str | Path | None = None,
+    pretrained_img_size: tuple[int, int] | None = None,
     drop_path: float = 0.0,
 ):
     """Build the headless timm ``VisionTransformer`` of a named configuration.
@@ -153,6 +173,12 @@ def create_backbone(
         pretrained_file: load weights from this local file instead (``.safetensors``, ``.pth``,
             ``.bin``; timm state-dict layout, or an OpenAI / OpenCLIP checkpoint that timm's
             filter converts). Implies ``pretrained``; never touches the network.
+        pretrained_img_size: ``(height, width)`` the file's weights were trained at, which fixes
+            the patch grid their position embeddings are resampled from. A flat list of position
+            embeddings cannot say whether it was 8x4 or 4x8, and timm would otherwise assume the
+            hub resolution (square). ``None``: the hub resolution for configurations with hub
+            weights, the configuration's default ``img_size`` for those without (whose files come
+            from models trained here).
         drop_path: stochastic-depth rate, growing linearly over the blocks.
 
     Returns:
@@ -177,24 +203,17 @@ def create_backbone(
         path = Path(pretrained_file).expanduser()
         if not path.is_file():
             raise MosaicError(f"pretrained weights file {path} does not exist: check the path or drop pretrained_file")
-        with _watch_timm_loading() as log:
-            try:
-                model = timm.create_model(
-                    spec.timm_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs
-                )
-            except RuntimeError as exc:  # shape mismatches from load_state_dict
-                raise MosaicError(
-                    f"weights in {path} do not fit backbone {name!r}: {str(exc).splitlines()[0]}"
-                ) from None
-        # timm loads non-strictly whenever it drops a classifier, so a file from another
-        # architecture can load "successfully" while matching nothing; refuse that.
-        for message in log.messages:
-            if "blocks." in message or "patch_embed" in message:
-                raise MosaicError(
-                    f"weights in {path} leave backbone {name!r} partly uninitialised ({message[:160]}...): "
-                    "pass a checkpoint of the same architecture"
-                )
-        return model
+        overlay: dict[str, Any] = dict(file=str(path))
+        source_size = pretrained_img_size or (None if spec.hub_weights else spec.img_size)
+        if source_size is not None:
+            overlay["input_size"] = (3, *(int(v) for v in source_size))
+        try:
+            return _create_with_weights(spec, kwargs, overlay, source=str(path))
+        except RuntimeError as exc:  # shape mismatches from load_state_dict or the resampling
+            raise MosaicError(
+                f"weights in {path} do not fit backbone {name!r} at {size}: {str(exc).splitlines()[0]} "
+                "(same architecture? if it is, pass pretrained_img_size, the size the weights were trained at)"
+            ) from None
 
     if pretrained:
         if not spec.hub_weights:
@@ -202,8 +221,11 @@ def create_backbone(
                 f"backbone {name!r} has no published weights: train from scratch (pretrained=False) "
                 "or pass pretrained_file with weights of the same shape"
             )
+        overlay = dict(input_size=(3, *pretrained_img_size)) if pretrained_img_size else {}
         try:
-            return timm.create_model(spec.timm_name, pretrained=True, **kwargs)
+            return _create_with_weights(spec, kwargs, overlay, source=spec.timm_name)
+        except MosaicError:
+            raise
         except Exception as exc:  # network, hub and cache failures arrive as many types
             raise MosaicError(
                 f"could not fetch pretrained weights for {spec.timm_name} ({type(exc).__name__}: "

@@ -39,6 +39,8 @@ class ModelConfig:
         img_size: ``(height, width)``; ``None`` uses the backbone's default.
         pretrained: load the backbone's hub weights (needs network once).
         pretrained_file: load backbone weights from this local file instead (offline).
+        pretrained_img_size: ``(height, width)`` the file's weights were trained at (fixes the grid
+            their position embeddings are resampled from); ``None`` -> see ``create_backbone``.
         expert_blocks: number N of last blocks that carry experts; the trunk is everything before.
         lora_rank, lora_alpha, lora_dropout: LoRA rank r, alpha (update scaled by alpha/r), input dropout.
         lora_targets: projections adapted in each expert block, among qkv, proj, fc1, fc2.
@@ -54,6 +56,7 @@ class ModelConfig:
     img_size: tuple[int, int] | None = None
     pretrained: bool = False
     pretrained_file: str | None = None
+    pretrained_img_size: tuple[int, int] | None = None
     expert_blocks: int = 2
     lora_rank: int = 4
     lora_alpha: float = 8.0
@@ -68,6 +71,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.img_size is not None:
             self.img_size = tuple(int(v) for v in self.img_size)
+        if self.pretrained_img_size is not None:
+            self.pretrained_img_size = tuple(int(v) for v in self.pretrained_img_size)
         self.lora_targets = tuple(self.lora_targets)
         get_backbone_spec(self.backbone)
         if self.adapter not in ADAPTERS:
@@ -85,7 +90,8 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-safe dict (tuples become lists)."""
         out = dataclasses.asdict(self)
-        out["img_size"] = list(self.img_size) if self.img_size is not None else None
+        for key in ("img_size", "pretrained_img_size"):
+            out[key] = list(out[key]) if out[key] is not None else None
         out["lora_targets"] = list(self.lora_targets)
         return out
 
@@ -96,6 +102,11 @@ class ModelConfig:
         if unknown:
             raise MosaicError(f"unknown model setting(s) {unknown}: valid ones are {sorted(known)}")
         return cls(**dict(data))
+
+    def without_pretrained(self) -> "ModelConfig":
+        """The same architecture with random initial weights, for building a model to load a checkpoint
+        into (the checkpoint holds the weights; the original pretrained file need not exist any more)."""
+        return dataclasses.replace(self, pretrained=False, pretrained_file=None)
 
 
 @dataclass
@@ -170,6 +181,7 @@ class MosaicReID(nn.Module):
             img_size=config.img_size,
             pretrained=config.pretrained,
             pretrained_file=config.pretrained_file,
+            pretrained_img_size=config.pretrained_img_size,
             drop_path=config.drop_path,
         )
         depth = len(self.backbone.blocks)
