@@ -166,3 +166,21 @@ def test_missing_baseline_is_a_warning_not_a_crash():
     results = analysis.analyze(trace_without, methods="paired", **FAST)
     assert "paired_identity" not in results
     assert results.warnings["reason"].str.contains("no drop or counterfactual").any()
+
+
+@pytest.mark.slow
+def test_calibration_family_wise_error_and_coverage():
+    """Holm keeps the family-wise error near alpha on null traces; bootstrap CIs cover the truth."""
+    from analysis.settings import AnalysisSettings
+    from benchmarks.calibration import coverage, family_wise_error, true_delta_map
+
+    settings = AnalysisSettings(n_bootstrap=500, n_permutations=500)
+    fwer = family_wise_error(100, 150, 10, settings)
+    assert len(fwer) >= 600
+    assert fwer["any_holm"].mean() <= 0.05 + 0.03  # alpha plus simulation error (families share traces)
+    assert fwer["any_raw"].mean() > fwer["any_holm"].mean()
+    effects = {f"g{i:02d}": 0.15 * i for i in range(10)}
+    truth = true_delta_map(effects, 10, n_ids_truth=4000, n_truth_traces=3)
+    cover = coverage(40, 150, 10, settings, truth, effects)
+    rate = cover.loc[cover["interval"] == "identity bootstrap", "covered"].mean()
+    assert 0.92 <= rate <= 0.98, rate
