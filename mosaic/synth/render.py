@@ -1,0 +1,404 @@
+"""Drawing pedestrians, in batches, with numpy.
+
+A person is a stack of soft-edged primitives (ellipses, boxes, trapezoids, capsules) composited
+over a camera's background; every primitive is evaluated for a whole batch of images at once,
+with per-image parameters broadcast over the pixel grid. Attributes map to geometry and colour
+(sleeve length = where the arm turns from cloth to skin, a dress = a trapezoid instead of two
+trouser legs, ...); the mapping from attribute states to drawing parameters is in
+:func:`figure_parameters`, where an *invisible* group is drawn in one neutral way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from mosaic.synth.config import GROUP_STATES, WorldConfig
+from mosaic.synth.people import DETAIL_PALETTE, NO_DOWN_COLOUR, NO_UP_COLOUR, People
+
+F = np.float32
+UP_RGB = np.array(
+    [[28, 28, 30], [228, 228, 222], [190, 35, 40], [115, 50, 145], [230, 205, 45], [128, 128, 128], [40, 75, 175], [45, 130, 60]],
+    dtype=F,
+)  # upblack upwhite upred uppurple upyellow upgray upblue upgreen
+DOWN_RGB = np.array(
+    [[28, 28, 30], [228, 228, 222], [228, 140, 172], [115, 50, 145], [230, 205, 45], [128, 128, 128], [50, 80, 155],
+     [45, 130, 60], [115, 75, 45]],
+    dtype=F,
+)  # fmt: skip  # downblack downwhite downpink downpurple downyellow downgray downblue downgreen downbrown
+OTHER_RGB = np.array([[230, 120, 35], [196, 176, 130], [40, 140, 140], [120, 30, 45]], dtype=F)  # orange beige teal maroon
+NEUTRAL_RGB = np.array([118, 112, 106], dtype=F)  # how an invisible colour group is drawn
+SKIN_LIGHT, SKIN_DARK = np.array([236, 200, 172], F), np.array([118, 80, 56], F)
+HAIR_BLACK, HAIR_BROWN, HAIR_GREY = np.array([24, 20, 18], F), np.array([105, 68, 40], F), np.array([172, 170, 166], F)
+
+# What an invisible group is drawn as, whatever its label (state index in schema order; gender
+# is drawn half-way between the two builds).
+_NOISE_STREAM = 0x6E6F  # separates the noise generators from every other stream of the seed
+NEUTRAL_STATE = {"hair": 0, "age": 2, "up": 1, "down": 0, "clothes": 1, "hat": 0, "backpack": 0, "bag": 0, "handbag": 0}
+
+
+# ------------------------------------------------------------------------- parameters
+def figure_parameters(people: People, config: WorldConfig) -> dict[str, np.ndarray]:
+    """Drawing parameters of each person: the only place where attribute states meet pixels."""
+    invisible = set(config.invisible)
+
+    def state(group: str) -> np.ndarray:
+        if group in invisible:
+            return np.full(len(people), NEUTRAL_STATE[group], dtype=np.int16)
+        return people.states[group]
+
+    d = people.detail
+    n = len(people)
+    female = np.full(n, 0.5, F) if "gender" in invisible else (people.states["gender"] == 1).astype(F)
+    age = state("age")
+    tint = d["tint"]
+    other = OTHER_RGB[d["other_colour"]]
+
+    if "upcolour" in invisible:
+        up_rgb = np.broadcast_to(NEUTRAL_RGB, (n, 3))
+    else:
+        up_rgb = np.where((people.up_field == NO_UP_COLOUR)[:, None], other, UP_RGB[np.minimum(people.up_field, NO_UP_COLOUR - 1)])
+    if "downcolour" in invisible:
+        down_rgb = np.broadcast_to(NEUTRAL_RGB, (n, 3))
+    else:
+        # an "other" lower garment takes a different colour than an "other" upper one would
+        other_down = OTHER_RGB[(d["other_colour"] + 2) % len(OTHER_RGB)]
+        down_rgb = np.where(
+            (people.down_field == NO_DOWN_COLOUR)[:, None], other_down, DOWN_RGB[np.minimum(people.down_field, NO_DOWN_COLOUR - 1)]
+        )
+    hair_rgb = HAIR_BLACK + d["hair_tone"][:, None] * (HAIR_BROWN - HAIR_BLACK)
+    hair_rgb = np.where((age == 3)[:, None], HAIR_GREY, hair_rgb)  # the old have grey hair
+    age_height = np.array([0.74, 0.95, 1.0, 0.97], F)[age]
+    age_head = np.array([1.25, 1.05, 1.0, 1.0], F)[age]
+    return {
+        "female": female,
+        "height": (d["height"] * age_height * (1 - 0.05 * female)).astype(F),
+        "head": age_head,
+        "stoop": (age == 3).astype(F),
+        "build": d["build"].astype(F),
+        "skin": SKIN_LIGHT + d["skin"][:, None] * (SKIN_DARK - SKIN_LIGHT),
+        "hair_rgb": hair_rgb.astype(F),
+        "long_hair": (state("hair") == 1).astype(F),
+        "up_rgb": np.clip(up_rgb * d["up_shade"][:, None] * tint, 0, 255).astype(F),
+        "down_rgb": np.clip(down_rgb * d["down_shade"][:, None] * tint, 0, 255).astype(F),
+        "short_sleeve": (state("up") == 1).astype(F),
+        "short_lower": (state("down") == 1).astype(F),
+        "dress": (state("clothes") == 0).astype(F),
+        "hat": (state("hat") == 1).astype(F),
+        "backpack": (state("backpack") == 1).astype(F),
+        "bag": (state("bag") == 1).astype(F),
+        "handbag": (state("handbag") == 1).astype(F),
+        "shoe_rgb": DETAIL_PALETTE[d["shoe"]],
+        "accessory_rgb": DETAIL_PALETTE[d["accessory"]],
+        "hat_rgb": DETAIL_PALETTE[d["hat_colour"]],
+        "logo_rgb": DETAIL_PALETTE[d["logo"]],
+        "pattern": d["pattern"],
+        "stripe_period": d["stripe_period"].astype(F),
+        "side": d["side"].astype(F),
+    }
+
+
+@dataclass(frozen=True)
+class Cameras:
+    """Per-camera viewing conditions (arrays indexed by camera - 1)."""
+
+    gain: np.ndarray
+    cast: np.ndarray  # (n, 3) colour cast
+    blur: np.ndarray  # Gaussian sigma in pixels
+    scale: np.ndarray
+    shift: np.ndarray  # (n, 2) x, y offset in pixels
+    wall: np.ndarray  # (n, 3)
+    ground: np.ndarray  # (n, 3)
+    horizon: np.ndarray  # fraction of the height
+    texture: np.ndarray  # (n, 3): amplitude, period, angle
+
+    @classmethod
+    def sample(cls, config: WorldConfig, rng: np.random.Generator) -> "Cameras":
+        n, c = config.n_cameras, float(config.camera_variation)
+        u = rng.random((n, 16)).astype(F)
+        base_wall = np.array([150, 150, 145], F)
+        base_ground = np.array([105, 100, 95], F)
+        return cls(
+            gain=1 + c * 0.22 * (u[:, 0] - 0.5) * 2,
+            cast=1 + c * 0.07 * (u[:, 1:4] - 0.5) * 2,
+            blur=c * 0.9 * u[:, 4],
+            scale=1 + c * 0.07 * (u[:, 5] - 0.6) * 2,
+            shift=c * np.stack([3.0 * (u[:, 6] - 0.5) * 2, 2.0 * (u[:, 7] - 0.5) * 2], axis=1),
+            wall=np.clip(base_wall * (1 + c * 0.3 * (u[:, 8:9] - 0.5) * 2) + c * 30 * (u[:, 9:12] - 0.5) * 2, 0, 255),
+            ground=np.clip(base_ground * (1 + c * 0.3 * (u[:, 12:13] - 0.5) * 2) + c * 25 * (u[:, 13:16] - 0.5) * 2, 0, 255),
+            horizon=0.55 + c * 0.15 * (u[:, 14] - 0.5) * 2,
+            texture=np.stack([6 + c * 10 * u[:, 15], 6 + 10 * u[:, 0], np.pi * u[:, 1]], axis=1),
+        )
+
+
+@dataclass(frozen=True)
+class Shots:
+    """Per-image conditions: camera, placement, pose, view, occlusion (struct of arrays)."""
+
+    camera: np.ndarray  # 1-based camera of each image
+    dx: np.ndarray  # pixel offsets and scale factor of the person
+    dy: np.ndarray
+    scale: np.ndarray
+    back_view: np.ndarray  # seen from behind (backpacks show, faces do not)
+    swing: np.ndarray  # arm swing and leg stride, fraction of the height
+    stride: np.ndarray
+    brightness: np.ndarray
+    occluder: np.ndarray  # 0 none, 1 bottom, 2 left, 3 right
+    occluder_size: np.ndarray
+    occluder_rgb: np.ndarray
+    noise_key: np.ndarray  # per-image key of the sensor noise (with the world seed)
+
+    @classmethod
+    def sample(cls, camera: np.ndarray, config: WorldConfig, rng: np.random.Generator) -> "Shots":
+        n, s = camera.shape[0], float(config.nuisance)
+        u = rng.random((n, 12)).astype(F)
+        occluded = u[:, 8] < config.occlusion
+        return cls(
+            camera=camera,
+            dx=s * 3.0 * (u[:, 0] - 0.5) * 2,
+            dy=s * 2.0 * (u[:, 1] - 0.5) * 2,
+            scale=1 + s * 0.05 * (u[:, 2] - 0.5) * 2,
+            back_view=u[:, 3] < 0.5,
+            swing=s * 0.05 * (u[:, 4] - 0.5) * 2,
+            stride=s * 0.06 * u[:, 5],
+            brightness=1 + s * 0.06 * (u[:, 6] - 0.5) * 2,
+            occluder=np.where(occluded, 1 + (u[:, 9] * 3).astype(np.int64), 0),
+            occluder_size=0.12 + 0.16 * u[:, 10],
+            occluder_rgb=(40 + 120 * rng.random((n, 3))).astype(F),
+            noise_key=np.arange(n, dtype=np.int64),
+        )
+
+    def take(self, index) -> "Shots":
+        return Shots(**{k: v[index] for k, v in self.__dict__.items()})
+
+
+# ------------------------------------------------------------------------- primitives
+class _Canvas:
+    """A batch of float32 RGB images and soft-edged primitives drawn on it."""
+
+    def __init__(self, n: int, height: int, width: int):
+        self.n = n
+        self.rgb = np.empty((n, height, width, 3), F)
+        self.y = (np.arange(height, dtype=F) + 0.5)[None, :, None]
+        self.x = (np.arange(width, dtype=F) + 0.5)[None, None, :]
+
+    def paint(self, alpha: np.ndarray, colour: np.ndarray, where: np.ndarray | None = None) -> None:
+        """Composite ``colour`` ((n,3) or (n,H,W,3)) with coverage ``alpha`` ((n,H,W)).
+
+        ``where`` (n,) bool limits the layer to some images; only those are touched, which is
+        what makes optional layers (hats, bags, ...) cheap.
+        """
+        colour = colour[:, None, None, :] if colour.ndim == 2 else colour
+        if where is None:
+            delta = np.subtract(colour, self.rgb, dtype=F)
+            delta *= alpha[..., None]
+            self.rgb += delta
+            return
+        rows = np.flatnonzero(where)
+        if rows.size == 0:
+            return
+        sub = self.rgb[rows]
+        delta = np.subtract(colour[rows] if colour.shape[0] == self.n else colour, sub, dtype=F)
+        delta *= alpha[rows][..., None]
+        sub += delta
+        self.rgb[rows] = sub
+
+    def _per_image(self, *values) -> tuple[np.ndarray, ...]:
+        # scalars or (n,) arrays -> (n, 1, 1), ready to broadcast over the pixel grid
+        return tuple(np.broadcast_to(np.asarray(v, F), (self.n,))[:, None, None] for v in values)
+
+    @staticmethod
+    def _edge(signed: np.ndarray) -> np.ndarray:
+        # signed distance (pixels, positive inside) -> coverage with a one-pixel soft edge
+        return np.clip(signed + 0.5, 0.0, 1.0)
+
+    def box(self, x0, x1, y0, y1) -> np.ndarray:
+        x0, x1, y0, y1 = self._per_image(x0, x1, y0, y1)
+        inside_x = np.minimum(self.x - x0, x1 - self.x)
+        inside_y = np.minimum(self.y - y0, y1 - self.y)
+        return self._edge(np.minimum(inside_x, inside_y))
+
+    def ellipse(self, cx, cy, rx, ry) -> np.ndarray:
+        cx, cy, rx, ry = self._per_image(cx, cy, rx, ry)
+        d = np.sqrt(((self.x - cx) / rx) ** 2 + ((self.y - cy) / ry) ** 2)
+        return self._edge((1 - d) * np.minimum(rx, ry))
+
+    def trapezoid(self, cx, y0, y1, half_top, half_bottom) -> np.ndarray:
+        cx, y0, y1, ht, hb = self._per_image(cx, y0, y1, half_top, half_bottom)
+        frac = np.clip((self.y - y0) / np.maximum(y1 - y0, 1e-3), 0, 1)
+        half = ht + frac * (hb - ht)
+        return self._edge(np.minimum(half - np.abs(self.x - cx), np.minimum(self.y - y0, y1 - self.y)))
+
+    def capsule(self, x0, y0, x1, y1, r) -> tuple[np.ndarray, np.ndarray]:
+        """Coverage of a rounded segment and, per pixel, how far along it (0 start .. 1 end)."""
+        x0, y0, x1, y1, r = self._per_image(x0, y0, x1, y1, r)
+        vx, vy = x1 - x0, y1 - y0
+        t = np.clip(((self.x - x0) * vx + (self.y - y0) * vy) / np.maximum(vx * vx + vy * vy, 1e-6), 0, 1)
+        dist = np.sqrt((self.x - x0 - t * vx) ** 2 + (self.y - y0 - t * vy) ** 2)
+        return self._edge(r - dist), t
+
+
+# ---------------------------------------------------------------------------- drawing
+def render(
+    fig: dict[str, np.ndarray],
+    shots: Shots,
+    cameras: Cameras,
+    config: WorldConfig,
+    *,
+    offset: np.ndarray | None = None,
+) -> np.ndarray:
+    """Images (n, H, W, 3) uint8 of people ``fig`` (one row per image) under ``shots``.
+
+    ``offset`` (n, 3): extra x shift (pixels), y shift and scale for badly framed boxes
+    (distractors and junk); None for well-framed pedestrians.
+    """
+    n, H, W = shots.camera.shape[0], config.height, config.width
+    cam = shots.camera - 1
+    cv = _Canvas(n, H, W)
+    _background(cv, cameras, cam, H, W)
+
+    extra = offset if offset is not None else np.tile(np.array([0, 0, 1], F), (n, 1))
+    u = H * 0.86 * fig["height"] * cameras.scale[cam] * shots.scale * extra[:, 2]  # person height, px
+    feet = H * 0.965 + shots.dy + cameras.shift[cam, 1] + extra[:, 1] - (H * 0.86 - u) * 0.15
+    cx = W * 0.5 + shots.dx + cameras.shift[cam, 0] + extra[:, 0]
+    top = feet - u
+    back = shots.back_view
+    front = ~back
+    side = fig["side"]
+    build = fig["build"]
+    female = fig["female"]
+
+    # body landmarks
+    head_ry = 0.068 * u * fig["head"]
+    head_rx = 0.052 * u * fig["head"]
+    head_cy = top + head_ry + 0.005 * u + 0.02 * u * fig["stoop"]
+    head_cx = cx + 0.02 * u * fig["stoop"] * side
+    shoulder_y = head_cy + head_ry + 0.035 * u
+    hip_y = top + 0.53 * u
+    half_shoulder = (0.128 - 0.025 * female) * u * build
+    half_hip = (0.095 + 0.02 * female) * u * build
+    arm_r = 0.032 * u * build
+    leg_r = 0.042 * u * build
+    skin, up_rgb, down_rgb, hair = fig["skin"], fig["up_rgb"], fig["down_rgb"], fig["hair_rgb"]
+
+    # long hair falls behind the shoulders (seen from the front: around the face)
+    long_hair = fig["long_hair"] > 0
+    hair_box = cv.box(head_cx - head_rx * 1.25, head_cx + head_rx * 1.25, head_cy - head_ry * 0.6, shoulder_y + 0.09 * u)
+    cv.paint(hair_box, hair, long_hair & front)
+
+    # a backpack seen from the front peeks out on both sides of the torso
+    has_pack = fig["backpack"] > 0
+    pack = cv.box(cx - half_shoulder - 0.03 * u, cx + half_shoulder + 0.03 * u, shoulder_y + 0.03 * u, shoulder_y + 0.25 * u)
+    cv.paint(pack, fig["accessory_rgb"] * 0.8, has_pack & front)
+
+    # legs: trousers down to the ankle (long) or above the knee (short); skin below
+    lower_cut = np.where(fig["short_lower"] > 0, 0.42, 1.01).astype(F)
+    dress = fig["dress"] > 0
+    knee_cut = np.where(dress, 0.0, lower_cut)[:, None, None]
+    for sign in (-1.0, 1.0):
+        hip_x = cx + sign * 0.048 * u * build
+        foot_x = hip_x + sign * shots.stride * u
+        alpha, t = cv.capsule(hip_x, hip_y, foot_x, feet - 0.035 * u, leg_r)
+        colour = np.where((t < knee_cut)[..., None], down_rgb[:, None, None, :], skin[:, None, None, :])
+        cv.paint(alpha, colour)
+        cv.paint(cv.ellipse(foot_x + sign * 0.01 * u, feet - 0.02 * u, leg_r * 1.25, 0.024 * u), fig["shoe_rgb"])
+    cv.paint(cv.box(cx - half_hip, cx + half_hip, hip_y - 0.03 * u, hip_y + 0.05 * u), down_rgb, ~dress)
+
+    # a dress: a skirt flaring from the hips, to the knee (short) or the calf (long)
+    skirt_end = hip_y + np.where(fig["short_lower"] > 0, 0.17, 0.36).astype(F) * u
+    cv.paint(cv.trapezoid(cx, hip_y - 0.04 * u, skirt_end, half_hip, half_hip * 1.55), down_rgb, dress)
+
+    # torso with the shirt's pattern
+    torso = cv.trapezoid(cx, shoulder_y, hip_y, half_shoulder, half_hip)
+    shirt = np.broadcast_to(up_rgb[:, None, None, :], (n, H, W, 3))
+    stripes = (fig["pattern"] == 1)[:, None, None]
+    if stripes.any():
+        phase = (cv.y - shoulder_y[:, None, None]) / fig["stripe_period"][:, None, None]
+        dark = stripes & (np.mod(phase, 1.0) < 0.5)
+        shirt = np.where(dark[..., None], shirt * 0.72, shirt)
+    cv.paint(torso, shirt)
+    logo = (fig["pattern"] == 2) & front
+    cv.paint(cv.box(cx - 0.04 * u, cx + 0.04 * u, shoulder_y + 0.07 * u, shoulder_y + 0.13 * u), fig["logo_rgb"], logo)
+
+    # arms: sleeve cloth from the shoulder, skin below the sleeve, a hand at the end
+    sleeve = np.where(fig["short_sleeve"] > 0, 0.38, 0.93).astype(F)[:, None, None]
+    for sign in (-1.0, 1.0):
+        x0 = cx + sign * (half_shoulder - arm_r * 0.6)
+        x1 = x0 + sign * 0.03 * u + sign * shots.swing * u
+        alpha, t = cv.capsule(x0, shoulder_y + arm_r, x1, shoulder_y + 0.33 * u, arm_r)
+        colour = np.where((t < sleeve)[..., None], up_rgb[:, None, None, :], skin[:, None, None, :])
+        cv.paint(alpha, colour)
+
+    # shoulder bag: a strap across the chest and a bag at the hip
+    has_bag = fig["bag"] > 0
+    sx = cx - side * half_shoulder * 0.7
+    alpha, _ = cv.capsule(sx, shoulder_y, cx + side * half_hip, hip_y - 0.02 * u, 0.012 * u)
+    cv.paint(alpha, fig["accessory_rgb"] * 0.6, has_bag)
+    bag_x = cx + side * (half_hip + 0.04 * u)
+    cv.paint(cv.box(bag_x - 0.06 * u, bag_x + 0.06 * u, hip_y - 0.05 * u, hip_y + 0.07 * u), fig["accessory_rgb"], has_bag)
+
+    # handbag hanging from the other hand
+    has_handbag = fig["handbag"] > 0
+    hand_x = cx - side * (half_shoulder + 0.03 * u)
+    hand_y = shoulder_y + 0.33 * u
+    cv.paint(cv.box(hand_x - 0.045 * u, hand_x + 0.045 * u, hand_y + 0.01 * u, hand_y + 0.075 * u), fig["accessory_rgb"] * 1.15, has_handbag)
+
+    # backpack seen from behind covers the upper back; from the front only the straps show
+    cv.paint(cv.box(cx - half_shoulder * 0.85, cx + half_shoulder * 0.85, shoulder_y + 0.02 * u, shoulder_y + 0.27 * u),
+             fig["accessory_rgb"], has_pack & back)  # fmt: skip
+    for sign in (-1.0, 1.0):
+        strap_x = cx + sign * half_shoulder * 0.55
+        cv.paint(cv.box(strap_x - 0.014 * u, strap_x + 0.014 * u, shoulder_y, shoulder_y + 0.2 * u),
+                 fig["accessory_rgb"] * 0.7, has_pack & front)  # fmt: skip
+
+    # neck and head; from behind the head shows hair
+    cv.paint(cv.box(head_cx - head_rx * 0.45, head_cx + head_rx * 0.45, head_cy, shoulder_y + 0.01 * u), skin)
+    cv.paint(cv.ellipse(head_cx, head_cy, head_rx, head_ry), np.where(back[:, None], hair, skin))
+    cap = cv.ellipse(head_cx, head_cy - head_ry * 0.3, head_rx * 1.1, head_ry * 0.8) * (cv.y < (head_cy - head_ry * 0.15)[:, None, None])
+    cv.paint(cap, hair)
+    cv.paint(hair_box, hair, long_hair & back)
+
+    # hat: crown and brim
+    has_hat = fig["hat"] > 0
+    crown = cv.box(head_cx - head_rx * 1.05, head_cx + head_rx * 1.05, head_cy - head_ry * 1.25, head_cy - head_ry * 0.35)
+    brim = cv.box(head_cx - head_rx * 1.5, head_cx + head_rx * 1.5, head_cy - head_ry * 0.5, head_cy - head_ry * 0.3)
+    cv.paint(np.maximum(crown, brim), fig["hat_rgb"], has_hat)
+
+    _occlude(cv, shots, H, W)
+    return _develop(cv.rgb, shots, cameras, cam, sigma=1.0 + 2.5 * float(config.nuisance), seed=config.seed)
+
+
+def _background(cv: _Canvas, cameras: Cameras, cam: np.ndarray, H: int, W: int) -> None:
+    horizon = (cameras.horizon[cam] * H)[:, None, None]
+    ground = cv.y > horizon
+    amp, period, angle = (cameras.texture[cam, i][:, None, None] for i in range(3))
+    wave = np.sin(2 * np.pi * (cv.x * np.cos(angle) + cv.y * np.sin(angle)) / period)
+    shade = 1 + (amp / 255.0) * wave * np.where(ground, 0.5, 1.0)
+    base = np.where(ground[..., None], cameras.ground[cam][:, None, None, :], cameras.wall[cam][:, None, None, :])
+    cv.rgb[...] = base * shade[..., None]
+
+
+def _occlude(cv: _Canvas, shots: Shots, H: int, W: int) -> None:
+    size = shots.occluder_size
+    bottom = cv.box(0, W, H * (1 - size), H)
+    left = cv.box(0, W * size * 1.6, H * 0.3, H)
+    right = cv.box(W * (1 - size * 1.6), W, H * 0.3, H)
+    for code, alpha in ((1, bottom), (2, left), (3, right)):
+        cv.paint(alpha, shots.occluder_rgb, shots.occluder == code)
+
+
+def _develop(rgb: np.ndarray, shots: Shots, cameras: Cameras, cam: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    """Camera response: blur, light (gain, colour cast, exposure), sensor noise of ``sigma``, 8 bits."""
+    for c in np.unique(cam):
+        blur = float(cameras.blur[c])
+        if blur > 0.05:
+            rows = np.flatnonzero(cam == c)
+            rgb[rows] = ndimage.gaussian_filter(rgb[rows], sigma=(0, blur, blur, 0), mode="nearest", truncate=3.0)
+    light = cameras.gain[cam][:, None] * cameras.cast[cam] * shots.brightness[:, None]
+    rgb *= light[:, None, None, :]
+    for i, key in enumerate(shots.noise_key):
+        # one generator per image: an image's bytes do not depend on which batch it was drawn in
+        rgb[i] += np.random.default_rng((seed, _NOISE_STREAM, int(key))).standard_normal(rgb.shape[1:], dtype=F) * sigma
+    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,293 @@
+"""Writing a synthetic world: Market-1501 folders, file names and attribute file, plus world.json.
+
+The plan (who appears in which camera, under which file name, in which split) is made first and
+entirely from the seed; images are then drawn in batches and encoded as JPEG. Everything goes to
+a temporary folder beside the target that is renamed into place at the end, so an interrupted
+run leaves nothing at ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mosaic.errors import MosaicError
+from mosaic.fileio import ensure_writable_dir, write_text_atomic
+from mosaic.synth.config import GROUP_STATES, WorldConfig
+from mosaic.synth.people import NO_DOWN_COLOUR, NO_UP_COLOUR, People, sample_people
+from mosaic.synth.priors import DOWN_COLOUR_FIELDS, TEST_FIELD_ORDER, TRAIN_FIELD_ORDER, UP_COLOUR_FIELDS
+from mosaic.synth.render import Cameras, Shots, figure_parameters, render
+
+SPLIT_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+ATTRIBUTE_FILE = "market_attribute.mat"
+SIDECAR = "world.json"
+BATCH = 128  # images drawn together; memory ~ BATCH x H x W x 3 floats per temporary
+DISTRACTOR_SHARE, JUNK_SHARE = 0.15, 0.05  # defaults, as fractions of the identities' gallery images
+# Independent random streams of one seed: changing how many images are drawn does not change
+# who the people are, and so on.
+STREAMS = {"people": 1, "cameras": 2, "layout": 3, "shots": 4, "extras": 5, "missing": 6}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One row per image file: where it goes and what it shows."""
+
+    folder: np.ndarray  # split folder name
+    name: np.ndarray  # Market-1501 file name
+    person: np.ndarray  # row into the people table (identities, then distractors and junk)
+    camera: np.ndarray  # 1-based
+    framing: np.ndarray  # (n, 3): x shift, y shift (pixels), scale; bad boxes only
+    kind: np.ndarray  # "identity", "distractor" or "junk"
+
+
+def _stream(config: WorldConfig, name: str) -> np.random.Generator:
+    return np.random.default_rng((config.seed, STREAMS[name]))
+
+
+def _market_name(pid: int, camera: int, sequence: int, frame: int, box: int) -> str:
+    label = "-1" if pid < 0 else f"{pid:04d}"
+    return f"{label}_c{camera}s{sequence}_{frame:06d}_{box:02d}.jpg"
+
+
+class _Frames:
+    """Running frame numbers per (camera, sequence), so every file name is unique."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self.next: dict[tuple[int, int], int] = {}
+
+    def take(self, camera: int, sequence: int) -> int:
+        key = (camera, sequence)
+        frame = self.next.get(key, int(self.rng.integers(1, 200)))
+        self.next[key] = frame + int(self.rng.integers(5, 60))
+        return frame
+
+
+def make_plan(config: WorldConfig, train_pids: np.ndarray) -> tuple[Plan, dict[str, int]]:
+    """Every image of the world: identities over cameras, query/gallery, distractors, junk."""
+    rng = _stream(config, "layout")
+    frames = _Frames(rng)
+    train = set(int(p) for p in train_pids)
+    rows: list[tuple[str, str, int, int, str]] = []
+    k_max = min(config.n_cameras, config.images_per_id // 2)
+    for pid in range(1, config.n_ids + 1):
+        # at least two cameras with two images each: every query keeps a match in another camera
+        k = int(rng.integers(2, k_max + 1))
+        cams = np.sort(rng.choice(config.n_cameras, size=k, replace=False)) + 1
+        counts = 2 + rng.multinomial(config.images_per_id - 2 * k, np.full(k, 1.0 / k))
+        for cam, count in zip(cams, counts):
+            sequence = int(rng.integers(1, 7))
+            for j in range(int(count)):
+                name = _market_name(pid, int(cam), sequence, frames.take(int(cam), sequence), 1)
+                if pid in train:
+                    split = "train"
+                else:  # Market-1501: one query per identity and camera, the rest in the gallery
+                    split = "query" if j == 0 else "gallery"
+                rows.append((SPLIT_FOLDERS[split], name, pid - 1, int(cam), "identity"))
+    n_gallery = sum(1 for r in rows if r[0] == SPLIT_FOLDERS["gallery"])
+    n_distractors = config.n_distractors if config.n_distractors is not None else round(DISTRACTOR_SHARE * n_gallery)
+    n_junk = config.n_junk if config.n_junk is not None else round(JUNK_SHARE * n_gallery)
+
+    framing = [np.array([0.0, 0.0, 1.0])] * len(rows)
+    extra = config.n_ids
+    for kind, count, pid in (("distractor", n_distractors, 0), ("junk", n_junk, -1)):
+        for _ in range(count):
+            cam = int(rng.integers(1, config.n_cameras + 1))
+            sequence = int(rng.integers(1, 7))
+            name = _market_name(pid, cam, sequence, frames.take(cam, sequence), int(rng.integers(1, 9)))
+            rows.append((SPLIT_FOLDERS["gallery"], name, extra, cam, kind))
+            framing.append(_bad_box(kind, rng, config))
+            extra += 1
+    plan = Plan(
+        folder=np.array([r[0] for r in rows]),
+        name=np.array([r[1] for r in rows]),
+        person=np.array([r[2] for r in rows], dtype=np.int64),
+        camera=np.array([r[3] for r in rows], dtype=np.int64),
+        framing=np.array(framing, dtype=np.float32),
+        kind=np.array([r[4] for r in rows]),
+    )
+    return plan, {"n_distractors": int(n_distractors), "n_junk": int(n_junk)}
+
+
+def _bad_box(kind: str, rng: np.random.Generator, config: WorldConfig) -> np.ndarray:
+    """Framing of a distractor (a stranger, or a badly placed box) or a junk box."""
+    W, H = config.width, config.height
+    u = rng.random(4)
+    if kind == "distractor":
+        if u[0] < 0.5:  # a well-framed stranger
+            return np.array([0.0, 0.0, 1.0])
+        if u[0] < 0.75:  # box shifted half off the person
+            return np.array([(1 if u[1] < 0.5 else -1) * W * (0.3 + 0.25 * u[2]), 0.0, 1.0])
+        return np.array([0.0, H * (0.25 + 0.3 * u[2]), 1.4 + 0.6 * u[3]])  # box on the upper body only
+    if u[0] < 0.5:  # background only
+        return np.array([W * 10.0, 0.0, 1.0])
+    return np.array([(1 if u[1] < 0.5 else -1) * W * (0.55 + 0.2 * u[2]), 0.0, 0.45 + 0.2 * u[3]])
+
+
+# ---------------------------------------------------------------------- attribute file
+def attribute_struct(people: People, pids: np.ndarray, order: tuple[str, ...], missing: np.ndarray) -> np.ndarray:
+    """One split of ``market_attribute.mat``: a 1x1 struct of uint8 (1, N) rows + image_index.
+
+    ``missing`` (N, n_groups) marks labels written as 0 (not annotated).
+    """
+    index = pids - 1
+    fields: dict[str, np.ndarray] = {}
+    groups = list(GROUP_STATES)
+    for gi, group in enumerate(groups):
+        if group in ("upcolour", "downcolour"):
+            continue
+        code = people.states[group][index].astype(np.uint8) + 1
+        fields[group] = np.where(missing[:, gi], 0, code).astype(np.uint8)
+    up, down = people.up_field[index], people.down_field[index]
+    up_missing, down_missing = missing[:, groups.index("upcolour")], missing[:, groups.index("downcolour")]
+    for i, name in enumerate(UP_COLOUR_FIELDS):
+        fields[name] = np.where(up_missing, 0, np.where(up == i, 2, 1)).astype(np.uint8)
+    for i, name in enumerate(DOWN_COLOUR_FIELDS):
+        fields[name] = np.where(down_missing, 0, np.where(down == i, 2, 1)).astype(np.uint8)
+    assert NO_UP_COLOUR == len(UP_COLOUR_FIELDS) and NO_DOWN_COLOUR == len(DOWN_COLOUR_FIELDS)
+    struct = np.empty((1, 1), dtype=[(name, object) for name in order])
+    for name in order:
+        if name == "image_index":
+            cells = np.empty((1, len(pids)), dtype=object)
+            for j, pid in enumerate(pids):
+                cells[0, j] = f"{int(pid):04d}"
+            struct[0, 0][name] = cells
+        else:
+            struct[0, 0][name] = fields[name].reshape(1, -1)
+    return struct
+
+
+def write_attribute_file(path: Path, people: People, train_pids, test_pids, config: WorldConfig) -> None:
+    from scipy.io import savemat
+
+    rng = _stream(config, "missing")
+    n_groups = len(GROUP_STATES)
+    missing = rng.random((config.n_ids, n_groups)) < config.missing
+    top = np.empty((1, 1), dtype=[("test", object), ("train", object)])  # the real file's order
+    top[0, 0]["train"] = attribute_struct(people, train_pids, TRAIN_FIELD_ORDER, missing[train_pids - 1])
+    top[0, 0]["test"] = attribute_struct(people, test_pids, TEST_FIELD_ORDER, missing[test_pids - 1])
+    savemat(path, {"market_attribute": top}, format="5", oned_as="row")
+
+
+# --------------------------------------------------------------------------- the world
+def synthesize(
+    out_dir: str | os.PathLike,
+    config: WorldConfig | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> Path:
+    """Write a synthetic world in the Market-1501 layout to ``out_dir`` and return it.
+
+    ``out_dir`` gets ``bounding_box_train/``, ``query/``, ``bounding_box_test/``,
+    ``market_attribute.mat`` and ``world.json`` (seed, version and every knob). It must not
+    exist or be empty, unless ``overwrite``. The same config gives the same bytes.
+    """
+    from PIL import Image
+
+    config = config if config is not None else WorldConfig()
+    if not isinstance(config, WorldConfig):
+        raise MosaicError(f"config must be a WorldConfig, got {type(config).__name__}")
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise MosaicError(f"{out} exists and is not a folder: choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise MosaicError(f"{out} exists and is not empty: choose another --out or pass --overwrite")
+    parent = ensure_writable_dir(out.parent, create=True)
+
+    pids = np.arange(1, config.n_ids + 1)
+    order = np.random.default_rng((config.seed, STREAMS["people"], 0)).permutation(pids)
+    n_train = (config.n_ids + 1) // 2  # half/half, as Market-1501's 751 / 750
+    train_pids, test_pids = np.sort(order[:n_train]), np.sort(order[n_train:])
+    people = sample_people(config.n_ids, config, _stream(config, "people"))
+    plan, resolved = make_plan(config, train_pids)
+    n_extra = resolved["n_distractors"] + resolved["n_junk"]
+    everyone = _concat(people, sample_people(n_extra, config, _stream(config, "extras"))) if n_extra else people
+    cameras = Cameras.sample(config, _stream(config, "cameras"))
+    shots = Shots.sample(plan.camera, config, _stream(config, "shots"))
+    figures = figure_parameters(everyone, config)
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=parent))
+    try:
+        for folder in SPLIT_FOLDERS.values():
+            (staging / folder).mkdir()
+        bar = _progress(len(plan.name), progress)
+        for start in range(0, len(plan.name), BATCH):
+            rows = np.arange(start, min(start + BATCH, len(plan.name)))
+            fig = {k: v[plan.person[rows]] for k, v in figures.items()}
+            images = render(fig, shots.take(rows), cameras, config, offset=plan.framing[rows])
+            for row, image in zip(rows, images):
+                Image.fromarray(image).save(staging / plan.folder[row] / plan.name[row], format="JPEG", quality=config.jpeg_quality)
+            bar.update(len(rows))
+        bar.close()
+        write_attribute_file(staging / ATTRIBUTE_FILE, people, train_pids, test_pids, config)
+        write_text_atomic(staging / SIDECAR, json.dumps(_sidecar(config, plan, resolved, train_pids, test_pids), indent=2) + "\n")
+        _move_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _concat(a: People, b: People) -> People:
+    return People(
+        states={g: np.concatenate([a.states[g], b.states[g]]) for g in a.states},
+        up_field=np.concatenate([a.up_field, b.up_field]),
+        down_field=np.concatenate([a.down_field, b.down_field]),
+        detail={k: np.concatenate([a.detail[k], b.detail[k]]) for k in a.detail},
+    )
+
+
+def _sidecar(config: WorldConfig, plan: Plan, resolved: dict[str, int], train_pids, test_pids) -> dict:
+    from mosaic import __version__
+
+    counts = {split: int(np.sum((plan.folder == folder) & (plan.kind == "identity"))) for split, folder in SPLIT_FOLDERS.items()}
+    return {
+        "generator": "mosaic synth",
+        "mosaic_version": __version__,
+        "seed": config.seed,
+        "config": config.to_dict(),
+        "resolved": {**resolved, "n_train_ids": int(len(train_pids)), "n_test_ids": int(len(test_pids))},
+        "images": {**counts, "distractor": resolved["n_distractors"], "junk": resolved["n_junk"]},
+        "layout": "market1501",
+        "attribute_file": ATTRIBUTE_FILE,
+        "schema": "market1501",
+    }
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Rename the finished world onto ``out``; an existing folder is swapped out, then removed."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    try:
+        os.replace(staging, out)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _progress(total: int, enabled: bool):
+    if enabled:
+        from tqdm import tqdm
+
+        return tqdm(total=total, unit="img", desc="synth", file=sys.stderr, leave=False)
+    return _Quiet()
+
+
+class _Quiet:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
