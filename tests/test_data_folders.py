@@ -236,3 +236,25 @@ def test_distractor_outside_the_gallery(tmp_path, market_attribute_file):
     files["query"].append("0000_c1s1_000001_00.jpg")
     with pytest.raises(MosaicError, match="pid 0, which marks a gallery distractor"):
         load_dataset(make_tree(tmp_path / "m", files), attributes=market_attribute_file)
+
+
+# ---------------------------------------------------------------------- synthetic world
+def test_synthetic_world_loads_with_no_arguments(tiny_world):
+    import json
+
+    from mosaic.data import DataReport
+    from mosaic.synth import GROUP_STATES
+
+    ds = load_dataset(tiny_world)
+    sidecar = json.loads((tiny_world / "world.json").read_text())
+    assert ds.format == "market1501" and ds.schema.name == "market1501"
+    assert {g.name: g.states for g in ds.schema.groups} == GROUP_STATES  # one schema for world and dataset
+    counts = sidecar["images"]
+    assert len(ds.split("train")) == counts["train"] and len(ds.split("query")) == counts["query"]
+    assert len(ds.split("gallery")) == counts["gallery"] + counts["distractor"]
+    assert ds.num_ids("train") == sidecar["resolved"]["n_train_ids"]
+    assert ds.num_ids("query") == sidecar["resolved"]["n_test_ids"]
+    assert {f.code: f.count for f in ds.findings}.get("junk-dropped", 0) == counts["junk"]
+    identity = ds.images[ds.images["pid"] > 0]
+    assert (identity[list(ds.schema.group_names)] >= 0).all().all()  # every identity fully annotated
+    assert not DataReport.from_dataset(ds).errors

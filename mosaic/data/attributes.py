@@ -296,17 +296,6 @@ def _decode_findings(
                 )
             )
 
-        for s, d in per.items():
-            empty = [st for st, n in zip(group.states, (d.codes[:, None] == np.arange(len(group.states))).sum(0)) if n == 0]
-            if empty:
-                findings.append(
-                    Finding(
-                        "warning",
-                        "state-empty",
-                        f"{group.name}: no {s} identity has state(s) {empty}; their experts get no {s} data",
-                        len(empty),
-                    )
-                )
     unused = sorted({c for r in raw.values() for c in r.columns} - set(mapping.fields))
     if unused:
         findings.append(

@@ -134,7 +134,7 @@ def _check_identity_overlap(ds: ReIDDataset) -> list[Finding]:
 
 def _check_states(ds: ReIDDataset) -> list[Finding]:
     findings = []
-    train = ds.split("train")
+    train, query = ds.split("train"), ds.split("query")
     for group in ds.schema.groups:
         codes = train[group.name].to_numpy()
         if len(train) and (codes == MISSING).all():
@@ -155,6 +155,17 @@ def _check_states(ds: ReIDDataset) -> list[Finding]:
                     "state-without-train-images",
                     f"{group.name}: state(s) {unseen} have no training image; their experts learn nothing",
                     len(unseen),
+                )
+            )
+        query_codes = query[group.name].to_numpy()
+        absent = [s for i, s in enumerate(group.states) if not (query_codes == i).any()]
+        if absent and len(query):
+            findings.append(
+                Finding(
+                    "info",
+                    "state-without-query-images",
+                    f"{group.name}: state(s) {absent} have no query image; their effect on retrieval is not measured",
+                    len(absent),
                 )
             )
     return findings
