@@ -62,7 +62,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from analysis.glm import INTERCEPT, NOT_ESTIMABLE, NOT_TESTED, OK, adjusted, as_settings, fit_glm
+from analysis.glm import INTERCEPT, NOT_ESTIMABLE, NOT_TESTED, OK, adjusted, as_settings, fit_glm, small_blas
 from mosaic.errors import MosaicError
 
 __all__ = ["configuration_level", "ConfigurationOptions", "ConfigurationDesign", "configuration_design", "SURROGATES"]
@@ -100,7 +100,7 @@ class ConfigurationOptions:
     min_extra_configs: int = 5
     binomial_scale: str | float = "X2"
     rf_n_estimators: int = 100
-    rf_min_samples_leaf: int = 1
+    rf_min_samples_leaf: int = 3
     xgb_n_estimators: int = 100
     xgb_max_depth: int = 2
     xgb_learning_rate: float = 0.1
@@ -198,21 +198,8 @@ def configuration_design(trace, options: ConfigurationOptions) -> ConfigurationD
 def _glm_table(design: ConfigurationDesign, kind: str, alpha: float, scale) -> pd.DataFrame:
     binomial = kind == "binomial"
     stat = "z" if binomial else "t"
-    terms = [INTERCEPT] + [f"enabled:{g}" for g in design.groups]
-    frame = pd.DataFrame(
-        {
-            "term": terms,
-            "group": [""] + design.groups,
-            "family": [""] + [design.families[g] for g in design.groups],
-        }
-    )
-    numbers = ["coef", "se", "ci_low", "ci_high", stat] + ([] if binomial else ["df"]) + ["p"]
-    for col in numbers:
-        frame[col] = np.nan
-    frame["status"], frame["reason"] = OK, ""
-    if design.not_tested:
-        frame["status"], frame["reason"] = NOT_TESTED, design.not_tested
-    else:
+    result = None
+    if not design.not_tested:
         X = design.indicators[design.varying].rename(columns=lambda g: f"enabled:{g}")
         if binomial:
             result = fit_glm(
@@ -222,28 +209,30 @@ def _glm_table(design: ConfigurationDesign, kind: str, alpha: float, scale) -> p
         else:
             result = fit_glm(design.configs["mAP"].to_numpy(), X, family="gaussian", alpha=alpha, use_t=True)
         fitted = result.table.set_index("term")
-        for i, term in enumerate(terms):
-            group = frame.at[i, "group"]
-            if group and group not in design.varying:
-                frame.loc[i, ["status", "reason"]] = [NOT_ESTIMABLE, design.never_varies(group)]
-                continue
-            row = fitted.loc[term]
-            frame.loc[i, ["coef", "se", "ci_low", "ci_high", stat, "p"]] = [
-                row["coef"], row["se"], row["ci_low"], row["ci_high"], row["stat"], row["p"]
-            ]
-            frame.loc[i, ["status", "reason"]] = [row["status"], row["reason"]]
+    rows = []
+    for group in [""] + design.groups:
+        term = f"enabled:{group}" if group else INTERCEPT
+        row = {"term": term, "group": group, "family": design.families.get(group, ""),
+               "coef": np.nan, "se": np.nan, "ci_low": np.nan, "ci_high": np.nan, stat: np.nan, "p": np.nan}
+        if result is None:
+            row.update(status=NOT_TESTED, reason=design.not_tested)
+        elif group and group not in design.varying:
+            row.update(status=NOT_ESTIMABLE, reason=design.never_varies(group))
+        else:
+            fit = fitted.loc[term]
+            row.update(coef=fit["coef"], se=fit["se"], ci_low=fit["ci_low"], ci_high=fit["ci_high"],
+                       p=fit["p"], status=fit["status"], reason=fit["reason"])
+            row[stat] = fit["stat"]
         if not binomial:
-            frame.loc[frame["status"] == OK, "df"] = result.df_resid
-        if binomial:
-            frame["dispersion"] = result.scale
-    is_group = frame["term"] != INTERCEPT
-    p = frame["p"].where(is_group & (frame["status"] == OK))
-    for name, values in adjusted(p.to_numpy()).items():
+            row["df"] = result.df_resid if result is not None and row["status"] == OK else np.nan
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    tested = (frame["term"] != INTERCEPT) & (frame["status"] == OK)
+    for name, values in adjusted(frame["p"].where(tested).to_numpy()).items():
         frame[name] = values
     if binomial:
         frame["odds_ratio"] = np.exp(frame["coef"])
-        if "dispersion" not in frame:
-            frame["dispersion"] = np.nan
+        frame["dispersion"] = result.scale if result is not None else np.nan
     frame["n_configs"] = design.n_configs
     order = ["term", "group", "family", "coef", "se", "ci_low", "ci_high", stat] + ([] if binomial else ["df"])
     order += ["p", "p_holm", "p_bh"] + (["odds_ratio", "dispersion"] if binomial else []) + ["n_configs", "status", "reason"]
@@ -429,9 +418,10 @@ def configuration_level(trace, settings=None) -> dict[str, pd.DataFrame]:
     settings = as_settings(settings)
     options = ConfigurationOptions.from_settings(settings)
     design = configuration_design(trace, options)
-    return {
-        "config_glm_binomial": config_glm_binomial(design, options, settings.alpha),
-        "config_glm_gaussian": config_glm_gaussian(design, options, settings.alpha),
-        "config_surrogate": config_surrogate(design, options, settings.seed),
-        "config_ttest": config_ttest(design, options, settings.alpha),
-    }
+    with small_blas():
+        return {
+            "config_glm_binomial": config_glm_binomial(design, options, settings.alpha),
+            "config_glm_gaussian": config_glm_gaussian(design, options, settings.alpha),
+            "config_surrogate": config_surrogate(design, options, settings.seed),
+            "config_ttest": config_ttest(design, options, settings.alpha),
+        }

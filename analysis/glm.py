@@ -178,6 +178,17 @@ def _separation_reason(term: str, successes: np.ndarray, trials: np.ndarray, inv
     return f"quasi-complete separation: {what}; they are left out of the fit (infinite MLE)"
 
 
+def small_blas():
+    """Single-threaded BLAS for the small dense problems here.
+
+    Design matrices of a few thousand rows and tens of columns gain nothing from BLAS threads,
+    and on a busy machine the threads' spin-waiting makes a 3 ms least-squares solve take 200 ms.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def fit_glm(
     y: np.ndarray,
     X: pd.DataFrame,
@@ -233,20 +244,20 @@ def fit_glm(
         reason[names[j]] = why
         active[j] = False
 
-    def _table(fit=None, cols=None, stat_name="z"):
+    def _table(fit=None, cols=None):
         table = empty_table(names, OK, "")
         table["status"] = [status[n] for n in names]
         table["reason"] = [reason[n] for n in names]
         if fit is not None:
-            params = np.asarray(fit.params)
-            bse = np.asarray(fit.bse)
-            stat = np.asarray(fit.tvalues)
-            pv = np.asarray(fit.pvalues)
             ci = np.asarray(fit.conf_int(alpha=alpha))
-            for k, j in enumerate(cols):
-                table.loc[j, ["coef", "se", "stat", "p", "ci_low", "ci_high"]] = [
-                    params[k], bse[k], stat[k], pv[k], ci[k, 0], ci[k, 1]
-                ]
+            values = {
+                "coef": fit.params, "se": fit.bse, "stat": fit.tvalues, "p": fit.pvalues,
+                "ci_low": ci[:, 0], "ci_high": ci[:, 1],
+            }
+            for column, estimates in values.items():
+                filled = table[column].to_numpy(copy=True)
+                filled[cols] = np.asarray(estimates)
+                table[column] = filled
         return table
 
     for _ in range(len(names) + 2):  # every pass removes at least one term or ends
@@ -313,10 +324,21 @@ def fit_glm(
             fit_kwargs["scale"] = scale
         if clusters is not None:
             fit_kwargs.update(cov_type="cluster", cov_kwds={"groups": pd.factorize(clusters[rows])[0]})
-        with warnings.catch_warnings():
-            # Convergence and perfect-prediction warnings are handled by the checks around the fit.
-            warnings.simplefilter("ignore")
-            fit = sm.GLM(endog, sub[:, cols], family=fam).fit(**fit_kwargs)
+        if not binomial and np.ptp(y[rows]) == 0:
+            for j in cols:
+                status[names[j]], reason[names[j]] = NOT_ESTIMABLE, f"the outcome is {y[rows][0]:g} in all {n_obs} observations"
+            return GLMResult(_table(), n_obs=n_obs, n_clusters=n_clusters, rows_used=rows)
+        try:
+            with warnings.catch_warnings():
+                # Convergence and perfect-prediction warnings are handled by the checks around the fit.
+                warnings.simplefilter("ignore")
+                fit = sm.GLM(endog, sub[:, cols], family=fam).fit(**fit_kwargs)
+        except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:
+            # a degenerate design the checks above did not anticipate: say so instead of crashing
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            for j in cols:
+                status[names[j]], reason[names[j]] = NOT_ESTIMABLE, f"the GLM could not be fitted: {message}"
+            return GLMResult(_table(), n_obs=n_obs, n_clusters=n_clusters, rows_used=rows)
         # -- numerical degeneracy that the LP tolerance let through ------------------------------
         params, bse = np.asarray(fit.params), np.asarray(fit.bse)
         bad = ~np.isfinite(params) | ~np.isfinite(bse)
