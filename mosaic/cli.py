@@ -62,7 +62,8 @@ for _name in COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
-        app(args=argv, prog_name="mosaic", standalone_mode=False)
+        # Outside standalone mode click returns typer.Exit's code instead of raising it.
+        returned = app(args=argv, prog_name="mosaic", standalone_mode=False)
     except MosaicError as exc:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return returned if isinstance(returned, int) else 0
 
 
 def run() -> None:
