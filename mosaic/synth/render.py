@@ -212,7 +212,9 @@ class _Canvas:
     @staticmethod
     def _edge(signed: np.ndarray) -> np.ndarray:
         # signed distance (pixels, positive inside) -> coverage with a one-pixel soft edge
-        return np.clip(signed + 0.5, 0.0, 1.0)
+        signed += 0.5
+        np.maximum(signed, 0.0, out=signed)
+        return np.minimum(signed, 1.0, out=signed)
 
     def box(self, x0, x1, y0, y1) -> np.ndarray:
         x0, x1, y0, y1 = self._per_image(x0, x1, y0, y1)
@@ -301,8 +303,9 @@ def render(
         hip_x = cx + sign * 0.048 * u * build
         foot_x = hip_x + sign * shots.stride * u
         alpha, t = cv.capsule(hip_x, hip_y, foot_x, feet - 0.035 * u, leg_r)
-        colour = np.where((t < knee_cut)[..., None], down_rgb[:, None, None, :], skin[:, None, None, :])
-        cv.paint(alpha, colour)
+        cloth = t < knee_cut
+        cv.paint(alpha * cloth, down_rgb)
+        cv.paint(alpha * ~cloth, skin)
         cv.paint(cv.ellipse(foot_x + sign * 0.01 * u, feet - 0.02 * u, leg_r * 1.25, 0.024 * u), fig["shoe_rgb"])
     cv.paint(cv.box(cx - half_hip, cx + half_hip, hip_y - 0.03 * u, hip_y + 0.05 * u), down_rgb, ~dress)
 
@@ -312,13 +315,11 @@ def render(
 
     # torso with the shirt's pattern
     torso = cv.trapezoid(cx, shoulder_y, hip_y, half_shoulder, half_hip)
-    shirt = np.broadcast_to(up_rgb[:, None, None, :], (n, H, W, 3))
-    stripes = (fig["pattern"] == 1)[:, None, None]
-    if stripes.any():
+    cv.paint(torso, up_rgb)
+    stripes = fig["pattern"] == 1
+    if stripes.any():  # darker bands across the shirt
         phase = (cv.y - shoulder_y[:, None, None]) / fig["stripe_period"][:, None, None]
-        dark = stripes & (np.mod(phase, 1.0) < 0.5)
-        shirt = np.where(dark[..., None], shirt * 0.72, shirt)
-    cv.paint(torso, shirt)
+        cv.paint(torso * (np.mod(phase, 1.0) < 0.5), up_rgb * 0.72, stripes)
     logo = (fig["pattern"] == 2) & front
     cv.paint(cv.box(cx - 0.04 * u, cx + 0.04 * u, shoulder_y + 0.07 * u, shoulder_y + 0.13 * u), fig["logo_rgb"], logo)
 
@@ -328,8 +329,9 @@ def render(
         x0 = cx + sign * (half_shoulder - arm_r * 0.6)
         x1 = x0 + sign * 0.03 * u + sign * shots.swing * u
         alpha, t = cv.capsule(x0, shoulder_y + arm_r, x1, shoulder_y + 0.33 * u, arm_r)
-        colour = np.where((t < sleeve)[..., None], up_rgb[:, None, None, :], skin[:, None, None, :])
-        cv.paint(alpha, colour)
+        cloth = t < sleeve
+        cv.paint(alpha * cloth, up_rgb)
+        cv.paint(alpha * ~cloth, skin)
 
     # shoulder bag: a strap across the chest and a bag at the hip
     has_bag = fig["bag"] > 0

@@ -8,6 +8,7 @@ run leaves nothing at ``out_dir``.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -173,7 +174,13 @@ def write_attribute_file(path: Path, people: People, train_pids, test_pids, conf
     top = np.empty((1, 1), dtype=[("test", object), ("train", object)])  # the real file's order
     top[0, 0]["train"] = attribute_struct(people, train_pids, TRAIN_FIELD_ORDER, missing[train_pids - 1])
     top[0, 0]["test"] = attribute_struct(people, test_pids, TEST_FIELD_ORDER, missing[test_pids - 1])
-    savemat(path, {"market_attribute": top}, format="5", oned_as="row")
+    buffer = io.BytesIO()
+    savemat(buffer, {"market_attribute": top}, format="5", oned_as="row")
+    data = bytearray(buffer.getvalue())
+    # The 116-byte text header carries a creation time; a fixed one keeps same seed, same bytes.
+    text = f"MATLAB 5.0 MAT-file, Platform: posix, Created by: mosaic synth, seed {config.seed}".encode("ascii")
+    data[:116] = text[:116].ljust(116, b" ")
+    path.write_bytes(bytes(data))
 
 
 # --------------------------------------------------------------------------- the world
