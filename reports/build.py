@@ -78,9 +78,18 @@ class BuildContext:
     created: str = ""
     notes: list[dict[str, str]] = field(default_factory=list)
 
-    def table(self, name: str) -> pd.DataFrame | None:
+    def raw_table(self, name: str) -> pd.DataFrame | None:
         frame = self.results.tables.get(name)
         return frame if frame is not None and len(frame.columns) else None
+
+    def table(self, name: str) -> pd.DataFrame | None:
+        """The analysis table ``name``, or None when it is absent or none of its rows was tested."""
+        frame = self.raw_table(name)
+        if frame is None or not len(frame):
+            return None
+        if "status" in frame and not (frame["status"].astype(str) == "ok").any():
+            return None
+        return frame
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -94,6 +103,9 @@ class BuildContext:
         frame = self.table(name)
         if frame is None:
             return None
+        if name in TABLE_TESTS and "test" not in frame:
+            # Each row says which test produced its p-value, so a table copied out of context still does.
+            frame = frame.assign(test=TABLE_TESTS[name])
         if columns is None and name in TABLE_COLUMNS:
             columns = table_columns(frame, TABLE_COLUMNS[name])
         return Table.from_frame(frame, id=f"table-{name.replace('_', '-')}", caption=caption, columns=columns,
@@ -105,7 +117,19 @@ class BuildContext:
 # row; the JSON's "analysis" part keeps them).
 HIDDEN_COLUMNS = frozenset({"baseline", "condition"})
 _KEYS = (Column("group"), Column("family"), Column("comparison"))
-_P = (Column("p"), Column("p_holm", "p Holm"), Column("p_bh", "p BH"))
+_P = (Column("p"), Column("p_holm", "p Holm"), Column("p_bh", "p BH"), Column("test"))
+
+# The test behind each table's p-values.
+TABLE_TESTS: dict[str, str] = {
+    "paired_mcnemar": "exact McNemar",
+    "paired_wilcoxon": "Wilcoxon signed-rank",
+    "paired_identity": "sign-flip permutation over identities",
+    "config_glm_gaussian": "Wald t (Gaussian GLM)",
+    "config_glm_binomial": "Wald z (binomial GLM)",
+    "config_ttest": "Welch t",
+    "query_glm": "Wald (identity-clustered)",
+    "agreement": "Kendall W chi² / Spearman",
+}
 TABLE_COLUMNS: dict[str, tuple[Column, ...]] = {
     "paired_mcnemar": _KEYS + (
         Column("n"), Column("rank1_baseline", "R-1 oracle"), Column("rank1_condition", "R-1 condition"),
@@ -134,7 +158,7 @@ TABLE_COLUMNS: dict[str, tuple[Column, ...]] = {
                         Column("mean_abs_shap_state", "|SHAP| of the state"), Column("mean_shap", "mean SHAP when dropped"),
                         Column("share"), Column("rank")),
     "agreement": (Column("statistic"), Column("method_a", "method A"), Column("method_b", "method B"),
-                  Column("value", "W or rho"), Column("p"), Column("chi2"), Column("df"), Column("n_methods", "methods"),
+                  Column("value", "W or rho"), Column("p"), Column("test"), Column("chi2"), Column("df"), Column("n_methods", "methods"),
                   Column("n_groups", "groups")),
     "config_surrogate": (Column("model"), Column("group"), Column("family"), Column("mean_abs_shap", "mean |SHAP|"),
                          Column("perm_importance_mean", "permutation importance")),
@@ -239,7 +263,8 @@ def build_summary(ctx: BuildContext) -> Section:
             Table.from_frame(
                 groups, id="summary-groups", caption="Ranking of attribute groups", columns=SUMMARY_GROUP_COLUMNS,
                 note="Negative Δ = retrieval gets worse without the group's expert (drop) or with a wrong state "
-                     "(counterfactual). Intervals: identity-cluster bootstrap.",
+                     "(counterfactual). ΔmAP intervals: identity-cluster bootstrap; p Holm: identity-level sign-flip "
+                     "permutation test, Holm-adjusted across groups within each comparison.",
             )
         )
     else:
@@ -273,17 +298,28 @@ def _method_section(ctx: BuildContext, key: str) -> Section:
     section = Section(f"method-{key.replace('_', '-')}", info.title, origin=info.origin)
     section.add(Paragraph(info.describe(ctx.settings)))
     if not any(ctx.table(t) is not None for t in info.tables):
-        reasons = _method_warnings(ctx, (*info.tables, info.analysis_method))
-        section.add(Paragraph("This method did not run" + (f": {reasons}." if reasons else ".")))
-        ctx.note(key, "method did not run" + (f": {reasons}" if reasons else ""))
+        reasons = _untested_reasons(ctx, info.tables) or _method_warnings(ctx, (*info.tables, info.analysis_method))
+        section.add(Paragraph("**Not run on this trace**" + (f": {reasons}." if reasons else ".")))
+        if not reasons:
+            ctx.note(key, "method did not run and gave no reason")
     return section
 
 
-def _method_warnings(ctx: BuildContext, tables: Sequence[str]) -> str:
+def _untested_reasons(ctx: BuildContext, tables: Sequence[str]) -> str:
+    """The reasons recorded on the rows of tables whose every row is untested."""
+    reasons = []
+    for name in tables:
+        frame = ctx.raw_table(name)
+        if frame is not None and "reason" in frame:
+            reasons += [r for r in frame["reason"].astype(str) if r]
+    return "; ".join(dict.fromkeys(reasons))
+
+
+def _method_warnings(ctx: BuildContext, names: Sequence[str]) -> str:
     warnings = getattr(ctx.results, "warnings", None)
     if warnings is None or not len(warnings) or "method" not in warnings:
         return ""
-    mask = warnings["method"].astype(str).isin(tables) & (warnings["group"].fillna("").astype(str) == "")
+    mask = warnings["method"].astype(str).isin(names) & (warnings["group"].fillna("").astype(str) == "")
     return "; ".join(dict.fromkeys(warnings.loc[mask, "reason"].astype(str)))
 
 
@@ -496,7 +532,7 @@ def build_methods(ctx: BuildContext) -> Section:
     ))
     section.add(BulletList([
         f"**{m.title}** ({'paper' if m.origin == 'paper' else 'extension' if m.origin == 'extension' else 'paper and extension'}"
-        f"{'' if any(ctx.table(t) is not None for t in m.tables) else '; did not run'}): {m.describe(settings)}"
+        f"{'' if any(ctx.table(t) is not None for t in m.tables) else '; not run on this trace'}): {m.describe(settings)}"
         for m in METHODS
     ]))
     section.add(KeyValues("methods-settings", "Analysis settings", settings_items(settings)))

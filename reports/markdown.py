@@ -82,7 +82,7 @@ BLOCK_RENDERERS: dict[type, Callable] = {
 
 
 def render_section(section: Section) -> str:
-    title = f"## {section.title}"
+    title = f'<a id="{section.id}"></a>\n\n## {section.title}'
     if section.origin:
         title += f" ({ORIGIN_LABELS[section.origin]})"
     return "\n\n".join([title, *(BLOCK_RENDERERS[type(b)](b) for b in section.blocks)])

@@ -22,7 +22,7 @@ Thumbnailer = Callable[[str], "str | None"]
 @dataclass(frozen=True)
 class RankedListSettings:
     n_groups: int = 3
-    n_queries: int = 2
+    n_queries: int = 3
     top_k: int = 8
     baseline: str = "oracle"
     compared: tuple[str, ...] = ("drop", "counterfactual")

@@ -241,16 +241,28 @@ def test_summary_table_follows_the_consensus_ranking(results, rendered):
 
 
 def test_same_inputs_give_the_same_bytes_apart_from_the_timestamp(results, sim_trace):
-    from analysis import analyze
-
-    again = analyze(sim_trace, **SETTINGS)  # an independent analysis run with the same settings
     for name in reports.FORMATS:
         a = reports.render(results, sim_trace, name, ReportOptions(images=False, command="x"))
-        b = reports.render(again, sim_trace, name, ReportOptions(images=False, command="x"))
+        b = reports.render(results, sim_trace, name, ReportOptions(images=False, command="x",
+                                                                   created="1999-12-31T23:59:59+00:00"))
         assert len(CREATED.findall(a)) >= 1
-        assert CREATED.sub("T", a) == CREATED.sub("T", b)
+        assert a != b and CREATED.sub("T", a) == CREATED.sub("T", b)
+
+
+def test_source_date_epoch_fixes_the_timestamp(results, sim_trace, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "946684800")
+    html = reports.render(results, sim_trace, "html", ReportOptions(images=False))
+    assert "2000-01-01T00:00:00+00:00" in html
+
+
+@pytest.mark.slow
+def test_an_independent_analysis_run_gives_the_same_report(results, sim_trace):
+    from analysis import analyze
+
+    again = analyze(sim_trace, **SETTINGS)
     fixed = ReportOptions(images=False, command="x", created="2000-01-01T00:00:00+00:00")
-    assert reports.render(results, sim_trace, "html", fixed) == reports.render(again, sim_trace, "html", fixed)
+    for name in reports.FORMATS:
+        assert reports.render(results, sim_trace, name, fixed) == reports.render(again, sim_trace, name, fixed)
 
 
 # ------------------------------------------------------------------------ ranked lists
@@ -343,3 +355,23 @@ def test_html_in_headless_chromium(browser, rendered, results, tmp_path):
     assert values == sorted(values, reverse=True)
     assert [m for m in console if m[0] in ("error", "pageerror")] == []
     page.close()
+
+
+def test_report_of_a_trace_where_methods_cannot_run():
+    """No subsets and no counterfactuals: configuration-level methods do not run; the report says why."""
+    from analysis import analyze, simulate
+
+    trace = simulate(n_ids=12, groups=3, effects={"g00": 1.0}, kinds=("oracle", "none", "drop"), n_subsets=0, seed=2)
+    results = analyze(trace, **SETTINGS)
+    document = build_report(results, trace, ReportOptions(images=True, created="x"))
+    texts = {name: fmt.render(document) for name, fmt in reports.FORMATS.items()}
+    data = json.loads(texts["json"])
+    glm = next(s for s in data["sections"] if s["id"] == "method-config-glm")
+    assert glm["tables"] == [] and glm["figures"] == []
+    md_glm = texts["md"][texts["md"].index("## Configuration-level GLMs"):texts["md"].index("## Configuration-level surrogate")]
+    assert "**Not run on this trace**: no subset:* conditions" in md_glm
+    warned = {w["method"] for w in data["tables"]["table-warnings"]["rows"]}
+    assert {"config_glm_gaussian", "config_ttest"} <= warned
+    # in-memory trace: no file, no hash; the footer says so instead of failing
+    assert data["metadata"]["trace"]["file"] == "(in memory)" and "(in memory)" in texts["html"]
+    assert "counterfactual" not in {r["condition"].split(":")[0] for q in data["ranked_lists"] for r in q["rows"]}
