@@ -13,7 +13,8 @@ Two models explain retrieval per query from the query's annotated attribute stat
     reported ``not estimable`` and its queries leave the fit (which is what the infinite MLE does to
     the other terms), so the rest stay estimable.
 
-    Rows at two levels (column ``level``):
+    The reference passes over a state whose queries all hit (or all miss), so that separation
+    never takes the whole group with it. Rows at two levels (column ``level``):
 
     - ``"term"``: one per non-reference state: ``term`` (``group=state``), ``group``, ``state``,
       ``family``, ``reference`` (the group's reference state), ``coef`` (log-odds of a rank-1 hit
@@ -150,12 +151,16 @@ class StateDesign:
     reference: dict[str, str | None]
 
 
-def state_design(states: pd.DataFrame, groups: list[str], *, missing: str = "level") -> StateDesign:
+def state_design(
+    states: pd.DataFrame, groups: list[str], *, missing: str = "level", outcome: np.ndarray | None = None
+) -> StateDesign:
     """Treatment coding of the query state columns (Categoricals, NA = missing annotation).
 
     The reference of a group is its most frequent annotated state (ties: the first in schema
-    order). With ``missing="level"`` NA becomes the level ``missing``; with ``"drop"`` the caller
-    is expected to have removed rows with NA already.
+    order); given the binary ``outcome``, a state whose queries all share one outcome is passed
+    over, because a separated reference would make every other level of the group inestimable.
+    With ``missing="level"`` NA becomes the level ``missing``; with ``"drop"`` the caller is
+    expected to have removed rows with NA already.
     """
     columns, level_rows, reference = {}, [], {}
     for g in groups:
@@ -164,7 +169,13 @@ def state_design(states: pd.DataFrame, groups: list[str], *, missing: str = "lev
         categories = list(col.cat.categories)
         counts = np.bincount(codes[codes >= 0], minlength=len(categories))
         n_missing = int((codes < 0).sum())
-        ref = categories[int(np.argmax(counts))] if counts.sum() else None
+        eligible = counts.astype(float)
+        if outcome is not None:
+            hits = np.bincount(codes[codes >= 0], weights=np.asarray(outcome, float)[codes >= 0], minlength=len(categories))
+            pure = (hits == 0) | (hits == counts)
+            if (~pure & (counts > 0)).any():
+                eligible[pure] = -1
+        ref = categories[int(np.argmax(eligible))] if counts.sum() else None
         reference[g] = ref
         level_list = [(s, int(counts[i]), codes == i) for i, s in enumerate(categories)]
         if missing == "level" and n_missing:
@@ -203,12 +214,12 @@ def query_glm(trace, settings, options: ExplanatoryOptions) -> pd.DataFrame:
         if not keep.any():
             why_not = "every valid query misses some annotation and missing='drop' leaves none"
     used = queries[keep]
-    design = state_design(used[groups], groups, missing=options.missing)
+    y = trace.data.rank1[base][keep].astype(float) if base is not None else None
+    design = state_design(used[groups], groups, missing=options.missing, outcome=y)
     levels = design.levels
 
     result, fitted, position = None, None, {}
     if not why_not:
-        y = trace.data.rank1[base][keep].astype(float)
         result = fit_glm(y, design.X, family="binomial", clusters=used["pid"].to_numpy(),
                          alpha=settings.alpha, min_clusters=options.min_clusters)
         fitted = result.table.set_index("term")

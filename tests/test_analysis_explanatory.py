@@ -171,6 +171,21 @@ def test_separation_a_state_whose_queries_all_hit_is_not_estimable(glm_trace):
     assert abs(naive.params[1]) > 10 or naive.bse[1] > 50
 
 
+def test_a_separated_most_frequent_state_is_not_the_reference(glm_trace):
+    states = glm_trace.query_table.loc[glm_trace.query_table["valid"], "g06"]
+    common = states.value_counts().index[0]
+    code = list(states.cat.categories).index(common)
+
+    def all_hit(data):
+        data.rank1[0] |= (data.query_states[:, 6] == code) & data.valid
+
+    table = query_level_explanatory(_edited(glm_trace.data, all_hit), {"options": FAST})["query_glm"]
+    rows = table[table["group"] == "g06"].set_index("term")
+    assert common != rows["reference"].iloc[0]
+    assert rows.loc[f"g06={common}", "status"] == "not estimable"
+    assert (rows.drop(index=f"g06={common}")["status"] == "ok").all()
+
+
 def test_find_separation_catches_a_combination_no_single_term_shows():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(80, 2))
