@@ -46,7 +46,7 @@ def build_ranked_lists(trace, groups_in_order: Sequence[str], settings: RankedLi
         f"(excluded from scoring); the blue frame is the query."
     )
     if settings.baseline not in names:
-        return RankedLists(id="ranked-lists", caption=f"No {settings.baseline!r} condition in the trace.", queries=[])
+        return RankedLists(id="ranked-examples", caption=f"No {settings.baseline!r} condition in the trace.", queries=[])
     base = names.index(settings.baseline)
     top_k = min(settings.top_k, d.topk_index.shape[-1])
     queries: list[RankedQuery] = []
@@ -92,4 +92,4 @@ def build_ranked_lists(trace, groups_in_order: Sequence[str], settings: RankedLi
                     rows=rows,
                 )
             )
-    return RankedLists(id="ranked-lists", caption=caption, queries=queries)
+    return RankedLists(id="ranked-examples", caption=caption, queries=queries)

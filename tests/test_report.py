@@ -134,6 +134,11 @@ def test_html_is_self_contained(rendered):
     assert "as in the MoSAIC-ReID paper" in html and "this project&#x27;s extension" in html
 
 
+def test_html_ids_are_unique(rendered):
+    ids = re.findall(r'\sid="([^"]+)"', rendered["html"])
+    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
+
+
 def test_methods_section_states_the_settings(rendered):
     md = rendered["md"]
     methods = md[md.index("## Methods"):md.index("## Warnings")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -120,6 +121,9 @@ def test_report_next_to_the_trace_without_torch(trace_path):
     assert "reading trace" in done.stderr and "analysis: paired" in done.stderr and "rendering html" in done.stderr
     assert "--no-images" in html and "--bootstrap 100" in html  # the command is in the provenance
     assert not list(trace_path.parent.glob(".report*"))  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not a private (0600) temp file
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ laptop without the training stack and starts fast.
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from pathlib import Path
@@ -101,7 +102,7 @@ def report(
     seed: int = typer.Option(0, "--seed", help="Seed of every resampling and model fit: same seed, same numbers."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
 ) -> None:
-    from mosaic.fileio import write_text_atomic
+    from mosaic.fileio import atomic_path
 
     fmt, path = resolve_output(trace, out, format)
     progress = StageProgress(enabled=not quiet)
@@ -111,7 +112,10 @@ def report(
         document, text = _analyse_and_render(trace, fmt, path, progress, images=images, alpha=alpha,
                                              bootstrap=bootstrap, permutations=permutations, seed=seed)
         progress(f"writing {path.name}")
-        write_text_atomic(path, text)
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+            # The temporary file is private (0600); a report is meant to be shared like any file.
+            tmp.chmod(0o666 & ~_current_umask())
     except BaseException:
         progress.finish(failed=True)
         raise
@@ -120,6 +124,12 @@ def report(
     if n_warnings and not quiet:
         typer.echo(f"{n_warnings} warning(s): see the Warnings section of the report", err=True)
     typer.echo(str(path))
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _analyse_and_render(trace: Path, fmt, path: Path, progress: StageProgress, *, images: bool, alpha: float,
