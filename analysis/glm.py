@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from mosaic.errors import MosaicError
+
 OK = "ok"
 NOT_ESTIMABLE = "not estimable"
 NOT_TESTED = "not tested"
@@ -378,7 +380,12 @@ def as_settings(settings):
 
     if isinstance(settings, AnalysisSettings):
         return settings
-    return AnalysisSettings(**dict(settings or {}))
+    given = dict(settings or {})
+    known = set(AnalysisSettings.__dataclass_fields__)
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise MosaicError(f"unknown analysis setting(s) {unknown}: use any of {sorted(known)}")
+    return AnalysisSettings(**given)
 
 
 def adjusted(p: np.ndarray) -> dict[str, np.ndarray]:

@@ -221,19 +221,26 @@ def test_too_few_configurations_is_not_tested_with_the_count():
     assert "9 configurations for 11 parameters" in reason
 
 
-def test_a_group_that_never_varies_is_not_estimable_and_the_rest_still_fit():
-    def always_on(data):
-        data.enabled_groups[:, 3] = True
+@pytest.mark.parametrize("enabled, word", [(True, "enabled"), (False, "disabled")])
+def test_a_group_that_never_varies_is_not_estimable_and_the_rest_still_fit(enabled, word):
+    def constant(data):
+        data.enabled_groups[:, 3] = enabled
 
-    results = configuration_level(_edited(_small(), always_on), {"options": FAST})
+    results = configuration_level(_edited(_small(), constant), {"options": FAST})
     _assert_clean(results)
     for name in TABLES:
         table = results[name]
         g03 = table[table["group"] == "g03"]
         assert (g03["status"] == "not estimable").all(), name
-        assert g03["reason"].str.contains("never varies: enabled in all").all(), name
+        assert g03["reason"].str.contains(f"never varies: {word} in all").all(), name
         others = table[(table["group"] != "g03") & (table["group"] != "")]
         assert (others["status"] == "ok").all(), name
+
+
+def test_one_identity_still_runs():
+    results = configuration_level(_small(n_ids=1, queries_per_id=6), {"options": FAST})
+    _assert_clean(results)
+    assert (results["config_glm_gaussian"]["status"] == "ok").any()
 
 
 def test_two_groups_always_enabled_together_are_reported_as_aliased():
@@ -308,6 +315,8 @@ def test_settings_object_and_unknown_options():
     assert set(configuration_level(trace, settings)) == set(TABLES)
     with pytest.raises(MosaicError, match="unknown configuration option"):
         configuration_level(trace, {"options": {"configuration": {"n_trees": 5}}})
+    with pytest.raises(MosaicError, match="unknown analysis setting"):
+        configuration_level(trace, {"sead": 1})
     with pytest.raises(MosaicError, match="ttest_kinds"):
         configuration_level(trace, {"options": {"configuration": {"ttest_kinds": ["counterfactual"]}}})
 
