@@ -326,8 +326,8 @@ def _method_warnings(ctx: BuildContext, names: Sequence[str]) -> str:
 def build_config_glm(ctx: BuildContext) -> Section:
     section = _method_section(ctx, "config_glm")
     figure = figures.coefficient_forest(
-        [("mAP (Gaussian GLM)", ctx.table("config_glm_gaussian")),
-         ("rank-1 hits (binomial GLM)", ctx.table("config_glm_binomial"))],
+        [("mAP (Gaussian GLM)", ctx.table("config_glm_gaussian"), "change in mAP"),
+         ("rank-1 hits (binomial GLM)", ctx.table("config_glm_binomial"), "change in log-odds")],
         fig_id="fig-config-glm", title="Configuration-level GLM coefficients",
         caption="Effect of enabling each group's experts on configuration mAP (left) and on the log-odds of a "
                 "rank-1 hit (right), with confidence intervals. Filled markers: the interval excludes 0.",
@@ -379,7 +379,7 @@ def build_config_ttest(ctx: BuildContext) -> Section:
             # the figure draws; Cohen's d (no interval) stays in the table.
             figure = figures.coefficient_forest(
                 [("mAP with − without the group", frame[[c for c in frame.columns if c != "coef"]]
-                  .rename(columns={"diff": "estimate"}))],
+                  .rename(columns={"diff": "estimate"}), "difference in mean mAP")],
                 fig_id="fig-config-ttest", title="Configuration-level t-tests: mAP difference",
                 caption="Mean mAP of configurations with the group's experts enabled minus without, with Welch "
                         "confidence intervals; Cohen's d is in the table.",
@@ -420,7 +420,7 @@ def build_query_glm(ctx: BuildContext) -> Section:
     if frame is not None:
         terms = frame[frame["level"].astype(str) == "term"] if "level" in frame else frame
         figure = figures.coefficient_forest(
-            [("log-odds of a rank-1 hit", terms)], fig_id="fig-query-glm", title="Query-level GLM coefficients",
+            [("rank-1 hit vs the group's reference state", terms, "log-odds ratio")], fig_id="fig-query-glm", title="Query-level GLM coefficients",
             caption="Binomial GLM of the rank-1 hit on the query's attribute states (identity-clustered intervals).",
         )
         if figure is not None:

@@ -74,29 +74,29 @@ def paired_change(frame: pd.DataFrame | None, *, estimate: str, metric: str, ord
     return Figure(id=fig_id, caption=caption, svg=svg.forest_plot(groups, panels, title=title, description=caption))
 
 
-def coefficient_forest(frames: Sequence[tuple[str, pd.DataFrame | None]], *, fig_id: str, title: str,
-                       caption: str, skip_terms: Sequence[str] = ("Intercept", "const", "intercept")) -> Figure | None:
-    """Coefficients with CIs from one or more model tables, one panel per table, own axis each."""
+def coefficient_forest(frames: Sequence[tuple], *, fig_id: str, title: str, caption: str,
+                       skip_terms: Sequence[str] = ("Intercept", "const", "intercept")) -> Figure | None:
+    """Coefficients with CIs from model tables: ``frames`` holds ``(panel title, frame[, x label])``,
+    one panel per table, each on its own axis (the models' scales differ)."""
     panels, labels = [], None
-    for i, (panel_title, frame) in enumerate(frames):
+    for i, (panel_title, frame, *rest) in enumerate(frames):
         if frame is None or not len(frame):
             continue
-        est = first_column(frame, ESTIMATE_COLUMNS)
-        lab = first_column(frame, LABEL_COLUMNS)
+        est, lab = first_column(frame, ESTIMATE_COLUMNS), first_column(frame, LABEL_COLUMNS)
         if est is None or lab is None:
             continue
-        frame = frame[~frame[lab].astype(str).isin(skip_terms)]
-        these = [str(t) for t in frame[lab].tolist()]
+        frame = frame[~frame[lab].astype(str).isin(skip_terms)].drop_duplicates(lab)
+        frame = frame.set_index(frame[lab].astype(str))
         if labels is None:
-            labels = list(dict.fromkeys(these))
-        sub = frame.drop_duplicates(lab).set_index(frame.drop_duplicates(lab)[lab].astype(str)).reindex(labels)
+            labels = frame.index.tolist()
+        sub = frame.reindex(labels)
         panels.append(
             svg.ForestPanel(
                 title=panel_title,
                 estimate=_floats(sub[est], len(labels)),
                 low=_floats(sub.get("ci_low"), len(labels)),
                 high=_floats(sub.get("ci_high"), len(labels)),
-                xlabel=est,
+                xlabel=rest[0] if rest else est,
                 colour=svg.colour(i),
             )
         )
