@@ -503,7 +503,6 @@ def _surrogate_rows(groups, family, coarse, explained, status_all, why_not) -> p
         total = table.loc[sel, "mean_abs_shap"].sum()
         table.loc[sel, "share"] = table.loc[sel, "mean_abs_shap"] / total if total > 0 else np.nan
         table.loc[sel, "rank"] = (-table.loc[sel, "mean_abs_shap"]).rank(method="min")
-    table[["level", "group", "family", "status", "reason"]] = table[["level", "group", "family", "status", "reason"]].astype(object)
     return table
 
 
