@@ -39,6 +39,10 @@ def atomic_path(path: str | os.PathLike, *, create_parent: bool = False) -> Iter
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600 files; outputs get the permissions a plain open() would give them.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
         os.replace(tmp, path)

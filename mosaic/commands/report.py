@@ -6,7 +6,6 @@ laptop without the training stack and starts fast.
 
 from __future__ import annotations
 
-import os
 import shlex
 import time
 from pathlib import Path
@@ -114,8 +113,6 @@ def report(
         progress(f"writing {path.name}")
         with atomic_path(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
-            # The temporary file is private (0600); a report is meant to be shared like any file.
-            tmp.chmod(0o666 & ~_current_umask())
     except BaseException:
         progress.finish(failed=True)
         raise
@@ -124,12 +121,6 @@ def report(
     if n_warnings and not quiet:
         typer.echo(f"{n_warnings} warning(s): see the Warnings section of the report", err=True)
     typer.echo(str(path))
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _analyse_and_render(trace: Path, fmt, path: Path, progress: StageProgress, *, images: bool, alpha: float,
