@@ -9,22 +9,11 @@ Torch-free by design: it opens any valid trace file and never reaches into a che
 
 from __future__ import annotations
 
-import importlib
+# Bound eagerly: the functions share their names with their modules, and a lazily resolved name
+# would be shadowed by the submodule as soon as anything imports ``analysis.analyze``.
+from analysis.analyze import analyze
+from analysis.results import Results
+from analysis.simulate import simulate
+from analysis.trace import Trace, read_trace
 
-# Public name -> defining module; resolved on first use so that importing one part does not
-# pull in the heavier statistics stack.
-_EXPORTS = {
-    "Trace": "analysis.trace",
-    "read_trace": "analysis.trace",
-    "simulate": "analysis.simulate",
-    "analyze": "analysis.analyze",
-    "Results": "analysis.results",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+__all__ = ["Results", "Trace", "analyze", "read_trace", "simulate"]

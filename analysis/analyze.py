@@ -9,9 +9,7 @@ rankings are computed last, from whatever tables the methods produced.
 from __future__ import annotations
 
 import os
-import sys
 import time
-import types
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
@@ -226,15 +224,3 @@ def analyze(
     warning_frame = pd.DataFrame(warnings, columns=list(WARNING_COLUMNS)) if warnings else empty_warnings()
     return Results(tables=tables, settings=recorded, warnings=warning_frame,
                    trace_info=_trace_info(trace), timings=timings)
-
-
-class _CallableModule(types.ModuleType):
-    """``analysis.analyze(...)`` must call the function even after ``import analysis.analyze``
-    has bound the package attribute to this module (the lazy ``analysis.__getattr__`` is then
-    no longer consulted), so the module forwards calls to its function of the same name."""
-
-    def __call__(self, *args, **kwargs):
-        return analyze(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

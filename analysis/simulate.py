@@ -27,8 +27,6 @@ Gates are oracle-like: one-hot per routed group at every layer, zero where the s
 from __future__ import annotations
 
 import os
-import sys
-import types
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -430,15 +428,3 @@ def simulate(
 
         path = write_trace(data, Path(path))
     return Trace(data, path=path)
-
-
-class _CallableModule(types.ModuleType):
-    """``analysis.simulate(...)`` must call the function even after ``import analysis.simulate``
-    has bound the package attribute to this module (the lazy ``analysis.__getattr__`` is then
-    no longer consulted), so the module forwards calls to its function of the same name."""
-
-    def __call__(self, *args, **kwargs):
-        return simulate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
