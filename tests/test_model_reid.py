@@ -107,7 +107,7 @@ def test_plain_lora_baseline_through_peft():
     assert trainable and all("lora_" in n or n.startswith(("routers.", "bnneck.", "classifier.")) for n in trainable)
     assert "bnneck.bias" not in trainable
     counts = model.parameter_counts()
-    assert counts["experts"] == 2 * 4 * ((64 + 192) + (64 + 192))
+    assert counts["experts"] == 2 * 4 * ((64 + 3 * 64) + (64 + 2 * 64))  # rank 4 on qkv and fc1, 2 blocks
     out = model.eval()(_images(model), STATES)
     assert out.logits.shape == (4, 7)
 
@@ -183,3 +183,23 @@ def test_real_market_schema_builds_one_expert_per_state():
     model = build_model(ModelConfig(), schema, num_classes=751)
     assert model.gates(torch.zeros(1, len(schema.groups), dtype=torch.long)).shape == (1, 2, schema.n_experts)
     assert model.mixtures[0][0].lora_A.shape == (schema.n_experts, 4, 64)
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_step_and_routing_on_device():
+    model = _model(learned_router=True).cuda().train()
+    x, states = _images(model).cuda(), STATES.cuda()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = model(x, states, enabled=torch.tensor([True, True, False], device="cuda"))
+        loss = out.logits.float().logsumexp(1).mean() + out.features.float().square().mean()
+    loss.backward()
+    assert torch.isfinite(loss)
+    backpack = SCHEMA.expert_slice("backpack")
+    for layer in model.mixtures:
+        for m in layer:
+            assert m.lora_A.grad[backpack].abs().sum() == 0 and m.lora_B.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        tokens = model.trunk(x)
+        torch.testing.assert_close(model.head(tokens, model.gates(states, router="learned", tokens=tokens)).bn_features,
+                                   model(x, states, router="learned").bn_features)
