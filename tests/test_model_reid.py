@@ -203,3 +203,26 @@ def test_cuda_bf16_step_and_routing_on_device():
         tokens = model.trunk(x)
         torch.testing.assert_close(model.head(tokens, model.gates(states, router="learned", tokens=tokens)).bn_features,
                                    model(x, states, router="learned").bn_features)
+
+
+def test_registered_router_is_offered_by_new_models():
+    from mosaic.model import ROUTERS, Router, Routing, register_router
+
+    class Everything(Router):
+        """Every expert of every enabled group on (a capacity probe)."""
+
+        def route(self, states=None, enabled=None, tokens=None):
+            mask = self.enabled_mask(enabled, states.device)
+            per_expert = torch.repeat_interleave(mask, self.n_states)
+            gates = per_expert.float().expand(states.shape[0], -1)
+            return Routing(gates=gates, missing=torch.zeros(states.shape, dtype=torch.bool))
+
+    register_router("everything", Everything)
+    try:
+        model = _model().eval()
+        gates = model.gates(STATES, router="everything", enabled=torch.tensor([True, False, True]))
+        assert gates.shape == (4, 2, 8) and gates[0, 0].tolist() == [1, 1, 0, 0, 0, 0, 1, 1]
+        with pytest.raises(TypeError):
+            register_router("bad", object)
+    finally:
+        ROUTERS.pop("everything")

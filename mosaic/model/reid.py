@@ -207,9 +207,12 @@ class MosaicReID(nn.Module):
         self.bnneck.bias.requires_grad_(False)  # BNNeck: a shift-free feature for the cosine metric
         self.classifier = nn.Linear(self.embed_dim, self.num_classes, bias=False)
         nn.init.normal_(self.classifier.weight, std=0.001)
-        names = ["oracle", "none"] + (["learned"] if config.learned_router else [])
         self.routers = nn.ModuleDict(
-            {n: ROUTERS[n](schema, self.embed_dim, hidden=config.router_hidden) for n in names}
+            {
+                name: router(schema, self.embed_dim, config.router_hidden)
+                for name, router in ROUTERS.items()
+                if name != "learned" or config.learned_router
+            }
         )
         self._apply_freezing()
 

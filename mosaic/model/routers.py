@@ -21,7 +21,7 @@ their logits directly (:func:`attribute_loss`), so the argmax needs no gradient.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -62,12 +62,16 @@ class Routing:
 
 
 class Router(nn.Module):
-    """Base class: ``route(states, enabled, tokens) -> Routing`` over a schema's experts."""
+    """Base class: ``route(states, enabled, tokens) -> Routing`` over a schema's experts.
+
+    Every router is built as ``cls(schema, embed_dim, hidden)``; routers without parameters ignore
+    the last two.
+    """
 
     needs_states: bool = False
     needs_tokens: bool = False
 
-    def __init__(self, schema: AttributeSchema) -> None:
+    def __init__(self, schema: AttributeSchema, embed_dim: int = 0, hidden: int = 0) -> None:
         super().__init__()
         self.schema = schema
         n_states = torch.tensor([len(g.states) for g in schema.groups], dtype=torch.long)
@@ -158,6 +162,8 @@ class LearnedRouter(Router):
 
     def __init__(self, schema: AttributeSchema, embed_dim: int, hidden: int = 0) -> None:
         super().__init__(schema)
+        if embed_dim < 1:
+            raise ValueError(f"the learned router needs the token width embed_dim, got {embed_dim}")
         # the residual stream before the final norm is unnormalised; one LayerNorm steadies all heads
         self.norm = nn.LayerNorm(embed_dim)
 
@@ -188,17 +194,19 @@ class LearnedRouter(Router):
         )
 
 
-# name -> factory(schema, embed_dim, hidden); MosaicReID builds one of each it supports.
-ROUTERS: dict[str, Callable[..., Router]] = {
-    "oracle": lambda schema, embed_dim, hidden=0: OracleRouter(schema),
+# name -> Router class; MosaicReID builds one of each (``learned`` only with learned_router=True).
+ROUTERS: dict[str, type[Router]] = {
+    "oracle": OracleRouter,
     "learned": LearnedRouter,
-    "none": lambda schema, embed_dim, hidden=0: NullRouter(schema),
+    "none": NullRouter,
 }
 
 
-def register_router(name: str, factory: Callable[..., Router]) -> None:
-    """Add a router (``factory(schema, embed_dim, hidden) -> Router``) under ``name``."""
-    ROUTERS[name] = factory
+def register_router(name: str, router: type[Router]) -> None:
+    """Add a router class under ``name``; models built afterwards offer it by that name."""
+    if not (isinstance(router, type) and issubclass(router, Router)):
+        raise TypeError(f"a router must be a subclass of Router, got {router!r}")
+    ROUTERS[name] = router
 
 
 def attribute_loss(attr_logits: Mapping[str, torch.Tensor], states: torch.Tensor) -> torch.Tensor:
