@@ -187,3 +187,39 @@ def test_learned_needs_a_learned_router(setup, tmp_path, capsys):
     plain = _write_checkpoint(tmp_path / "plain.pt", world, learned=False)
     assert main(["trace", "--ckpt", str(plain), "--out", str(tmp_path / "t.h5"), "-c", "learned", "-q"]) == 2
     assert "no learned router" in capsys.readouterr().err
+
+
+def test_trace_on_the_synthetic_world_with_the_default_conditions(tiny_world, tmp_path):
+    """The Market-1501 layout and schema end to end, every default condition kind, then xarray."""
+    from analysis import read_trace
+    from mosaic.conditions import default_n_subsets
+    from mosaic.schema import load_schema
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ckpt = _write_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", tiny_world, learned=True)
+        out = tmp_path / "trace.h5"
+        assert main(["trace", "--ckpt", str(ckpt), "--out", str(out), "--device", "cpu", "-q"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    trace = read_trace(out)
+    schema = load_schema("market1501")
+    G = len(schema.groups)
+    kinds = trace.conditions["kind"].value_counts().to_dict()
+    assert kinds == {"oracle": 1, "none": 1, "drop": G, "only": G, "counterfactual": G,
+                     "subset": default_n_subsets(schema), "learned": 1}
+    assert trace.schema == schema
+    assert trace.dataset["format"] == "market1501"
+    assert trace.query_table["path"].str.startswith("query/").all()
+    # distractors (pid 0) are in the gallery with every group missing, and the oracle routed them nowhere
+    distractor = trace.data.gallery_pid == 0
+    if distractor.any():
+        assert (trace.data.gallery_states[distractor] == -1).all()
+    xr = pytest.importorskip("xarray")
+    tree = xr.open_datatree(out, engine="h5netcdf")
+    try:
+        assert tree["routing"]["gates"].sizes["condition"] == len(trace.condition_names())
+        assert tree["retrieval"]["ap"].sel(condition="oracle").dims == ("query",)
+    finally:
+        tree.close()
