@@ -142,7 +142,10 @@ def test_state_dict_round_trip_and_schema_guard(model, tmp_path):
     path = tmp_path / "model.pt"
     torch.save(model.state_dict(), path)
     state = torch.load(path, weights_only=True)
-    assert state["_extra_state"]["lora_config"]["r"] == 4
+    from peft import PeftConfig
+
+    stored = PeftConfig.from_peft_type(**state["_extra_state"]["lora_config"])  # peft reads it back
+    assert (stored.r, stored.lora_alpha, set(stored.target_modules)) == (4, 8.0, set(model.lora_config.target_modules))
     twin = build_model(ModelConfig(), SCHEMA, 7).eval()
     twin.load_state_dict(state)
     x = _images(model)
