@@ -529,6 +529,8 @@ def build_provenance(
         "versions": _package_versions(),
         "git_commit": _git_commit(),
         "checkpoint": dict(checkpoint or {}),
+        # flat as well: the one fact most readers look up, a plain attribute in /provenance
+        "checkpoint_sha256": (checkpoint or {}).get("sha256"),
         "dataset_paths": dict(dataset_paths or {}),
         "seed": seed,
         "device": device_name,

@@ -109,6 +109,7 @@ def test_trace_command_writes_a_complete_trace(traced, setup):
     assert trace.conditions.set_index("condition").loc["learned", "router"] == "learned"
     prov = trace.provenance
     assert prov["checkpoint"]["sha256"] == sha256_file(ckpt) and prov["checkpoint"]["step"] == 7
+    assert prov["checkpoint_sha256"] == sha256_file(ckpt)
     assert prov["seed"] == 3 and prov["device"] == "cpu"
     assert prov["command"].startswith("mosaic trace --ckpt ") and "--seed 3" in prov["command"]
     assert prov["config"]["train"]["model"]["backbone"] == "vit_micro"

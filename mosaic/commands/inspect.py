@@ -103,11 +103,12 @@ def _print_summary(summary: dict[str, Any], *, max_conditions: int | None) -> No
         ("command", prov.get("command")),
         ("checkpoint", f"{ckpt.get('path')} (sha256 {str(ckpt.get('sha256', ''))[:12]}…, step {ckpt.get('step')})" if ckpt else None),
         ("git commit", prov.get("git_commit")),
-        ("seed / device", f"{prov.get('seed')} / {prov.get('device')}" if "seed" in prov or "device" in prov else None),
+        ("seed", prov.get("seed")),
+        ("device", prov.get("device")),
         ("versions", ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items()) or None),
     ]
     for label, value in lines:
-        if value:
+        if value is not None and value != "":
             console.print(f"{label}: {value}")
 
     table = Table(title=f"{len(summary['conditions'])} conditions (metrics in %, over valid queries)", title_justify="left")
