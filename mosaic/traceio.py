@@ -271,10 +271,22 @@ def _str_dtype():
     return h5py.string_dtype("utf-8")
 
 
+def _utf8_safe(text: str) -> str:
+    if "\x00" in text:
+        raise MosaicError(f"cannot store {text!r} in a trace: HDF5 strings cannot hold NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # a file name that is not valid UTF-8 (decoded by Python with surrogate escapes): keep it
+        # readable and unambiguous as backslash escapes rather than refuse the whole trace
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _as_str_array(values) -> np.ndarray:
     """Object array of Python str, the form h5py writes as variable-length UTF-8."""
     flat = np.asarray(values, dtype=object).reshape(-1)
-    return np.array([str(v) for v in flat.tolist()], dtype=object).reshape(np.shape(values))
+    return np.array([_utf8_safe(str(v)) for v in flat.tolist()], dtype=object).reshape(np.shape(values))
 
 
 def _coordinate_values(data: TraceData) -> dict[str, np.ndarray]:

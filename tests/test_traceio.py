@@ -15,6 +15,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mosaic.errors import MosaicError
 from mosaic.schema import AttributeSchema
@@ -283,3 +285,24 @@ def test_format_document_lists_every_array():
         group, name = spec.path.split("/")
         assert f"### `/{group}`" in doc, group
         assert f"| `{name}` | ({', '.join(spec.dims)}) | {spec.dtype} |" in doc, spec.path
+
+
+@settings(max_examples=25, deadline=None)
+@given(paths=st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                              max_size=20), min_size=7, max_size=7))
+def test_any_unicode_path_round_trips(tmp_path_factory, paths):
+    data = replace(make_trace(), query_path=np.array(paths, dtype=object).astype(str))
+    back = read_trace_data(write_trace(data, tmp_path_factory.mktemp("u") / "t.h5"))
+    assert back.query_path.tolist() == paths
+
+
+def test_undecodable_file_names_are_kept_readable(tmp_path):
+    name = b"query/\xff\xfe_0001.jpg".decode("utf-8", "surrogateescape")
+    data = make_trace()
+    paths = data.query_path.astype(object)
+    paths[0] = name
+    back = read_trace_data(write_trace(replace(data, query_path=paths), tmp_path / "t.h5"))
+    assert back.query_path[0] == "query/\\udcff\\udcfe_0001.jpg"
+    with pytest.raises(MosaicError, match="NUL"):
+        paths[0] = "a\x00b"
+        write_trace(replace(data, query_path=paths), tmp_path / "n.h5")
