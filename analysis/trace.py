@@ -25,7 +25,7 @@ import pandas as pd
 
 from mosaic.errors import MosaicError
 from mosaic.schema import AttributeSchema
-from mosaic.traceio import SCHEMA_VERSION, TraceData, read_trace_data
+from mosaic.traceio import SCHEMA_VERSION, TraceData, read_trace_file
 
 CMC_RANKS = (1, 5, 10, 20)
 
@@ -33,11 +33,8 @@ CMC_RANKS = (1, 5, 10, 20)
 def read_trace(path: str | os.PathLike) -> "Trace":
     """Read the HDF5 trace at ``path`` (written by ``mosaic trace`` or :func:`mosaic.traceio.write_trace`)."""
     path = Path(path)
-    data = read_trace_data(path)
-    from mosaic.traceio import read_trace_attrs
-
-    version = str(read_trace_attrs(path).get("schema_version", SCHEMA_VERSION))
-    return Trace(data, path=path, schema_version=version)
+    data, attrs = read_trace_file(path)
+    return Trace(data, path=path, schema_version=str(attrs.get("schema_version", SCHEMA_VERSION)))
 
 
 class Trace:

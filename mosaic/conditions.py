@@ -274,7 +274,7 @@ def _subsets_unavailable(ctx: ConditionContext) -> str | None:
     return None
 
 
-def _per_group(kind: str, build: Callable[[ConditionContext, int, str], Condition]):
+def _per_group(build: Callable[[ConditionContext, int, str], Condition]):
     def expand(ctx: ConditionContext) -> list[Condition]:
         return [build(ctx, i, g) for i, g in enumerate(ctx.schema.group_names)]
 
@@ -291,15 +291,15 @@ register_condition_kind(ConditionKind(
 ))
 register_condition_kind(ConditionKind(
     "drop", "drop:<group>", "every group except <group>",
-    _per_group("drop", lambda ctx, i, g: Condition(f"drop:{g}", "drop", g, _mask(ctx.schema, off=[g]))),
+    _per_group(lambda ctx, i, g: Condition(f"drop:{g}", "drop", g, _mask(ctx.schema, off=[g]))),
 ))
 register_condition_kind(ConditionKind(
     "only", "only:<group>", "<group> alone",
-    _per_group("only", lambda ctx, i, g: Condition(f"only:{g}", "only", g, _mask(ctx.schema, on=[g]))),
+    _per_group(lambda ctx, i, g: Condition(f"only:{g}", "only", g, _mask(ctx.schema, on=[g]))),
 ))
 register_condition_kind(ConditionKind(
     "counterfactual", "counterfactual:<group>", "every group, <group> routed by another identity's state",
-    _per_group("counterfactual", lambda ctx, i, g: Condition(
+    _per_group(lambda ctx, i, g: Condition(
         f"counterfactual:{g}", "counterfactual", g, _mask(ctx.schema),
         transform=CounterfactualStates(group_index=i, seed=_group_seed(ctx.seed, g)),
     )),

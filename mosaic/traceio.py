@@ -510,9 +510,14 @@ def _read_array(h5, path: str, dtype: str, file_path) -> np.ndarray:
 
 def read_trace_data(path: str | os.PathLike) -> TraceData:
     """Read a trace written by :func:`write_trace` back into a :class:`TraceData`."""
+    return read_trace_file(path)[0]
+
+
+def read_trace_file(path: str | os.PathLike) -> tuple[TraceData, dict[str, Any]]:
+    """The :class:`TraceData` and the root attributes (as :func:`read_trace_attrs`), in one open."""
     with open_trace_file(path) as h5:
         try:
-            return _read(h5, path)
+            return _read(h5, path), _root_attrs(h5)
         except MosaicError:
             raise
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
@@ -545,14 +550,18 @@ def _read(h5, path) -> TraceData:
 def read_trace_attrs(path: str | os.PathLike) -> dict[str, Any]:
     """The root attributes of a trace (versions, created, provenance, ...) without loading arrays."""
     with open_trace_file(path) as h5:
-        out: dict[str, Any] = {}
-        for key, value in h5.attrs.items():
-            value = _attr_str(value) if isinstance(value, (bytes, str)) else value
-            if key in ("provenance", "dataset", "attribute_schema"):
-                value = json.loads(value)
-            out[key] = value
-        out["sizes"] = {dim: int(h5[dim].shape[0]) for dim in COORDINATES if dim in h5}
-        return out
+        return _root_attrs(h5)
+
+
+def _root_attrs(h5) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in h5.attrs.items():
+        value = _attr_str(value) if isinstance(value, (bytes, str)) else value
+        if key in ("provenance", "dataset", "attribute_schema"):
+            value = json.loads(value)
+        out[key] = value
+    out["sizes"] = {dim: int(h5[dim].shape[0]) for dim in COORDINATES if dim in h5}
+    return out
 
 
 def array_specs() -> tuple[ArraySpec, ...]:
@@ -572,5 +581,6 @@ __all__ = [
     "open_trace_file",
     "read_trace_attrs",
     "read_trace_data",
+    "read_trace_file",
     "write_trace",
 ]
