@@ -27,6 +27,7 @@ def tiny_overrides(world: Path, cache: Path, **extra) -> list[str]:
         "model.learned_router": True,
         "model.lora_dropout": 0.1,  # exercises the global torch RNG across a resume
         "model.drop_path": 0.1,
+        "routing.group_dropout": 0.3,  # draws from the augmentation stream, also across a resume
         "sampler.p": 4,
         "sampler.k": 4,
         "optim.steps": 8,

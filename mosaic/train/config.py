@@ -1,7 +1,7 @@
 """Training configuration: YAML validated into nested dataclasses.
 
 A config file is a mapping with one section per dataclass below (``data``, ``model``,
-``sampler``, ``optim``, ``loss``, ``augment``, ``eval``, ``run``). Every key is checked
+``sampler``, ``optim``, ``loss``, ``augment``, ``routing``, ``eval``, ``run``). Every key is checked
 against the dataclass fields: an unknown key is an error that names it and suggests the
 closest valid key, and a value of the wrong type is an error that names the key and the
 expected type. ``--set section.key=value`` overrides go through the same checks, with the
@@ -93,6 +93,20 @@ class AugmentConfig:
 
 
 @dataclass
+class RoutingConfig:
+    """How the oracle routes experts during training.
+
+    ``group_dropout`` switches each attribute group's experts off for a sample with this
+    probability (as if the group were unannotated). Without it a model trained from scratch can
+    identify the training identities from the oracle's attribute code alone and never learn to
+    see; with it the backbone must carry identity by itself, and the experts learn to work in
+    any subset of groups, which is what the ``drop:``/``only:``/``subset:`` conditions measure.
+    """
+
+    group_dropout: float = 0.0
+
+
+@dataclass
 class EvalConfig:
     """Query/gallery evaluation during training."""
 
@@ -136,6 +150,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -167,6 +182,7 @@ class TrainConfig:
             (0 <= self.loss.label_smoothing < 1, "loss.label_smoothing must be in [0, 1)"),
             (0 <= self.augment.flip_prob <= 1, "augment.flip_prob must be in [0, 1]"),
             (0 <= self.augment.erase_prob <= 1, "augment.erase_prob must be in [0, 1]"),
+            (0 <= self.routing.group_dropout < 1, "routing.group_dropout must be in [0, 1)"),
             (self.augment.pad >= 0, "augment.pad must be >= 0"),
             (self.run.log_every > 0, "run.log_every must be positive"),
             (self.run.checkpoint_every > 0, "run.checkpoint_every must be positive"),

@@ -41,6 +41,7 @@ import torch
 
 from mosaic.errors import MosaicError
 from mosaic.fileio import write_text_atomic
+from mosaic.schema import MISSING
 from mosaic.train.augment import BatchAugment
 from mosaic.train.checkpoint import (
     capture_rng_state,
@@ -503,8 +504,8 @@ class Trainer:
         states = self.train_states.index_select(0, index).to(self.device, non_blocking=True)
         x = self.augment(images, self.augment_generator)
         with self.autocast():
-            output = self.forward_model(x, states, router="oracle")
-        terms = self.loss_fn(output, labels, states)
+            output = self.forward_model(x, self._route_states(states), router="oracle")
+        terms = self.loss_fn(output, labels, states)  # the router heads learn the true states
         self.optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
         if self.config.optim.clip_grad_norm:
@@ -513,6 +514,14 @@ class Trainer:
         self.scheduler.step()
         zero = terms.total.detach() * 0
         return torch.stack([terms.total.detach()] + [terms.parts.get(n, zero) for n in LOSS_PARTS[1:]])
+
+    def _route_states(self, states: torch.Tensor) -> torch.Tensor:
+        """States the oracle routes by: each group dropped (``-1``) with ``routing.group_dropout``."""
+        p = self.config.routing.group_dropout
+        if not p:
+            return states
+        drop = torch.rand(states.shape, generator=self.augment_generator) < p  # CPU stream: checkpointed
+        return states.masked_fill(drop.to(states.device, non_blocking=True), MISSING)
 
     @property
     def _part_names(self) -> tuple[str, ...]:
