@@ -177,6 +177,17 @@ def test_constant_groups_share_one_state(tmp_path: Path):
     assert len(np.unique(free.states["upcolour"])) > 3
 
 
+def test_uniform_groups_spread_over_every_state():
+    config = WorldConfig(seed=2, uniform=("hat", "downcolour"), **SMALL)
+    people = sample_people(4000, config, np.random.default_rng(0))
+    hat_yes = (people.states["hat"] == GROUP_STATES["hat"].index("yes")).mean()
+    assert hat_yes == pytest.approx(0.5, abs=0.03)  # Market-1501 has about 3 %
+    shares = np.bincount(people.states["downcolour"], minlength=len(GROUP_STATES["downcolour"])) / 4000
+    assert shares == pytest.approx(np.full(len(shares), 1 / len(shares)), abs=0.03)
+    with pytest.raises(MosaicError, match="both constant and uniform"):
+        WorldConfig(constant=("hat",), uniform=("hat",))
+
+
 def test_priors_follow_market_frequencies():
     people = sample_people(6000, WorldConfig(**SMALL), np.random.default_rng(0))
     female = people.states["gender"] == 1

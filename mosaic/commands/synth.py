@@ -32,6 +32,7 @@ def synth(
     occlusion: float = typer.Option(_default("occlusion"), "--occlusion", help="Probability that an image is partly occluded."),
     invisible: List[str] = typer.Option([], "--invisible", help=f"Group labelled but never drawn (drawn one neutral way); repeat or comma-separate. Groups: {', '.join(GROUPS)}."),
     constant: List[str] = typer.Option([], "--constant", help="Group every identity shares: GROUP (Market-1501's most frequent state) or GROUP=STATE, e.g. hat=yes; repeat or comma-separate."),
+    uniform: List[str] = typer.Option([], "--uniform", help="Group drawn uniformly over its states for every identity (the most it can vary); repeat or comma-separate."),
     missing: float = typer.Option(_default("missing"), "--missing", help="Fraction of identity labels written as 0 (not annotated) in the attribute file."),
     jpeg_quality: int = typer.Option(_default("jpeg_quality"), "--jpeg-quality", help="JPEG quality of the images (1-95)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder (only once the new world is complete)."),
@@ -39,8 +40,8 @@ def synth(
 ) -> None:
     """Write a synthetic world: pedestrians whose attributes show in the pixels, in the exact
     Market-1501 layout (bounding_box_train/, query/, bounding_box_test/, market_attribute.mat)
-    plus world.json with the seed and every knob. `mosaic train --data OUT` reads it like
-    the real dataset.
+    plus world.json with the seed and every knob. `mosaic data check OUT` and
+    `mosaic train --set data.root=OUT` read it like the real dataset.
     """
     from mosaic.synth import synthesize
 
@@ -62,6 +63,7 @@ def synth(
         occlusion=occlusion,
         invisible=split(invisible),
         constant=split(constant),
+        uniform=split(uniform),
         missing=missing,
         jpeg_quality=jpeg_quality,
     )

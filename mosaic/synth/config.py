@@ -56,6 +56,9 @@ class WorldConfig:
             one neutral way), e.g. ``("hat",)``.
         constant: groups every identity shares one state of: ``"hat"`` (the most frequent state
             in Market-1501) or ``"hat=yes"``.
+        uniform: groups whose state is drawn uniformly over its states for every identity instead
+            of from Market-1501's frequencies: the most a group can vary, so the most identity
+            information it can carry (the opposite of ``constant``).
         missing: fraction (0..1) of identity-level labels recorded as 0 (not annotated) in the
             attribute file; the pixels still show the drawn state.
         jpeg_quality: JPEG quality (1..95) of the written images.
@@ -75,6 +78,7 @@ class WorldConfig:
     occlusion: float = 0.15
     invisible: tuple[str, ...] = field(default_factory=tuple)
     constant: tuple[str, ...] = field(default_factory=tuple)
+    uniform: tuple[str, ...] = field(default_factory=tuple)
     missing: float = 0.0
     jpeg_quality: int = 90
 
@@ -82,6 +86,7 @@ class WorldConfig:
         # Lists from YAML/JSON/CLI become tuples, so the config stays hashable and comparable.
         object.__setattr__(self, "invisible", tuple(self.invisible))
         object.__setattr__(self, "constant", tuple(self.constant))
+        object.__setattr__(self, "uniform", tuple(self.uniform))
         self._validate()
 
     # ------------------------------------------------------------------------ validation
@@ -122,6 +127,12 @@ class WorldConfig:
             if group in seen:
                 raise MosaicError(f"constant lists group {group!r} twice: keep one entry per group")
             seen.add(group)
+        for group in self.uniform:
+            _check_group(group, "uniform")
+            if group in seen:
+                raise MosaicError(f"group {group!r} cannot be both constant and uniform: keep it in one of the two")
+        if len(set(self.uniform)) != len(self.uniform):
+            raise MosaicError(f"uniform lists a group twice: {list(self.uniform)}")
 
     # ------------------------------------------------------------------------- helpers
     @property
@@ -133,6 +144,7 @@ class WorldConfig:
         data = asdict(self)
         data["invisible"] = list(self.invisible)
         data["constant"] = list(self.constant)
+        data["uniform"] = list(self.uniform)
         return data
 
     @classmethod

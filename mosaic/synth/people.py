@@ -134,6 +134,16 @@ def sample_people(n: int, config: WorldConfig, rng: np.random.Generator) -> Peop
     if "downcolour" in constants:
         down_field[:] = _down_field_of_state(constants["downcolour"] or most_frequent_state("downcolour"))
 
+    # Drawn last, so a world without uniform groups keeps the random stream (and bytes) it had.
+    for group in config.uniform:
+        drawn = rng.integers(len(GROUP_STATES[group]), size=n)
+        if group == "upcolour":
+            up_field[:] = [_up_field_of_state(GROUP_STATES[group][i]) for i in drawn]
+        elif group == "downcolour":
+            down_field[:] = [_down_field_of_state(GROUP_STATES[group][i]) for i in drawn]
+        else:
+            codes[group][:] = drawn
+
     states = {g: codes[g].astype(np.int16) for g in CODED_GROUPS}
     states["upcolour"] = np.where(up_field == NO_UP_COLOUR, GROUP_STATES["upcolour"].index("other"), up_field).astype(np.int16)
     states["downcolour"] = _DOWN_STATE_OF_FIELD[down_field].astype(np.int16)
