@@ -78,3 +78,19 @@ def test_generator_state_continues_like_an_uninterrupted_stream():
     resumed = torch.Generator()
     resumed.set_state(saved)
     assert torch.equal(aug(images, resumed), expected)
+
+
+def test_pixel_noise_fills_only_the_erased_rectangles():
+    images = batch(b=32)
+    aug = BatchAugment(AugmentConfig(flip_prob=0.0, pad=0, erase_prob=0.5, erase_fill="pixel"), normalize=scale)
+    params = aug.draw(32, 32, 16, torch.Generator().manual_seed(5))
+    out = aug.apply(images, params)
+    assert torch.equal(out, aug.apply(images, params))  # the noise is a function of the drawn seed
+    for i in range(32):
+        inside = torch.zeros(32, 16, dtype=torch.bool)
+        y0, x0, eh, ew = (int(t[i]) for t in (params.y0, params.x0, params.eh, params.ew))
+        inside[y0 : y0 + eh, x0 : x0 + ew] = True
+        assert torch.equal(out[i][:, ~inside], scale(images[i])[:, ~inside])
+        if params.erase[i]:
+            noise = out[i][:, inside]
+            assert noise.min() < 0 < noise.max()  # standard-normal values, not pixels in [0, 1]
