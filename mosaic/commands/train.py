@@ -18,7 +18,7 @@ per-group attribute accuracy when the model has a learned router).
 \b
 Examples:
   mosaic train --config configs/synthetic_micro.yaml
-  mosaic train --config configs/market1501_clip_vitb16.yaml --set data.root=/data/Market-1501-v15.09.15 --set model.lora_rank=8
+  mosaic train -c configs/market1501_clip_vitb16.yaml --set data.root=/data/Market-1501-v15.09.15
   mosaic train --resume runs/synthetic_micro            # continue after Ctrl-C or --stop-at
   torchrun --nproc_per_node 4 -m mosaic train --config configs/market1501_clip_vitb16.yaml
 
@@ -47,7 +47,8 @@ def train_command(
         "--set",
         "-s",
         help="Override one setting, KEY=VALUE with a dotted key, value parsed as YAML "
-        "(--set model.lora_rank=8 --set eval.routers=[oracle,none]). Repeatable.",
+        "(--set model.lora_rank=8 --set optim.lr=3e-4). Repeatable. With --resume only run.* and "
+        "eval.* settings may change.",
         show_default=False,
     ),
     resume: Optional[Path] = typer.Option(
