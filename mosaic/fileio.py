@@ -27,6 +27,17 @@ def ensure_writable_dir(directory: str | os.PathLike, *, create: bool = False) -
     return directory
 
 
+def give_default_permissions(path: str | os.PathLike) -> None:
+    """The permissions a plain ``open()`` / ``mkdir()`` would give ``path``.
+
+    ``mkstemp`` and ``mkdtemp`` create private (0600 / 0700) entries; outputs staged through them
+    are meant to be shared like any other file.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, create_parent: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
@@ -39,10 +50,7 @@ def atomic_path(path: str | os.PathLike, *, create_parent: bool = False) -> Iter
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    # mkstemp creates 0600 files; outputs get the permissions a plain open() would give them.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    give_default_permissions(tmp)
     try:
         yield tmp
         os.replace(tmp, path)

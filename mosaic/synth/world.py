@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mosaic.errors import MosaicError
-from mosaic.fileio import ensure_writable_dir, write_text_atomic
+from mosaic.fileio import ensure_writable_dir, give_default_permissions, write_text_atomic
 from mosaic.synth.config import GROUP_STATES, WorldConfig
 from mosaic.synth.people import NO_DOWN_COLOUR, NO_UP_COLOUR, People, sample_people
 from mosaic.synth.priors import DOWN_COLOUR_FIELDS, TEST_FIELD_ORDER, TRAIN_FIELD_ORDER, UP_COLOUR_FIELDS
@@ -221,6 +221,7 @@ def synthesize(
     figures = figure_parameters(everyone, config)
 
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=parent))
+    give_default_permissions(staging)
     try:
         for folder in SPLIT_FOLDERS.values():
             (staging / folder).mkdir()
