@@ -35,15 +35,21 @@ def demo(
     config: Path = typer.Option(
         DEMO_CONFIG, "--config", help="Training config; data.root and run.out are set by the demo.", show_default=False
     ),
+    ids: Optional[int] = typer.Option(None, "--ids", help="Identities of the world (default: the default world's).", show_default=False),
+    images_per_id: Optional[int] = typer.Option(
+        None, "--images-per-id", help="Images per identity (default: the default world's).", show_default=False
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),
 ) -> None:
     from mosaic.fileio import ensure_writable_dir
     from mosaic.pipeline import Ledger, run_stages
+    from mosaic.synth import WorldConfig
 
     if not config.is_file():
         raise MosaicError(f"training config {config} not found: pass --config configs/synthetic_micro.yaml from a clone")
     out = ensure_writable_dir(out, create=True)
-    stages = build_stages(out, config=config, seed=seed, progress=progress)
+    size = {k: v for k, v in (("n_ids", ids), ("images_per_id", images_per_id)) if v is not None}
+    stages = build_stages(out, config=config, seed=seed, progress=progress, world_config=WorldConfig(seed=seed, **size))
     started = time.perf_counter()
     run_stages(stages, Ledger(out), fresh=fresh, announce=lambda line: typer.echo(line, err=True))
     minutes = (time.perf_counter() - started) / 60
@@ -51,14 +57,18 @@ def demo(
     _print_headline(out / "report.json")
 
 
-def build_stages(out: Path, *, config: Path, seed: int, progress: bool) -> list:
-    """The demo's four stages, each a call of the same command a user would type."""
+def build_stages(out: Path, *, config: Path, seed: int, progress: bool, world_config=None) -> list:
+    """The demo's four stages, each a call of the same command a user would type.
+
+    ``world_config`` (a :class:`mosaic.synth.WorldConfig`) replaces the default world; the
+    validation worlds of ``benchmarks/validation.py`` go through the same stages.
+    """
     from mosaic import __version__
     from mosaic.pipeline import Stage
     from mosaic.synth import WorldConfig
 
     world_dir, run_dir, trace_path, report_path = out / "world", out / "run", out / "trace.h5", out / "report.html"
-    world_config = WorldConfig(seed=seed)
+    world_config = world_config or WorldConfig(seed=seed)
     checkpoint = run_dir / "checkpoints" / "last.pt"
     quiet = [] if progress else ["--quiet"]
 
