@@ -22,6 +22,7 @@ from .routers import (
     attribute_accuracy,
     attribute_loss,
     register_router,
+    state_accuracy,
 )
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "Routing",
     "attach_experts",
     "attribute_accuracy",
+    "state_accuracy",
     "attribute_loss",
     "build_model",
     "create_backbone",

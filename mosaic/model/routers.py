@@ -21,7 +21,7 @@ their logits directly (:func:`attribute_loss`), so the argmax needs no gradient.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -226,12 +226,17 @@ def attribute_loss(attr_logits: Mapping[str, torch.Tensor], states: torch.Tensor
 
 
 @torch.no_grad()
+def state_accuracy(predicted: torch.Tensor, states: torch.Tensor, group_names: Sequence[str]) -> dict[str, float]:
+    """Per-group accuracy of predicted state codes ``(B, G)`` over annotated samples (NaN where none is)."""
+    out = {}
+    for g, name in enumerate(group_names):
+        labelled = states[:, g] != MISSING
+        n = int(labelled.sum())
+        out[name] = float((predicted[labelled, g] == states[labelled, g]).float().mean()) if n else float("nan")
+    return out
+
+
 def attribute_accuracy(attr_logits: Mapping[str, torch.Tensor], states: torch.Tensor) -> dict[str, float]:
     """Per-group accuracy of the argmax prediction over labelled samples (NaN for a group with none)."""
-    out = {}
-    for g, (name, logits) in enumerate(attr_logits.items()):
-        target = states[:, g].long()
-        valid = target != MISSING
-        n = int(valid.sum())
-        out[name] = float((logits.argmax(dim=1) == target)[valid].float().mean()) if n else float("nan")
-    return out
+    predicted = torch.stack([logits.argmax(dim=1) for logits in attr_logits.values()], dim=1)
+    return state_accuracy(predicted, states.long(), list(attr_logits))

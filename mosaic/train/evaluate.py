@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mosaic.schema import MISSING
+from mosaic.model.routers import state_accuracy
 
 
 @dataclass
@@ -108,16 +108,6 @@ def retrieval_metrics(features: torch.Tensor, data: EvalSet, max_rank: int = 50)
     return out
 
 
-def attribute_accuracy(predicted: torch.Tensor, states: torch.Tensor, group_names: Sequence[str]) -> dict[str, float]:
-    """Per-group accuracy of predicted state codes over annotated images (NaN where none is)."""
-    out = {}
-    for g, name in enumerate(group_names):
-        labelled = states[:, g] != MISSING
-        n = int(labelled.sum())
-        out[name] = float((predicted[labelled, g] == states[labelled, g]).float().mean()) if n else float("nan")
-    return out
-
-
 def evaluate_model(
     model,
     data: EvalSet,
@@ -137,7 +127,7 @@ def evaluate_model(
     )
     results = {r: retrieval_metrics(feats[r], data, max_rank) for r in routers}
     if predicted is not None:
-        acc = attribute_accuracy(predicted, data.states, model.schema.group_names)
+        acc = state_accuracy(predicted, data.states, model.schema.group_names)
         finite = [v for v in acc.values() if v == v]
         entry = results.setdefault("learned", {})
         entry["attribute_accuracy"] = acc
