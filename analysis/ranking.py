@@ -59,7 +59,7 @@ SCORE_SOURCES: tuple[ScoreSource, ...] = (
     ScoreSource("identity:drop", "paired_identity", "delta_map", -1.0, {"comparison": "drop"},
                 description="loss of mAP when the group's experts are dropped"),
     ScoreSource("identity:counterfactual", "paired_identity", "delta_map", -1.0, {"comparison": "counterfactual"},
-                description="loss of mAP when the group is routed by another identity's state"),
+                description="loss of mAP when the queries' group is routed by another identity's state"),
     ScoreSource("mcnemar:drop", "paired_mcnemar", "delta_rank1", -1.0, {"comparison": "drop"},
                 description="loss of rank-1 accuracy when the group's experts are dropped"),
     ScoreSource("mcnemar:counterfactual", "paired_mcnemar", "delta_rank1", -1.0, {"comparison": "counterfactual"},

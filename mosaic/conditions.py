@@ -55,16 +55,19 @@ __all__ = [
 # ----------------------------------------------------------------------------- state transforms
 
 class StateTransform(Protocol):
-    """Maps the state codes of a set of images (and their identities) to the codes to route by."""
+    """Maps the state codes of a set of images (and their identities) to the codes to route by.
 
-    def apply(self, states: np.ndarray, pids: np.ndarray) -> np.ndarray: ...
+    ``is_query`` marks the query images among them (``None``: treat every image as a query).
+    """
+
+    def apply(self, states: np.ndarray, pids: np.ndarray, is_query: np.ndarray | None = None) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
 class IdentityStates:
     """Route by the ground-truth states, unchanged."""
 
-    def apply(self, states: np.ndarray, pids: np.ndarray) -> np.ndarray:
+    def apply(self, states: np.ndarray, pids: np.ndarray, is_query: np.ndarray | None = None) -> np.ndarray:
         return np.asarray(states)
 
     def __str__(self) -> str:
@@ -73,12 +76,21 @@ class IdentityStates:
 
 @dataclass(frozen=True)
 class CounterfactualStates:
-    """Route one group by another identity's state.
+    """Route one group of the queries by another identity's state.
 
     Every identity gets one donor identity (a seeded derangement over the identities that have a
     known state for the group, pairing identities of *different* states wherever the state counts
-    allow); each of its images, query and gallery alike, is routed by the donor's state. Images
-    whose own state is missing stay missing (the oracle leaves them off either way).
+    allow); each of its query images is routed by the donor's state, while the gallery keeps its
+    own annotation. Images whose own state is missing stay missing (the oracle leaves them off
+    either way).
+
+    Why the query side only: routing query *and* gallery of every identity by the same donor
+    relabels the states but keeps the partition of identities they induce, so the routing would
+    still tell true matches apart from the others (an identity code), and a group that separates
+    identities would lose nothing. With the gallery keeping its annotation, the query's state no
+    longer agrees with its true matches: the group's identity information is gone, the expert
+    (its capacity) stays on. A group every identity shares (no information) gets a donor of the
+    same state and so exactly the oracle's routing.
 
     ``apply`` must see all images that should share the mapping at once (the tracer passes query
     and gallery together): the donor assignment is computed from the identities present.
@@ -122,13 +134,15 @@ class CounterfactualStates:
         shift = m if m < n else 1  # a single state everywhere: any derangement will do
         return {circle[i]: circle[(i + shift) % n] for i in range(n)}
 
-    def apply(self, states: np.ndarray, pids: np.ndarray) -> np.ndarray:
+    def apply(self, states: np.ndarray, pids: np.ndarray, is_query: np.ndarray | None = None) -> np.ndarray:
         states = np.asarray(states)
         own = self.identity_states(states, pids)
         donor_state = {pid: own[donor] for pid, donor in self.donors(states, pids).items()}
         out = states.copy()
         column = out[:, self.group_index]
         known = column != MISSING
+        if is_query is not None:
+            known &= np.asarray(is_query, dtype=bool)
         replaced = np.array([donor_state.get(int(p), MISSING) for p in np.asarray(pids)[known]], dtype=column.dtype)
         column[known] = np.where(replaced != MISSING, replaced, column[known])
         return out
@@ -167,9 +181,10 @@ class Condition:
     def n_enabled(self) -> int:
         return int(sum(self.enabled))
 
-    def route_states(self, states: np.ndarray, pids: np.ndarray) -> np.ndarray:
-        """The state codes the router sees for these images (all images that share a mapping)."""
-        return self.transform.apply(states, pids)
+    def route_states(self, states: np.ndarray, pids: np.ndarray, is_query: np.ndarray | None = None) -> np.ndarray:
+        """The state codes the router sees for these images (all images that share a mapping);
+        ``is_query`` marks the queries (``None``: every image is one)."""
+        return self.transform.apply(states, pids, is_query)
 
 
 @dataclass(frozen=True)

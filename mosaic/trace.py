@@ -290,15 +290,18 @@ def condition_features(
     condition: Condition,
     settings: TraceSettings,
     *,
+    is_query: np.ndarray | None = None,
     bar=None,
 ) -> ConditionResult:
     """Run the expert blocks over the cached tokens of every image under ``condition``.
 
-    ``states`` and ``pids`` cover every image of the cache, so that a counterfactual maps an
-    identity's query and gallery images alike.
+    ``states`` and ``pids`` cover every image of the cache, so that a counterfactual gives an
+    identity one donor; ``is_query`` marks the queries, the images a counterfactual re-routes.
     """
     device = cache.device
-    routed = torch.from_numpy(np.ascontiguousarray(condition.route_states(states, pids), dtype=np.int64))
+    routed = torch.from_numpy(
+        np.ascontiguousarray(condition.route_states(states, pids, is_query), dtype=np.int64)
+    )
     enabled = torch.from_numpy(condition.enabled_mask).to(device)
     attr = FEATURES[settings.feature]
     feats, gates, missing = [], [], 0
@@ -353,6 +356,7 @@ def trace_model(
     L, E, K, R = len(model.expert_layers), model.n_experts, settings.top_k, settings.max_rank
     states = np.concatenate([query.states, gallery.states])
     pids = np.concatenate([query.pid, gallery.pid])
+    is_query = np.arange(len(pids)) < Q
     out = {
         "ap": np.full((C, Q), np.nan, np.float32),
         "inp": np.full((C, Q), np.nan, np.float32),
@@ -371,7 +375,7 @@ def trace_model(
         with _progress(C * cache.n, "conditions", settings.progress) as bar:
             for c, condition in enumerate(conditions):
                 bar.set_postfix_str(condition.name, refresh=False)
-                result = condition_features(model, cache, states, pids, condition, settings, bar=bar)
+                result = condition_features(model, cache, states, pids, condition, settings, is_query=is_query, bar=bar)
                 missing_routes[condition.name] = result.missing_routes
                 out["gates"][c] = result.gates[:Q].numpy()
                 distmat = _distance(result.features[:Q], result.features[Q:], settings.distance)

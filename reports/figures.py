@@ -68,7 +68,7 @@ def paired_change(frame: pd.DataFrame | None, *, estimate: str, metric: str, ord
     title = f"{metric} per group: drop vs counterfactual"
     caption = (
         f"{metric} relative to `oracle` with {interval}; groups in consensus order. Left: the expert "
-        "is dropped (information and capacity removed); right: it is routed by another identity's state "
+        "is dropped (information and capacity removed); right: the queries are routed by another identity's state "
         "(capacity kept, information removed). Filled markers: the interval excludes 0."
     )
     return Figure(id=fig_id, caption=caption, svg=svg.forest_plot(groups, panels, title=title, description=caption))

@@ -92,7 +92,7 @@ METHODS: tuple[MethodInfo, ...] = (
             f"permutation test over identities ({s.get('n_permutations', '?')} permutations, or every sign pattern "
             f"when there are few identities) with an identity-cluster bootstrap ({s.get('n_bootstrap', '?')} "
             f"resamples) for the {_ci(s)} of ΔmAP. `drop` removes the expert (information and capacity), "
-            "`counterfactual` routes it by another identity's state (information only), so the two side by side "
+            "`counterfactual` routes the queries' state by another identity's (information only), so the two side by side "
             "separate capacity from information. Holm and Benjamini–Hochberg adjustments run within each table and "
             f"comparison across groups, at alpha = {s.get('alpha', 0.05)}."
         ),

@@ -112,6 +112,25 @@ def _world(seed=0, n_ids=30, per_id=4):
     return np.concatenate([pids, distractors]), np.concatenate([states, np.full((5, G), MISSING, np.int16)])
 
 
+def test_counterfactual_reroutes_only_the_queries():
+    pids, states = _world()
+    cf = by_name(resolve_conditions("counterfactual:upcolour", SCHEMA, seed=5))["counterfactual:upcolour"]
+    is_query = np.zeros(len(pids), bool)
+    is_query[::4] = True  # one query per identity, the rest is gallery
+    out = cf.route_states(states, pids, is_query)
+    np.testing.assert_array_equal(out[~is_query], states[~is_query])
+    everywhere = cf.route_states(states, pids)
+    np.testing.assert_array_equal(out[is_query], everywhere[is_query])  # the same donors either way
+    assert (out[is_query, 1] != states[is_query, 1])[states[is_query, 1] != MISSING].all()
+
+
+def test_counterfactual_of_a_group_everyone_shares_is_the_oracle():
+    pids, states = _world()
+    states[states[:, 1] != MISSING, 1] = 2
+    cf = by_name(resolve_conditions("counterfactual:upcolour", SCHEMA, seed=5))["counterfactual:upcolour"]
+    np.testing.assert_array_equal(cf.route_states(states, pids, np.ones(len(pids), bool)), states)
+
+
 def test_counterfactual_identity_consistent_and_different():
     pids, states = _world()
     cf = by_name(resolve_conditions("counterfactual:*", SCHEMA, seed=5))["counterfactual:upcolour"]

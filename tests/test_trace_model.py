@@ -95,12 +95,13 @@ def test_cached_trunk_equals_full_forward(model, query, gallery, budget_mb, tmp_
         camid=np.concatenate([query.camid, gallery.camid]), path=np.concatenate([query.path, gallery.path]),
         states=states,
     )
+    is_query = np.arange(len(pids)) < len(query)
     with compute_trunk(model, [query, gallery], settings, torch.device("cpu")) as cache:
         assert cache.spilled == (budget_mb == 0.0)
         features = {}
         for c in conditions:
-            cached = condition_features(model, cache, states, pids, c, settings).features
-            full = _full_forward_features(model, everything, c.route_states(states, pids), c)
+            cached = condition_features(model, cache, states, pids, c, settings, is_query=is_query).features
+            full = _full_forward_features(model, everything, c.route_states(states, pids, is_query), c)
             torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
             features[c.name] = cached
     if budget_mb == 0.0:
@@ -115,8 +116,12 @@ def test_routing_per_condition(model, query, gallery):
     conditions = resolve_conditions("oracle,none,drop:*,only:*,counterfactual:*,subset:*", SCHEMA, seed=0, n_subsets=3)
     states = np.concatenate([query.states, gallery.states])
     pids = np.concatenate([query.pid, gallery.pid])
+    is_query = np.arange(len(pids)) < len(query)
     with compute_trunk(model, [query, gallery], settings, torch.device("cpu")) as cache:
-        gates = {c.name: condition_features(model, cache, states, pids, c, settings).gates for c in conditions}
+        gates = {
+            c.name: condition_features(model, cache, states, pids, c, settings, is_query=is_query).gates
+            for c in conditions
+        }
     oracle = gates["oracle"]
     assert oracle.shape == (len(states), 2, SCHEMA.n_experts)
     # oracle: one expert per annotated group, the one of the image's state, at every expert layer
@@ -135,10 +140,12 @@ def test_routing_per_condition(model, query, gallery):
         assert torch.equal(only[:, :, sl], oracle[:, :, sl]) and (only[:, :, outside] == 0).all()
         cf = gates[f"counterfactual:{group}"]
         assert torch.equal(cf[:, :, outside], oracle[:, :, outside])
-        # same number of experts on (capacity kept), chosen per identity consistently
+        # same number of experts on (capacity kept); the gallery keeps its own states; the
+        # queries of one identity are routed alike
         assert torch.equal(cf[:, :, sl].sum(-1), oracle[:, :, sl].sum(-1))
+        assert torch.equal(cf[~is_query], oracle[~is_query])
         chosen = cf[:, 0, sl].argmax(-1).numpy()
-        on = cf[:, 0, sl].sum(-1).numpy() > 0
+        on = (cf[:, 0, sl].sum(-1).numpy() > 0) & is_query
         for pid in np.unique(pids[on]):
             assert len(np.unique(chosen[on & (pids == pid)])) == 1
     for c in conditions:
@@ -177,8 +184,9 @@ def test_trace_equals_untraced_model(model, query, gallery, tmp_path):
     states = np.concatenate([query.states, gallery.states])
     pids = np.concatenate([query.pid, gallery.pid])
     Q = len(query)
+    is_query = np.arange(len(pids)) < Q
     for c, condition in enumerate(conditions):
-        routed = condition.route_states(states, pids)
+        routed = condition.route_states(states, pids, is_query)
         qf = _full_forward_features(model, query, routed[:Q], condition)
         gf = _full_forward_features(model, gallery, routed[Q:], condition)
         with warnings.catch_warnings():
