@@ -151,8 +151,30 @@ def simulate_data(
 ) -> TraceData:
     """Draw a simulated experiment and return it as :class:`mosaic.traceio.TraceData`.
 
-    Same parameters as :func:`simulate` (which also wraps the result in a ``Trace`` and can write
-    it); see there.
+    :func:`simulate` takes the same keywords, wraps the result in a ``Trace`` and can write it.
+
+    Parameters
+    ----------
+    n_ids, queries_per_id, gallery_per_id : identities, and query / gallery images of each.
+    n_queries : a total number of queries spread over the identities instead of ``queries_per_id``.
+    n_distractors : gallery images of no identity (pid 0, no annotation); default ``2 * n_ids``.
+    n_cameras : cameras; a query's true matches are its identity's images from other cameras.
+    groups : the attribute schema: ``None`` for ``market1501``, a shipped schema name or YAML path,
+        an :class:`~mosaic.schema.AttributeSchema`, or a number of synthetic groups (``g00``...).
+    effects : ``{group: effect}``, the planted loss of match quality (logit scale) when the group's
+        information is removed; unlisted groups get 0, so ``None`` gives a null trace.
+    identity_sd, query_sd : standard deviations of the identity- and query-level random effects
+        on match quality (shared by every condition, hence paired).
+    baseline_logit : oracle match quality; rank-1 accuracy is about ``expit(baseline_logit)``.
+    gap_logit : how far apart further true matches fall (larger = lower AP at the same rank-1).
+    drop_cost : extra loss of every ``drop`` condition (capacity removed with the expert), so that
+        ``drop`` and ``counterfactual`` can be told apart.
+    missing_rate : share of identities whose state of a group is not annotated, or
+        ``{group: share}`` (other groups 0.05); 1.0 gives a group that is never active.
+    n_subsets : number of ``subset:<i>`` conditions (random halves of the groups).
+    kinds : condition kinds to include (``oracle`` is required).
+    n_layers, top_k, max_rank : gate layers, length of the top-k lists, CMC ranks.
+    seed : everything is drawn from ``numpy.random.default_rng(seed)``.
     """
     if n_ids < 1 or queries_per_id < 1 or gallery_per_id < 1:
         raise MosaicError("n_ids, queries_per_id and gallery_per_id must be at least 1")
@@ -359,68 +381,21 @@ def _oracle_gates(schema, q_states, enabled, kind_of, target, n_layers, rng) -> 
     return gates
 
 
-def simulate(
-    path: str | os.PathLike | None = None,
-    *,
-    n_ids: int = 150,
-    queries_per_id: int = 4,
-    n_queries: int | None = None,
-    gallery_per_id: int = 6,
-    n_distractors: int | None = None,
-    n_cameras: int = 6,
-    groups: AttributeSchema | str | int | None = None,
-    effects: Mapping[str, float] | None = None,
-    identity_sd: float = 0.5,
-    query_sd: float = 0.5,
-    baseline_logit: float = 2.0,
-    gap_logit: float = 1.0,
-    drop_cost: float = 0.0,
-    missing_rate: float | Mapping[str, float] = 0.05,
-    n_subsets: int = 16,
-    kinds: Sequence[str] = DEFAULT_KINDS,
-    n_layers: int = 2,
-    top_k: int = 10,
-    max_rank: int = 50,
-    seed: int = 0,
-) -> Any:
+def simulate(path: str | os.PathLike | None = None, **params: Any) -> Any:
     """Simulate a trace with planted per-group effects; write it to ``path`` if given.
 
     Parameters
     ----------
     path : where to write the HDF5 trace (atomically); ``None`` keeps it in memory.
-    n_ids, queries_per_id, gallery_per_id : identities, and query / gallery images of each.
-    n_queries : a total number of queries spread over the identities instead of ``queries_per_id``.
-    n_distractors : gallery images of no identity (pid 0, no annotation); default ``2 * n_ids``.
-    n_cameras : cameras; a query's true matches are its identity's images from other cameras.
-    groups : the attribute schema: ``None`` for ``market1501``, a shipped schema name or YAML path,
-        an :class:`~mosaic.schema.AttributeSchema`, or a number of synthetic groups (``g00``...).
-    effects : ``{group: effect}``, the planted loss of match quality (logit scale) when the group's
-        information is removed; unlisted groups get 0, so ``None`` gives a null trace.
-    identity_sd, query_sd : standard deviations of the identity- and query-level random effects
-        on match quality (shared by every condition, hence paired).
-    baseline_logit : oracle match quality; rank-1 accuracy is about ``expit(baseline_logit)``.
-    gap_logit : how far apart further true matches fall (larger = lower AP at the same rank-1).
-    drop_cost : extra loss of every ``drop`` condition (capacity removed with the expert), so that
-        ``drop`` and ``counterfactual`` can be told apart.
-    missing_rate : share of identities whose state of a group is not annotated, or
-        ``{group: share}`` (other groups 0.05); 1.0 gives a group that is never active.
-    n_subsets : number of ``subset:<i>`` conditions (random halves of the groups).
-    kinds : condition kinds to include (``oracle`` is required).
-    n_layers, top_k, max_rank : gate layers, length of the top-k lists, CMC ranks.
-    seed : everything is drawn from ``numpy.random.default_rng(seed)``.
+    **params : the settings of the simulation, every keyword of :func:`simulate_data` (identities,
+        queries, groups, planted ``effects``, random effects, conditions, ``seed``).
 
     Returns
     -------
     analysis.trace.Trace
         The trace; the planted effects are in ``provenance["simulation"]["effects"]``.
     """
-    data = simulate_data(
-        n_ids=n_ids, queries_per_id=queries_per_id, n_queries=n_queries, gallery_per_id=gallery_per_id,
-        n_distractors=n_distractors, n_cameras=n_cameras, groups=groups, effects=effects,
-        identity_sd=identity_sd, query_sd=query_sd, baseline_logit=baseline_logit, gap_logit=gap_logit,
-        drop_cost=drop_cost, missing_rate=missing_rate, n_subsets=n_subsets, kinds=kinds,
-        n_layers=n_layers, top_k=top_k, max_rank=max_rank, seed=seed,
-    )
+    data = simulate_data(**params)
     from analysis.trace import Trace
 
     if path is not None:
