@@ -118,18 +118,17 @@ def _invoke(args: list[str], *, stage: str) -> None:
 
 def _write_reports(trace_path: Path, out: Path, *, seed: int, progress: bool) -> None:
     """One analysis, rendered as HTML and as JSON."""
-    import analysis
+    from mosaic.commands.report import StageProgress, analyse_trace
     from mosaic.fileio import write_text_atomic
-    from reports import ReportOptions, build_report, get_format
+    from reports import get_format
 
-    announce = (lambda line: typer.echo(f"  {line}", err=True)) if progress else (lambda line: None)
-    trace = analysis.read_trace(trace_path)
-    results = analysis.analyze(trace, seed=seed, progress=lambda stage: announce(f"analysis: {stage}"))
-    announce("building the report")
-    document = build_report(results, trace, ReportOptions(images=True, command=f"mosaic demo --seed {seed}"))
+    stages = StageProgress(enabled=progress)
+    document = analyse_trace(trace_path, stages, command=f"mosaic demo --seed {seed}", seed=seed)
     for name in ("html", "json"):
         fmt = get_format(name)
+        stages(f"writing report{fmt.suffix}")
         write_text_atomic(out / f"report{fmt.suffix}", fmt.render(document))
+    stages.finish()
 
 
 def _print_headline(report_json: Path) -> None:

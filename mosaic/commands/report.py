@@ -123,23 +123,28 @@ def report(
     typer.echo(str(path))
 
 
-def _analyse_and_render(trace: Path, fmt, path: Path, progress: StageProgress, *, images: bool, alpha: float,
-                        bootstrap: int, permutations: int, seed: int):
+def analyse_trace(trace: Path, progress, *, images: bool = True, command: str = "", **settings):
+    """Read a trace, analyse it and build the report document (rendered by any format).
+
+    ``settings`` go to :func:`analysis.analyze` (alpha, n_bootstrap, n_permutations, seed).
+    """
     progress("reading trace")
     import analysis
     from reports import ReportOptions, build_report
 
     data = analysis.read_trace(trace)
-    results = analysis.analyze(
-        data, alpha=alpha, n_bootstrap=bootstrap, n_permutations=permutations, seed=seed,
-        progress=lambda stage: progress(f"analysis: {stage}"),
-    )
+    results = analysis.analyze(data, progress=lambda stage: progress(f"analysis: {stage}"), **settings)
     progress("building report" + (" with thumbnails" if images else ""))
-    options = ReportOptions(
-        images=images,
+    return build_report(results, data, ReportOptions(images=images, command=command))
+
+
+def _analyse_and_render(trace: Path, fmt, path: Path, progress: StageProgress, *, images: bool, alpha: float,
+                        bootstrap: int, permutations: int, seed: int):
+    document = analyse_trace(
+        trace, progress, images=images,
         command=canonical_command(trace, fmt.name, path, images, alpha, bootstrap, permutations, seed),
+        alpha=alpha, n_bootstrap=bootstrap, n_permutations=permutations, seed=seed,
     )
-    document = build_report(results, data, options)
     progress(f"rendering {fmt.name}")
     return document, fmt.render(document)
 
