@@ -47,7 +47,10 @@ def atomic_path(path: str | os.PathLike, *, create_parent: bool = False) -> Iter
     """
     path = Path(path)
     parent = ensure_writable_dir(path.parent if str(path.parent) else Path("."), create=create_parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=parent)
+    except OSError as exc:
+        raise MosaicError(f"cannot write {path}: {exc.strerror}; choose another output path") from None
     os.close(fd)
     tmp = Path(tmp_name)
     give_default_permissions(tmp)

@@ -220,7 +220,10 @@ def synthesize(
     shots = Shots.sample(plan.camera, config, _stream(config, "shots"))
     figures = figure_parameters(everyone, config)
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=parent))
+    except OSError as exc:
+        raise MosaicError(f"cannot write a world into {parent}: {exc.strerror}; choose another --out") from None
     give_default_permissions(staging)
     try:
         for folder in SPLIT_FOLDERS.values():
