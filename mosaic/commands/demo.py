@@ -16,7 +16,7 @@ Stages, each reused on the next run when its settings, inputs and outputs are un
 
 * world: OUT/world/, the default synthetic world in the Market-1501 layout
 
-* train: OUT/run/, configs/synthetic_micro.yaml on that world (about 5 minutes on 2 CPU cores)
+* train: OUT/run/, configs/synthetic_micro.yaml on that world (2-3 minutes on 2 CPU cores)
 
 * trace: OUT/trace.h5, oracle, none, drop/only/counterfactual per group, subsets, learned
 
