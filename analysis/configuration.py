@@ -56,7 +56,7 @@ Options (``AnalysisSettings.options["configuration"]``) are the fields of
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -110,11 +110,7 @@ class ConfigurationOptions:
 
     @classmethod
     def from_settings(cls, settings) -> "ConfigurationOptions":
-        given = dict(settings.options.get(METHOD, {}))
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(given) - known)
-        if unknown:
-            raise MosaicError(f"unknown configuration option(s) {unknown}: use any of {sorted(known)}")
+        given = settings.options_for(METHOD, cls)
         for name in ("kinds", "ttest_kinds"):
             if name in given:
                 given[name] = tuple([given[name]] if isinstance(given[name], str) else given[name])

@@ -69,7 +69,7 @@ Options (``AnalysisSettings.options["explanatory"]``) are the fields of
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -128,11 +128,7 @@ class ExplanatoryOptions:
 
     @classmethod
     def from_settings(cls, settings) -> "ExplanatoryOptions":
-        given = dict(settings.options.get(METHOD, {}))
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(given) - known)
-        if unknown:
-            raise MosaicError(f"unknown explanatory option(s) {unknown}: use any of {sorted(known)}")
+        given = settings.options_for(METHOD, cls)
         return cls(**given)
 
 

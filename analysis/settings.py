@@ -8,7 +8,7 @@ from it and a reader can rerun the analysis exactly.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 from mosaic.errors import MosaicError
@@ -77,6 +77,15 @@ class AnalysisSettings:
     def option(self, method: str, name: str, default: Any = None) -> Any:
         """A method-specific option, or ``default`` when the user did not set it."""
         return dict(self.options.get(method, {})).get(name, default)
+
+    def options_for(self, method: str, option_class: type) -> dict[str, Any]:
+        """The options the user set for ``method``, checked against the fields of its options dataclass."""
+        given = dict(self.options.get(method, {}))
+        known = {f.name for f in fields(option_class)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise MosaicError(f"unknown {method} option(s) {unknown}: use any of {sorted(known)}")
+        return given
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
