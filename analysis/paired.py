@@ -28,6 +28,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.corrections import CORRECTIONS
+from analysis.resampling import identity_sums, identity_weights, percentile_interval, sign_flip
 from analysis.settings import AnalysisSettings, MethodNotApplicable
 
 __all__ = [
@@ -46,12 +47,6 @@ __all__ = [
 ]
 
 OK, NOT_TESTED, NOT_ESTIMABLE = "ok", "not tested", "not estimable"
-EXACT_SIGN_FLIP_MAX_IDS = 12  # up to 4,096 sign patterns: enumerate them instead of sampling
-
-# Independent random streams per resampling scheme, so that one method's draws do not depend on
-# which other methods ran.
-STREAM_BOOTSTRAP = 1
-STREAM_PERMUTATION = 2
 
 
 # --------------------------------------------------------------------------------- comparisons
@@ -216,22 +211,8 @@ def wilcoxon_signed_rank(baseline, condition, *, ci_level: float = 0.95) -> dict
 
 # ------------------------------------------------------------------------- identity-level tests
 def bootstrap_weights(n_ids: int, n_bootstrap: int, seed: int) -> np.ndarray:
-    """Identity-cluster bootstrap as multinomial counts: ``(n_bootstrap, n_ids)``, rows sum to ``n_ids``.
-
-    Drawing counts instead of index lists lets every statistic that is a ratio of per-identity
-    sums be resampled with one matrix product.
-    """
-    rng = np.random.default_rng([int(seed), STREAM_BOOTSTRAP])
-    return rng.multinomial(n_ids, np.full(n_ids, 1.0 / n_ids), size=n_bootstrap).astype(np.float64)
-
-
-def _sign_patterns(n_ids: int, n_permutations: int, seed: int) -> tuple[np.ndarray, bool]:
-    """Sign-flip patterns ``(P, n_ids)``: all of them for few identities, else a seeded sample."""
-    if n_ids <= EXACT_SIGN_FLIP_MAX_IDS:
-        codes = np.arange(2**n_ids)[:, None] >> np.arange(n_ids)[None, :] & 1
-        return 1.0 - 2.0 * codes, True
-    rng = np.random.default_rng([int(seed), STREAM_PERMUTATION])
-    return rng.choice(np.array([-1.0, 1.0]), size=(n_permutations, n_ids)), False
+    """Identity-cluster bootstrap counts, ``(n_bootstrap, n_ids)``: see :func:`analysis.resampling.identity_weights`."""
+    return identity_weights(n_ids, n_bootstrap, seed)
 
 
 def identity_tests(
@@ -270,22 +251,12 @@ def identity_tests(
             rows.append(_identity_row(0, 0, np.nan, np.nan, (np.nan, np.nan), 0, 0, False, np.nan,
                                       NOT_ESTIMABLE, "no valid query"))
         return pd.DataFrame(rows)
-    counts = np.bincount(member, minlength=n_ids).astype(float)
-    sums = np.stack([np.bincount(member, weights=row, minlength=n_ids) for row in delta])   # (K, n_ids)
-    delta_map = sums.sum(1) / counts.sum()
-    identity_mean = sums / counts
-    statistic = identity_mean.mean(1)
-
-    weights = bootstrap_weights(n_ids, n_bootstrap, seed)
-    boot = (weights @ sums.T) / (weights @ counts)[:, None]                                  # (B, K)
-    tail = (1.0 - ci_level) / 2.0
-    ci = np.quantile(boot, [tail, 1.0 - tail], axis=0)
-
-    signs, exact = _sign_patterns(n_ids, n_permutations, seed)
-    null = np.abs(signs @ identity_mean.T) / n_ids                                          # (P, K)
-    # a relative tolerance keeps patterns that equal the observed statistic up to rounding
-    extreme = null >= np.abs(statistic)[None, :] * (1.0 - 1e-12) - 1e-15
-    p = extreme.mean(0) if exact else (1.0 + extreme.sum(0)) / (1.0 + signs.shape[0])
+    sums = identity_sums(delta, identity)
+    delta_map = sums.estimate
+    boot = sums.resample(identity_weights(n_ids, n_bootstrap, seed))                       # (B, K)
+    ci = np.stack(percentile_interval(boot, ci_level))
+    flipped = sign_flip(delta, identity, n_resamples=n_permutations, seed=seed)
+    statistic, p, exact = flipped.statistic, flipped.p, flipped.exact
 
     for k in range(delta.shape[0]):
         status, reason, p_k, ci_k = OK, "", float(p[k]), (float(ci[0, k]), float(ci[1, k]))
@@ -295,7 +266,7 @@ def identity_tests(
             status, reason, p_k, ci_k = (NOT_TESTED, "only one identity: identity-level inference needs two or more",
                                          np.nan, (np.nan, np.nan))
         rows.append(_identity_row(n_ids, int(delta.shape[1]), float(delta_map[k]), float(statistic[k]), ci_k,
-                                  n_bootstrap, int(signs.shape[0]), exact, p_k, status, reason))
+                                  n_bootstrap, flipped.n_patterns, exact, p_k, status, reason))
     return pd.DataFrame(rows)
 
 
