@@ -41,12 +41,12 @@ import numpy as np
 from scipy import optimize, stats
 
 from analysis.resampling import EXACT_SIGN_FLIP_MAX_IDS, identity_sums, sign_flip_weights
+from analysis.status import NOT_ESTIMABLE, NOT_TESTED, OK
 
 __all__ = ["UNIT", "clustered_mcnemar", "clustered_signed_rank", "rank1_difference_interval", "tango_interval"]
 
 # The independent unit of every identity-valid table (the ``unit`` column).
 UNIT = "identity"
-OK, NOT_TESTED, NOT_ESTIMABLE = "ok", "not tested", "not estimable"
 
 
 # --------------------------------------------------------------------------- Δrank-1 interval

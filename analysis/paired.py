@@ -28,16 +28,17 @@ family of tests (one table x one comparison, across groups). Column meanings are
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.corrections import CORRECTIONS
+from analysis.corrections import CORRECTIONS, add_corrections
 from analysis.clustered import UNIT, clustered_mcnemar, clustered_signed_rank
 from analysis.resampling import cluster_bootstrap, identity_sums, identity_weights, percentile_interval, sign_flip
 from analysis.settings import AnalysisSettings, MethodNotApplicable
+from analysis.status import NOT_ESTIMABLE, NOT_TESTED, OK
 
 __all__ = [
     "Comparison",
@@ -54,7 +55,6 @@ __all__ = [
     "add_corrections",
 ]
 
-OK, NOT_TESTED, NOT_ESTIMABLE = "ok", "not tested", "not estimable"
 
 
 # --------------------------------------------------------------------------------- comparisons
@@ -319,25 +319,6 @@ def identity_deltas(trace, settings: AnalysisSettings) -> IdentityDeltas:
 
 
 # ------------------------------------------------------------------------------ tables
-def add_corrections(frame: pd.DataFrame, alpha: float, *, by: str | Iterable[str] = "comparison") -> pd.DataFrame:
-    """Add ``p_<correction>`` and ``reject_<correction>`` columns, adjusting within each family.
-
-    Rows whose ``status`` is not ``"ok"`` keep NaN and never join a family.
-    """
-    frame = frame.copy()
-    keys = [by] if isinstance(by, str) else list(by)
-    tested = (frame["status"] == OK).to_numpy() & np.isfinite(frame["p"].to_numpy(dtype=float))
-    p = np.where(tested, frame["p"].to_numpy(dtype=float), np.nan)
-    for name, correction in CORRECTIONS.items():
-        adjusted = np.full(len(frame), np.nan)
-        for _, index in frame.groupby(keys, sort=False).indices.items():
-            adjusted[index] = correction(p[index])
-        frame[f"p_{name}"] = adjusted
-    for name in CORRECTIONS:
-        frame[f"reject_{name}"] = np.nan_to_num(frame[f"p_{name}"].to_numpy(), nan=1.0) <= alpha
-    return frame
-
-
 def _order_columns(frame: pd.DataFrame) -> pd.DataFrame:
     tail = [*(f"p_{n}" for n in CORRECTIONS), *(f"reject_{n}" for n in CORRECTIONS), "status", "reason"]
     head = [c for c in frame.columns if c not in tail]
