@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.paired import NOT_ESTIMABLE, NOT_TESTED, OK, bootstrap_weights, identity_deltas
+from analysis.paired import NOT_ESTIMABLE, NOT_TESTED, OK, identity_deltas
+from analysis.resampling import cluster_bootstrap
 from analysis.settings import AnalysisSettings, MethodNotApplicable
 
 __all__ = [
@@ -226,15 +227,11 @@ def rank_families(trace, settings: AnalysisSettings) -> pd.DataFrame:
     deltas = identity_deltas(trace, settings)
     if not deltas.comparisons:
         raise MethodNotApplicable("the trace has none of the drop/counterfactual conditions of any group")
-    _, member = np.unique(deltas.identity, return_inverse=True)
-    n_ids = int(member.max()) + 1 if member.size else 0
+    resampled = cluster_bootstrap(deltas.delta, deltas.identity, n_resamples=settings.n_bootstrap, seed=settings.seed)
+    n_ids = resampled.n_identities
     if n_ids == 0:
         raise MethodNotApplicable("no valid query, so no family effect can be estimated")
-    counts = np.bincount(member, minlength=n_ids).astype(float)
-    sums = np.stack([np.bincount(member, weights=row, minlength=n_ids) for row in deltas.delta])
-    estimate = sums.sum(1) / counts.sum()
-    weights = bootstrap_weights(n_ids, settings.n_bootstrap, settings.seed)
-    boot = (weights @ sums.T) / (weights @ counts)[:, None]
+    estimate, boot = resampled.estimate, resampled.replicates
     tail = (1.0 - settings.ci_level) / 2.0
 
     levels = {

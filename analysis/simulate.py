@@ -9,11 +9,14 @@ removed groups add up on that scale.
 The generative model, per condition ``c`` and valid query ``q`` of identity ``i``::
 
     z[c, q] = baseline_logit + b[i] + u[q] - sum_g effects[g] * removed[c, q, g]
+              - sum_g d[i, g] * (removed[c, q, g] - 1/2)
               - drop_cost * (c is a drop) + e[c, q]
 
-with ``b[i] ~ N(0, identity_sd)``, ``u[q] ~ N(0, query_sd)`` and ``e[c, q] ~ Logistic(0, 1)``, so
-that, given ``b`` and ``u``, the rank-1 log-odds are exactly ``z - e`` and a group's effect on
-them is exactly ``-effects[g]``. A query whose routing under ``c`` equals its oracle routing (it
+with ``b[i] ~ N(0, identity_sd)``, ``u[q] ~ N(0, query_sd)``, ``d[i, g] ~ N(0, effect_sd[g])`` and
+``e[c, q] ~ Logistic(0, 1)``, so that, given ``b``, ``u`` and ``d``, the rank-1 log-odds are exactly
+``z - e`` and identity ``i``'s effect of group ``g`` on them is exactly ``-(effects[g] + d[i, g])``:
+the planted effect is the population mean over identities, and ``effects[g] = 0`` with
+``effect_sd[g] > 0`` is a population-null world (see :func:`_identity_effect_terms`). A query whose routing under ``c`` equals its oracle routing (it
 lacks every removed group's annotation) keeps its oracle outcome, as a real model would.
 
 The retrieval outcome follows ``z`` coherently: the number of negatives ranked before the first
@@ -81,6 +84,19 @@ def _resolve_effects(schema: AttributeSchema, effects: Mapping[str, float] | Non
     return out
 
 
+def _resolve_effect_sd(schema: AttributeSchema, effect_sd: float | Mapping[str, float]) -> np.ndarray:
+    """Per-group sd of the identity-level effect; a mapping sets it per group (others 0)."""
+    if isinstance(effect_sd, Mapping):
+        out = np.zeros(len(schema.groups))
+        for name, value in effect_sd.items():
+            out[schema.group_index(name)] = float(value)
+    else:
+        out = np.full(len(schema.groups), float(effect_sd))
+    if not np.all(np.isfinite(out)) or np.any(out < 0):
+        raise MosaicError(f"effect_sd must be a finite number >= 0 (or {{group: sd}}), got {effect_sd}")
+    return out
+
+
 def _resolve_missing(schema: AttributeSchema, missing_rate: float | Mapping[str, float]) -> np.ndarray:
     """Per-group share of unannotated identities; a mapping overrides the 0.05 default per group."""
     if isinstance(missing_rate, Mapping):
@@ -136,6 +152,7 @@ def simulate_data(
     n_cameras: int = 6,
     groups: AttributeSchema | str | int | None = None,
     effects: Mapping[str, float] | None = None,
+    effect_sd: float | Mapping[str, float] = 0.0,
     identity_sd: float = 0.5,
     query_sd: float = 0.5,
     baseline_logit: float = 2.0,
@@ -162,7 +179,14 @@ def simulate_data(
     groups : the attribute schema: ``None`` for ``market1501``, a shipped schema name or YAML path,
         an :class:`~mosaic.schema.AttributeSchema`, or a number of synthetic groups (``g00``...).
     effects : ``{group: effect}``, the planted loss of match quality (logit scale) when the group's
-        information is removed; unlisted groups get 0, so ``None`` gives a null trace.
+        information is removed; unlisted groups get 0, so ``None`` gives a null trace. With
+        ``effect_sd`` this is the *population mean* of the identities' effects.
+    effect_sd : standard deviation of the effect across identities, one number for every group or
+        ``{group: sd}`` (others 0). Identity ``i``'s effect of group ``g`` is
+        ``effects[g] + effect_sd[g] * w[i, g]`` with ``w ~ N(0, 1)``, so ``effects[g] = 0`` with
+        ``effect_sd > 0`` is a *population-null* world: the group matters to every identity, in
+        either direction, but not to identities on average. 0 (the default) gives every identity the
+        planted effect and reproduces the draws of earlier versions exactly.
     identity_sd, query_sd : standard deviations of the identity- and query-level random effects
         on match quality (shared by every condition, hence paired).
     baseline_logit : oracle match quality; rank-1 accuracy is about ``expit(baseline_logit)``.
@@ -182,6 +206,7 @@ def simulate_data(
         raise MosaicError(f"n_cameras={n_cameras}: a true match needs another camera, use at least 2")
     schema = _resolve_schema(groups)
     effect = _resolve_effects(schema, effects)
+    spread = _resolve_effect_sd(schema, effect_sd)
     missing = _resolve_missing(schema, missing_rate)
     rng = np.random.default_rng(seed)
     G = len(schema.groups)
@@ -245,6 +270,7 @@ def simulate_data(
         + id_effect[q_id][None, :]
         + query_effect[None, :]
         - removed.astype(float) @ effect
+        - _identity_effect_terms(removed, spread, q_id, n_ids, seed)
         - drop_cost * (kind_arr == "drop")[:, None]
         + rng.logistic(0.0, 1.0, size=(C, Q))
     )
@@ -287,6 +313,7 @@ def simulate_data(
     settings = dict(
         n_ids=n_ids, queries_per_id=queries_per_id, n_queries=n_queries, gallery_per_id=gallery_per_id,
         n_distractors=n_distractors, n_cameras=n_cameras, identity_sd=identity_sd, query_sd=query_sd,
+        effect_sd={g.name: float(s) for g, s in zip(schema.groups, spread)},
         baseline_logit=baseline_logit, gap_logit=gap_logit, drop_cost=drop_cost,
         missing_rate={g.name: float(m) for g, m in zip(schema.groups, missing)}, n_subsets=n_subsets, kinds=list(kinds), n_layers=n_layers,
         top_k=top_k, max_rank=max_rank, seed=seed,
@@ -324,6 +351,23 @@ def simulate_data(
         provenance={"command": "analysis.simulate", "seed": int(seed), "simulation": settings},
         dataset={"name": "simulated", "format": "simulation", "schema": schema.name},
     ).validate()
+
+
+def _identity_effect_terms(removed: np.ndarray, spread: np.ndarray, q_id: np.ndarray, n_ids: int, seed: int):
+    """``(C, Q)`` identity-specific part of the loss of match quality, ``0`` when ``spread`` is all 0.
+
+    Identity ``i``'s deviation ``d = spread[g] * w[i, g]`` is split evenly between the group's
+    presence (``-d/2``) and absence (``+d/2``), so the loss from removing ``g`` is ``effects[g] + d``
+    while, for ``effects[g] = 0``, an identity's outcomes with and without ``g`` are exchangeable:
+    the population-null world is null for every outcome (rank-1, AP), not only on the logit scale
+    where a symmetric spread would still move the mean AP through the curvature of the link.
+    ``w`` comes from its own stream, so the other draws do not depend on ``effect_sd``.
+    """
+    if not np.any(spread):
+        return 0.0
+    w = np.random.default_rng([int(seed), 0x1D]).standard_normal((n_ids, spread.size)) * spread[None, :]
+    half = 0.5 * w[q_id]                                                   # (Q, G)
+    return np.einsum("cqg,qg->cq", 2.0 * removed.astype(float) - 1.0, half)
 
 
 def _topk_lists(rng, ranks, present, match_index, g_id, q_id, n_negative, top_k):

@@ -147,3 +147,38 @@ def test_user_errors():
     with pytest.raises(MosaicError, match="n_cameras"):
         simulate_data(n_ids=5, groups=2, n_cameras=1)
     assert len(synthetic_schema(5).families) == 4
+
+
+def test_identity_varying_effects_spread_around_the_planted_mean():
+    """effect_sd gives each identity its own effect; effect_sd = 0 is the plain model."""
+    def identity_losses(**kw):
+        data = simulate_data(n_ids=200, groups=2, kinds=("oracle", "drop"), missing_rate=0.0, seed=8, **kw)
+        names = data.condition_name.tolist()
+        delta = (data.rank1[0].astype(float) - data.rank1[names.index("drop:g00")])[data.valid]
+        ids = data.query_pid[data.valid]
+        return np.array([delta[ids == i].mean() for i in np.unique(ids)]), data
+
+    fixed, _ = identity_losses(effects={"g00": 1.0})
+    varying, data = identity_losses(effects={"g00": 1.0}, effect_sd={"g00": 3.0})
+    assert varying.std() > 1.3 * fixed.std()
+    assert (varying < 0).mean() > 0.1                   # some identities gain from losing the group
+    assert data.provenance["simulation"]["effect_sd"] == {"g00": 3.0, "g01": 0.0}
+
+
+def test_population_null_world_is_null_on_average():
+    """effects = 0 with effect_sd > 0: identities differ, the mean ΔmAP is zero (no link curvature)."""
+    losses = []
+    for seed in range(30):
+        data = simulate_data(n_ids=150, groups=2, effect_sd=2.0, kinds=("oracle", "drop"), seed=seed)
+        names = data.condition_name.tolist()
+        losses.append(data.mAP[0] - data.mAP[names.index("drop:g00")])
+    assert abs(np.mean(losses)) < 3 * np.std(losses) / np.sqrt(len(losses))
+    assert np.std(losses) > 0.01                      # yet each world shows a sizeable ΔmAP
+
+
+def test_effect_sd_zero_reproduces_the_fixed_effect_draws():
+    a = simulate_data(n_ids=30, groups=3, effects={"g01": 1.0}, seed=4)
+    b = simulate_data(n_ids=30, groups=3, effects={"g01": 1.0}, effect_sd=0.0, seed=4)
+    np.testing.assert_array_equal(a.ap, b.ap)
+    with pytest.raises(MosaicError, match="effect_sd"):
+        simulate_data(n_ids=5, groups=2, effect_sd=-1.0)
