@@ -47,6 +47,7 @@ class WorldLayout:
     default_traps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # knob -> entries
     drawn_defaults: Mapping[str, int] = field(default_factory=dict)  # drawable group not in the schema -> state drawn
     priors_file: str | None = None  # YAML beside this module; None: the Market-1501 tables of priors.py
+    demo_config: str = "synthetic_micro.yaml"  # the CPU training config in configs/ that reads this layout
 
     @property
     def folders(self) -> FolderLayout:
@@ -130,6 +131,7 @@ WORLD_LAYOUTS: dict[str, WorldLayout] = {
             # short hair, adults, long sleeves and long trousers
             drawn_defaults={"hair": 0, "age": 2, "up": 0, "down": 0, "clothes": 1},
             priors_file="dukemtmc_priors.yaml",
+            demo_config="synthetic_micro_duke.yaml",
         ),
     )
 }
