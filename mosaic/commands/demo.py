@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from mosaic.errors import MosaicError
+from mosaic.synth.layouts import DEFAULT_LAYOUT, WORLD_LAYOUTS
 
 HELP = """Synthesise a world, train the micro model with attribute experts and a learned router, trace the default routing conditions, analyse them and write report.html.
 
@@ -37,7 +38,7 @@ def demo(
         None, "--config", help="Training config; data.root and run.out are set by the demo [default: the layout's micro config].",
         show_default=False,
     ),
-    layout: str = typer.Option("market1501", "--layout", help="Dataset layout of the world: market1501 or dukemtmc."),
+    layout: str = typer.Option(DEFAULT_LAYOUT, "--layout", help=f"Dataset layout of the world: {', '.join(WORLD_LAYOUTS)}."),
     ids: Optional[int] = typer.Option(None, "--ids", help="Identities of the world (default: the default world's).", show_default=False),
     images_per_id: Optional[int] = typer.Option(
         None, "--images-per-id", help="Images per identity (default: the default world's).", show_default=False
@@ -117,7 +118,6 @@ def check_config_reads_layout(config: Path, world_layout) -> None:
     """A training config that names another dataset format or schema than the world's is a one-line error."""
     import yaml
 
-    from mosaic.synth.layouts import WORLD_LAYOUTS
 
     try:
         data = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("data") or {}

@@ -31,6 +31,7 @@ def synth(
     distractor_ids: Optional[int] = typer.Option(None, "--distractor-ids", help="Annotated identities seen only in the gallery [default: DukeMTMC-reID 408/702 of the test ids, Market-1501 0]."),
     unannotated: Optional[List[str]] = typer.Option(None, "--unannotated", help="Labels written as 0 for chosen ids, GROUP:SPLIT=COUNT, e.g. top:train=2 [default: the layout's traps]; 'none' for no trap."),
     multi_marked: Optional[List[str]] = typer.Option(None, "--multi-marked", help="Colour group with two fields marked for chosen ids, e.g. downcolour:test=3 [default: the layout's traps]; 'none' for no trap."),
+    none_marked: Optional[List[str]] = typer.Option(None, "--none-marked", help="Colour group with no field marked for chosen ids (they wear an unnamed colour), e.g. upcolour:test=2 [default: the layout's traps]; 'none' for no trap."),
     identity_detail: float = typer.Option(_default("identity_detail"), "--identity-detail", help="0-2: detail beyond attributes (skin, shoes, patterns, shades, build); 0 = identities with equal attributes look alike."),
     camera_variation: float = typer.Option(_default("camera_variation"), "--camera-variation", help="0-2: how much cameras differ in light, blur, scale and background; 0 = identical cameras."),
     nuisance: float = typer.Option(_default("nuisance"), "--nuisance", help="0-2: per-image variation in position, scale, pose and noise."),
@@ -84,6 +85,7 @@ def synth(
         n_distractor_ids=distractor_ids,
         unannotated=traps(unannotated),
         multi_marked=traps(multi_marked),
+        none_marked=traps(none_marked),
     )
     path = synthesize(out, config, overwrite=overwrite, progress=not quiet)
     counts = {p.name: sum(1 for _ in p.glob("*.jpg")) for p in sorted(path.iterdir()) if p.is_dir()}

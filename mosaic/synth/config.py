@@ -70,6 +70,8 @@ class WorldConfig:
             SPLIT ``train`` or ``test`` (DukeMTMC-reID: ``top:train=2``); None: the layout's traps.
         multi_marked: colour groups with several fields marked for chosen identities, same form
             (DukeMTMC-reID: ``downcolour:test=3``); None: the layout's traps.
+        none_marked: colour groups with no field marked for chosen identities (they wear a colour
+            no field names, the schema's ``other``), on top of those the priors draw; same form.
     """
 
     n_ids: int = 300
@@ -93,13 +95,14 @@ class WorldConfig:
     n_distractor_ids: int | None = None
     unannotated: tuple[str, ...] | None = None
     multi_marked: tuple[str, ...] | None = None
+    none_marked: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         # The layout fills what it decides (cameras, traps) before anything is checked.
         world_layout = get_layout(self.layout)
         if self.n_cameras is None:
             object.__setattr__(self, "n_cameras", world_layout.default_cameras)
-        for knob in ("unannotated", "multi_marked"):
+        for knob in TRAP_KNOBS:
             value = getattr(self, knob)
             object.__setattr__(self, knob, tuple(world_layout.default_traps.get(knob, ()) if value is None else value))
         # Lists from YAML/JSON/CLI become tuples, so the config stays hashable and comparable.
@@ -168,6 +171,7 @@ class WorldConfig:
         data["uniform"] = list(self.uniform)
         data["unannotated"] = list(self.unannotated)
         data["multi_marked"] = list(self.multi_marked)
+        data["none_marked"] = list(self.none_marked)
         return data
 
     @classmethod
@@ -199,6 +203,8 @@ def parse_constant(entry: str, layout: str = DEFAULT_LAYOUT) -> tuple[str, str |
 
 
 TRAP_SPLITS = ("train", "test")  # the structs of a Lin et al. attribute file
+COLOUR_TRAPS = ("multi_marked", "none_marked")  # traps of one-hot colour groups only
+TRAP_KNOBS = ("unannotated", *COLOUR_TRAPS)
 
 
 def parse_trap(entry: str, knob: str, layout: str = DEFAULT_LAYOUT) -> tuple[str, str, int]:
@@ -209,9 +215,9 @@ def parse_trap(entry: str, knob: str, layout: str = DEFAULT_LAYOUT) -> tuple[str
     if not sep or not colon or split not in TRAP_SPLITS or not count.strip().isdigit():
         raise MosaicError(f"{knob} entry {entry!r} must read GROUP:SPLIT=COUNT with SPLIT train or test, e.g. top:train=2")
     _check_group(group, knob, layout)
-    if knob == "multi_marked" and group not in get_layout(layout).colour_fields:
+    if knob in COLOUR_TRAPS and group not in get_layout(layout).colour_fields:
         raise MosaicError(
-            f"multi_marked names {group!r}, which has one raw field: use a colour group ({', '.join(get_layout(layout).colour_fields)})"
+            f"{knob} names {group!r}, which has one raw field: use a colour group ({', '.join(get_layout(layout).colour_fields)})"
         )
     return group, split, int(count)
 
@@ -224,7 +230,7 @@ def _check_layout_extras(config: "WorldConfig", layout) -> None:
                 f"{name}={getattr(config, name)} but the {layout.folders.title} layout has no pid 0000 / -1 images: "
                 "leave it unset (gallery-only identities are n_distractor_ids)"
             )
-    for knob in ("unannotated", "multi_marked"):
+    for knob in TRAP_KNOBS:
         seen = set()
         for entry in getattr(config, knob):
             group, split, _ = parse_trap(entry, knob, config.layout)

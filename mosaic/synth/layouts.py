@@ -13,10 +13,12 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from mosaic.data.folders import FOLDER_LAYOUTS, FolderLayout
 from mosaic.errors import MosaicError
+
+if TYPE_CHECKING:
+    from mosaic.data.folders import FolderLayout
 
 DEFAULT_LAYOUT = "market1501"
 
@@ -47,10 +49,13 @@ class WorldLayout:
     default_traps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # knob -> entries
     drawn_defaults: Mapping[str, int] = field(default_factory=dict)  # drawable group not in the schema -> state drawn
     priors_file: str | None = None  # YAML beside this module; None: the Market-1501 tables of priors.py
+    struct_order: tuple[str, str] = ("test", "train")  # the real file's order of its two structs
     demo_config: str = "synthetic_micro.yaml"  # the CPU training config in configs/ that reads this layout
 
     @property
-    def folders(self) -> FolderLayout:
+    def folders(self) -> "FolderLayout":
+        from mosaic.data.folders import FOLDER_LAYOUTS  # imported when used: the CLI starts without pandas
+
         return FOLDER_LAYOUTS[self.name]
 
     @property
@@ -125,12 +130,18 @@ WORLD_LAYOUTS: dict[str, WorldLayout] = {
             distractor_image_share=0.0,  # no pid 0000 images and no junk in DukeMTMC-reID
             junk_share=0.0,
             distractor_id_share=408 / 702,  # 408 annotated gallery-only ids beside the 702 with queries
-            # train `top` is 0 for ids 0370 and 0679; 23 of 1,110 test ids have several lower colours
-            default_traps={"unannotated": ("top:train=2",), "multi_marked": ("downcolour:test=3",)},
+            # train `top` is 0 for ids 0370 and 0679; 23 of 1,110 test ids have several lower
+            # colours; 1 train / 14 test ids have no upper colour and 11 test ids no lower one
+            default_traps={
+                "unannotated": ("top:train=2",),
+                "multi_marked": ("downcolour:test=3",),
+                "none_marked": ("upcolour:train=1", "upcolour:test=2", "downcolour:test=2"),
+            },
             # no hair, age, sleeve, lower length or dress in the schema: a winter world of
             # short hair, adults, long sleeves and long trousers
             drawn_defaults={"hair": 0, "age": 2, "up": 0, "down": 0, "clothes": 1},
             priors_file="dukemtmc_priors.yaml",
+            struct_order=("train", "test"),
             demo_config="synthetic_micro_duke.yaml",
         ),
     )

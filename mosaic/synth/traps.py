@@ -1,10 +1,12 @@
 """The annotation traps of a real attribute file, planted on chosen identities of a synthetic world.
 
 DukeMTMC-reID's ``duke_attribute.mat`` leaves ``top`` at 0 (not annotated) for train ids 0370
-and 0679 and marks two or three lower-body colours for 23 test ids; a world reproduces such
-traps through the ``unannotated`` and ``multi_marked`` knobs (``GROUP:SPLIT=COUNT``). The pixels
-always show one state: a trap lives in the labels only, as in the real file. ``world.json``
-lists the identities each trap touched, so a reader's findings can be checked against it.
+and 0679, marks two or three lower-body colours for 23 test ids and no colour at all for a few;
+a world reproduces such traps through the ``unannotated``, ``multi_marked`` and ``none_marked``
+knobs (``GROUP:SPLIT=COUNT``). The first two live in the labels only (the pixels show one
+state, as in the real file); a person with no colour marked wears a colour no field names (the
+schema's ``other``), which the priors also draw on their own. ``world.json`` lists the
+identities each trap touched, so a reader's findings can be checked against it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from mosaic.errors import MosaicError
 from mosaic.synth.config import WorldConfig, parse_trap
 from mosaic.synth.layouts import get_layout
 from mosaic.synth.people import People
+from mosaic.synth.population import COLOUR_ATTRS, colour_state_of_field
 
 
 @dataclass
@@ -26,6 +29,7 @@ class Traps:
     unannotated: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # (group, split) -> pids
     # (group, split) -> pid -> the second raw colour field marked (index into the layout's fields)
     multi_marked: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)
+    none_marked: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # planted; the priors add more
     colour_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def extra_fields(self, n_people: int) -> dict[str, np.ndarray]:
@@ -51,6 +55,9 @@ class Traps:
                 }
                 for (g, s), marks in self.multi_marked.items()
             ],
+            "none_marked": [
+                {"group": g, "split": s, "ids": [f"{p:04d}" for p in pids]} for (g, s), pids in self.none_marked.items()
+            ],
         }
 
 
@@ -62,10 +69,20 @@ def plant_traps(config: WorldConfig, people: People, train_pids, test_pids, rng:
     for entry in config.unannotated:
         group, split, count = parse_trap(entry, "unannotated", config.layout)
         traps.unannotated[(group, split)] = _choose(pools[split], count, rng, f"unannotated {entry!r}")
+    for entry in config.none_marked:
+        group, split, count = parse_trap(entry, "none_marked", config.layout)
+        fields, drawn = layout.colour_fields[group], _colour_field(people, group)
+        pool = np.array([p for p in pools[split] if drawn[p - 1] < len(fields)], dtype=np.int64)
+        chosen = _choose(pool, count, rng, f"none_marked {entry!r}")
+        none_state = colour_state_of_field(layout, group)[len(fields)]
+        for pid in chosen:  # the person changes, not only the label: drawn before any pixel
+            drawn[pid - 1] = len(fields)
+            people.states[group][pid - 1] = none_state
+        traps.none_marked[(group, split)] = chosen
     for entry in config.multi_marked:
         group, split, count = parse_trap(entry, "multi_marked", config.layout)
         fields = layout.colour_fields[group]
-        drawn = people.up_field if group == "upcolour" else people.down_field
+        drawn = _colour_field(people, group)
         skipped = set(traps.unannotated.get((group, split), ()))
         # only an identity with a colour marked can have a second one
         pool = np.array([p for p in pools[split] if drawn[p - 1] < len(fields) and p not in skipped], dtype=np.int64)
@@ -76,6 +93,10 @@ def plant_traps(config: WorldConfig, people: People, train_pids, test_pids, rng:
             marks[pid] = int(others[int(rng.integers(len(others)))])
         traps.multi_marked[(group, split)] = marks
     return traps
+
+
+def _colour_field(people: People, group: str) -> np.ndarray:
+    return getattr(people, COLOUR_ATTRS[group])
 
 
 def _choose(pool: np.ndarray, count: int, rng: np.random.Generator, what: str) -> list[int]:

@@ -200,7 +200,7 @@ def write_attribute_file(path: Path, people: People, train_pids, test_pids, conf
         missing[np.asarray(pids, dtype=np.int64) - 1, list(layout.group_states).index(group)] = True
     extra = traps.extra_fields(len(people))
     order = layout.field_order
-    top = np.empty((1, 1), dtype=[("test", object), ("train", object)])  # the real files' order
+    top = np.empty((1, 1), dtype=[(struct, object) for struct in layout.struct_order])
     for struct, pids in (("train", train_pids), ("test", test_pids)):
         top[0, 0][struct] = attribute_struct(
             layout, people, pids, order[struct], missing[pids - 1], {g: e[pids - 1] for g, e in extra.items()}
