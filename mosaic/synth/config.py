@@ -8,9 +8,10 @@ from typing import Any, Mapping
 from mosaic.errors import MosaicError
 from mosaic.synth.layouts import DEFAULT_LAYOUT, get_layout
 
-# Attribute groups of the market1501 schema and their states, in schema order. The synthetic
-# world writes raw Lin et al. fields; ``tests/test_synth.py`` checks this table against the
-# shipped schema so the two cannot drift apart.
+# Attribute groups of the market1501 schema and their states, in schema order, which the Market
+# priors of priors.py and people.py are written against; ``tests/test_synth.py`` checks this
+# table against the shipped schema so the two cannot drift apart. Other layouts take their
+# groups from their schema (``WorldLayout.group_states``).
 GROUP_STATES: dict[str, tuple[str, ...]] = {
     "gender": ("male", "female"),
     "hair": ("short", "long"),
@@ -33,7 +34,8 @@ GROUPS = tuple(GROUP_STATES)
 class WorldConfig:
     """Everything that decides a synthetic world; same config and seed give the same bytes.
 
-    Identities are split half/half into train and test ids, as in Market-1501 (751/750).
+    Identities are split half/half into train and test ids, as in Market-1501 (751/750) and
+    DukeMTMC-reID (702/702, plus its gallery-only identities: ``n_distractor_ids``).
 
     Attributes:
         n_ids: identities in total (train + test halves).
