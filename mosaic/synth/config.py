@@ -29,7 +29,6 @@ GROUP_STATES: dict[str, tuple[str, ...]] = {
 GROUPS = tuple(GROUP_STATES)
 
 
-
 @dataclass(frozen=True)
 class WorldConfig:
     """Everything that decides a synthetic world; same config and seed give the same bytes.
@@ -106,7 +105,9 @@ class WorldConfig:
             object.__setattr__(self, "n_cameras", world_layout.default_cameras)
         for knob in TRAP_KNOBS:
             value = getattr(self, knob)
-            object.__setattr__(self, knob, tuple(world_layout.default_traps.get(knob, ()) if value is None else value))
+            if value is None:
+                value = world_layout.default_traps.get(knob, ())
+            object.__setattr__(self, knob, (value,) if isinstance(value, str) else tuple(value))
         # Lists from YAML/JSON/CLI become tuples, so the config stays hashable and comparable.
         object.__setattr__(self, "invisible", tuple(self.invisible))
         object.__setattr__(self, "constant", tuple(self.constant))
@@ -163,7 +164,7 @@ class WorldConfig:
     # ------------------------------------------------------------------------- helpers
     @property
     def constant_states(self) -> dict[str, str | None]:
-        """Group -> requested state name (None: the most frequent state in Market-1501)."""
+        """Group -> requested state name (None: the most frequent state in the layout's dataset)."""
         return dict(parse_constant(entry, self.layout) for entry in self.constant)
 
     def to_dict(self) -> dict[str, Any]:

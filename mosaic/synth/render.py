@@ -17,24 +17,13 @@ from scipy import ndimage
 
 from mosaic.synth.config import WorldConfig
 from mosaic.synth.layouts import get_layout
+from mosaic.synth.palette import BOOT_RGB, DOWN_COLOUR_RGB, SHOE_DARK, SHOE_LIGHT, UP_COLOUR_RGB, colour_table
 from mosaic.synth.people import DETAIL_PALETTE, People
 
 F = np.float32
-# How each named colour of a raw colour field is drawn, per body part (lower-body blue is denim).
-UP_COLOUR_RGB = {
-    "black": (28, 28, 30), "white": (228, 228, 222), "red": (190, 35, 40), "purple": (115, 50, 145),
-    "yellow": (230, 205, 45), "gray": (128, 128, 128), "blue": (40, 75, 175), "green": (45, 130, 60),
-    "brown": (115, 75, 45),
-}  # fmt: skip
-DOWN_COLOUR_RGB = {
-    **UP_COLOUR_RGB, "pink": (228, 140, 172), "blue": (50, 80, 155),
-}  # fmt: skip
 OTHER_RGB = np.array([[230, 120, 35], [196, 176, 130], [40, 140, 140], [120, 30, 45]], dtype=F)  # orange beige teal maroon
 NEUTRAL_RGB = np.array([118, 112, 106], dtype=F)  # how an invisible colour group is drawn
 SKIN_LIGHT, SKIN_DARK = np.array([236, 200, 172], F), np.array([118, 80, 56], F)
-SHOE_DARK = np.array([[30, 30, 32], [110, 75, 45], [45, 65, 140], [60, 60, 64]], dtype=F)  # black brown navy charcoal
-SHOE_LIGHT = np.array([[225, 225, 220], [200, 190, 165], [170, 170, 172], [215, 200, 175]], dtype=F)  # white beige grey cream
-BOOT_RGB = np.array([[30, 26, 24], [95, 62, 38], [140, 110, 80]], dtype=F)  # black, brown, tan leather
 HAIR_BLACK, HAIR_BROWN, HAIR_GREY = np.array([24, 20, 18], F), np.array([105, 68, 40], F), np.array([172, 170, 166], F)
 
 # What an invisible group is drawn as, whatever its label (state index in schema order; gender
@@ -44,11 +33,6 @@ NEUTRAL_STATE = {
     "hair": 0, "age": 2, "up": 1, "down": 0, "clothes": 1, "hat": 0, "backpack": 0, "bag": 0, "handbag": 0,
     "top": 0, "boots": 0, "shoes": 0,
 }  # fmt: skip
-
-
-def colour_table(fields: tuple[str, ...], prefix: str, names: dict) -> np.ndarray:
-    """(n_fields, 3) RGB of raw colour fields such as ``upblack``, in their order."""
-    return np.array([names[f.removeprefix(prefix)] for f in fields], dtype=F)
 
 
 # ------------------------------------------------------------------------- parameters

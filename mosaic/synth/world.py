@@ -71,7 +71,7 @@ def make_plan(config: WorldConfig, train_pids: np.ndarray, gallery_only_pids=())
     """Every image of the world: identities over cameras, query/gallery, gallery-only identities,
     distractor and junk images."""
     layout = get_layout(config.layout)
-    SPLIT_FOLDERS, _name = layout.folders.split_dirs, layout.file_name
+    split_dirs, _name = layout.folders.split_dirs, layout.file_name
     rng = _stream(config, "layout")
     frames = _Frames(rng)
     train = set(int(p) for p in train_pids)
@@ -94,8 +94,8 @@ def make_plan(config: WorldConfig, train_pids: np.ndarray, gallery_only_pids=())
                     split = "train"
                 else:  # Market-1501: one query per identity and camera, the rest in the gallery
                     split = "query" if j == 0 else "gallery"
-                rows.append((SPLIT_FOLDERS[split], name, pid - 1, int(cam), "identity"))
-    n_gallery = sum(1 for r in rows if r[0] == SPLIT_FOLDERS["gallery"])
+                rows.append((split_dirs[split], name, pid - 1, int(cam), "identity"))
+    n_gallery = sum(1 for r in rows if r[0] == split_dirs["gallery"])
     n_distractors = config.n_distractors if config.n_distractors is not None else round(layout.distractor_image_share * n_gallery)
     n_junk = config.n_junk if config.n_junk is not None else round(layout.junk_share * n_gallery)
 
@@ -106,7 +106,7 @@ def make_plan(config: WorldConfig, train_pids: np.ndarray, gallery_only_pids=())
             cam = int(rng.integers(1, config.n_cameras + 1))
             sequence = int(rng.integers(1, 7))
             name = _name(pid, cam, sequence, frames.take(cam, sequence), int(rng.integers(1, 9)))
-            rows.append((SPLIT_FOLDERS["gallery"], name, extra, cam, kind))
+            rows.append((split_dirs["gallery"], name, extra, cam, kind))
             framing.append(_bad_box(kind, rng, config))
             extra += 1
     plan = Plan(
