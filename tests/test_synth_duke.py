@@ -80,6 +80,17 @@ def test_the_real_loaders_read_back_the_counts_and_traps_world_json_states(duke_
     assert findings["colour-multi-marked"].message.startswith("downcolour: 0 train / 3 test ids")
 
 
+def test_same_seed_same_bytes_and_a_market_world_is_unchanged_by_the_layouts(tmp_path: Path, duke_world: Path):
+    again = synthesize(tmp_path / "again", WorldConfig(n_ids=24, images_per_id=8, seed=5, layout="dukemtmc",
+                                                        multi_marked=("downcolour:test=3",)))  # fmt: skip
+    files = sorted(p.relative_to(duke_world) for p in duke_world.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    assert all((duke_world / f).read_bytes() == (again / f).read_bytes() for f in files)
+    market = json.loads((synthesize(tmp_path / "market", WorldConfig(n_ids=8, images_per_id=6)) / "world.json").read_text())
+    assert market["layout"] == "market1501" and market["cameras"] == 6 and market["attribute_file"] == "market_attribute.mat"
+    assert market["traps"] == {"unannotated": [], "multi_marked": [], "none_marked": []}
+
+
 def test_attribute_file_has_the_real_structure(duke_world: Path, sidecar):
     contents = sio.loadmat(duke_world / "duke_attribute.mat")
     assert [k for k in contents if not k.startswith("__")] == ["duke_attribute"]
