@@ -26,7 +26,7 @@ from mosaic.fileio import ensure_writable_dir, give_default_permissions, write_t
 from mosaic.synth.config import WorldConfig
 from mosaic.synth.layouts import WorldLayout, get_layout
 from mosaic.synth.people import People
-from mosaic.synth.population import sample_population
+from mosaic.synth.population import COLOUR_ATTRS, sample_population
 from mosaic.synth.render import Cameras, Shots, figure_parameters, render
 from mosaic.synth.traps import Traps, plant_traps
 
@@ -166,7 +166,7 @@ def attribute_struct(
     colours = layout.colour_fields
     for gi, group in enumerate(groups):
         if group in colours:
-            drawn = (people.up_field if group == "upcolour" else people.down_field)[index]
+            drawn = getattr(people, COLOUR_ATTRS[group])[index]
             second = extra.get(group, np.full(len(pids), -1))
             for i, name in enumerate(colours[group]):
                 marked = (drawn == i) | (second == i)
