@@ -9,14 +9,15 @@ from typing import Optional
 import typer
 
 from mosaic.errors import MosaicError
+from mosaic.synth.layouts import DEFAULT_LAYOUT, WORLD_LAYOUTS
 
 HELP = """Synthesise a world, train the micro model with attribute experts and a learned router, trace the default routing conditions, analyse them and write report.html.
 
 Stages, each reused on the next run when its settings, inputs and outputs are unchanged (content hashes in OUT/stages.json; --fresh redoes everything):
 
-* world: OUT/world/, the default synthetic world in the Market-1501 layout
+* world: OUT/world/, the default synthetic world in the Market-1501 layout (--layout dukemtmc: DukeMTMC-reID's)
 
-* train: OUT/run/, configs/synthetic_micro.yaml on that world (2-3 minutes on 2 CPU cores)
+* train: OUT/run/, configs/synthetic_micro.yaml on that world (2-3 minutes on 2 CPU cores; DukeMTMC-reID: configs/synthetic_micro_duke.yaml)
 
 * trace: OUT/trace.h5, oracle, none, drop/only/counterfactual per group, subsets, learned
 
@@ -25,16 +26,19 @@ Stages, each reused on the next run when its settings, inputs and outputs are un
 Example: mosaic demo --out runs/demo, then open runs/demo/report.html in a browser.
 """
 
-DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "synthetic_micro.yaml"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+DEMO_CONFIG = CONFIG_DIR / "synthetic_micro.yaml"
 
 
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for every stage's outputs."),
     fresh: bool = typer.Option(False, "--fresh", help="Redo every stage, even those that are up to date."),
     seed: int = typer.Option(0, "--seed", help="Seed of the world, the training run, the conditions and the analysis."),
-    config: Path = typer.Option(
-        DEMO_CONFIG, "--config", help="Training config; data.root and run.out are set by the demo.", show_default=False
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="Training config; data.root and run.out are set by the demo [default: the layout's micro config].",
+        show_default=False,
     ),
+    layout: str = typer.Option(DEFAULT_LAYOUT, "--layout", help=f"Dataset layout of the world: {', '.join(WORLD_LAYOUTS)}."),
     ids: Optional[int] = typer.Option(None, "--ids", help="Identities of the world (default: the default world's).", show_default=False),
     images_per_id: Optional[int] = typer.Option(
         None, "--images-per-id", help="Images per identity (default: the default world's).", show_default=False
@@ -44,12 +48,17 @@ def demo(
     from mosaic.fileio import ensure_writable_dir
     from mosaic.pipeline import Ledger, run_stages
     from mosaic.synth import WorldConfig
+    from mosaic.synth.layouts import get_layout
 
+    world_layout = get_layout(layout)
+    config = config if config is not None else CONFIG_DIR / world_layout.demo_config
     if not config.is_file():
-        raise MosaicError(f"training config {config} not found: pass --config configs/synthetic_micro.yaml from a clone")
+        raise MosaicError(f"training config {config} not found: pass --config configs/{world_layout.demo_config} from a clone")
+    check_config_reads_layout(config, world_layout)
     out = ensure_writable_dir(out, create=True)
     size = {k: v for k, v in (("n_ids", ids), ("images_per_id", images_per_id)) if v is not None}
-    stages = build_stages(out, config=config, seed=seed, progress=progress, world_config=WorldConfig(seed=seed, **size))
+    world_config = WorldConfig(seed=seed, layout=world_layout.name, **size)
+    stages = build_stages(out, config=config, seed=seed, progress=progress, world_config=world_config)
     started = time.perf_counter()
     run_stages(stages, Ledger(out), fresh=fresh, announce=lambda line: typer.echo(line, err=True))
     minutes = (time.perf_counter() - started) / 60
@@ -103,6 +112,27 @@ def build_stages(out: Path, *, config: Path, seed: int, progress: bool, world_co
         "report", {"seed": seed, "version": __version__}, [report_path, out / "report.json"], report, upstream=[traced]
     )
     return [world, trained, traced, reported]
+
+
+def check_config_reads_layout(config: Path, world_layout) -> None:
+    """A training config that names another dataset format or schema than the world's is a one-line error."""
+    import yaml
+
+
+    try:
+        data = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("data") or {}
+    except (yaml.YAMLError, AttributeError):
+        return  # the train stage reports a malformed config in its own words
+    if not isinstance(data, dict):
+        return
+    for key, expected in (("format", world_layout.name), ("schema", world_layout.schema_name)):
+        value = data.get(key)
+        if value is not None and value != expected:
+            raise MosaicError(
+                f"training config {config} reads data.{key}={value} but the world is in the {world_layout.name} layout: "
+                f"pass --config configs/{world_layout.demo_config}"
+                + (f", or --layout {value}" if key == "format" and value in WORLD_LAYOUTS else "")
+            )
 
 
 def _invoke(args: list[str], *, stage: str) -> None:

@@ -6,10 +6,12 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 from mosaic.errors import MosaicError
+from mosaic.synth.layouts import DEFAULT_LAYOUT, get_layout
 
-# Attribute groups of the market1501 schema and their states, in schema order. The synthetic
-# world writes raw Lin et al. fields; ``tests/test_synth.py`` checks this table against the
-# shipped schema so the two cannot drift apart.
+# Attribute groups of the market1501 schema and their states, in schema order, which the Market
+# priors of priors.py and people.py are written against; ``tests/test_synth.py`` checks this
+# table against the shipped schema so the two cannot drift apart. Other layouts take their
+# groups from their schema (``WorldLayout.group_states``).
 GROUP_STATES: dict[str, tuple[str, ...]] = {
     "gender": ("male", "female"),
     "hair": ("short", "long"),
@@ -26,15 +28,13 @@ GROUP_STATES: dict[str, tuple[str, ...]] = {
 }
 GROUPS = tuple(GROUP_STATES)
 
-# Market-1501 names cameras with one digit (c1..c6), so a world has at most nine.
-MAX_CAMERAS = 9
-
 
 @dataclass(frozen=True)
 class WorldConfig:
     """Everything that decides a synthetic world; same config and seed give the same bytes.
 
-    Identities are split half/half into train and test ids, as in Market-1501 (751/750).
+    Identities are split half/half into train and test ids, as in Market-1501 (751/750) and
+    DukeMTMC-reID (702/702, plus its gallery-only identities: ``n_distractor_ids``).
 
     Attributes:
         n_ids: identities in total (train + test halves).
@@ -62,11 +62,22 @@ class WorldConfig:
         missing: fraction (0..1) of identity-level labels recorded as 0 (not annotated) in the
             attribute file; the pixels still show the drawn state.
         jpeg_quality: JPEG quality (1..95) of the written images.
+        layout: dataset layout the world is written in (``mosaic.synth.layouts.WORLD_LAYOUTS``):
+            ``market1501`` or ``dukemtmc``; it decides file names, cameras, attribute file,
+            schema and priors, and the groups the knobs above may name.
+        n_distractor_ids: annotated identities seen only in the gallery (DukeMTMC-reID has 408
+            beside its 702 test identities with queries); None: the layout's share (Market: 0).
+        unannotated: labels written as 0 for chosen identities, ``"GROUP:SPLIT=COUNT"`` with
+            SPLIT ``train`` or ``test`` (DukeMTMC-reID: ``top:train=2``); None: the layout's traps.
+        multi_marked: colour groups with several fields marked for chosen identities, same form
+            (DukeMTMC-reID: ``downcolour:test=3``); None: the layout's traps.
+        none_marked: colour groups with no field marked for chosen identities (they wear a colour
+            no field names, the schema's ``other``), on top of those the priors draw; same form.
     """
 
     n_ids: int = 300
     images_per_id: int = 16
-    n_cameras: int = 6
+    n_cameras: int | None = None  # None: the layout's (Market-1501 6, DukeMTMC-reID 8)
     seed: int = 0
     height: int = 128
     width: int = 64
@@ -81,8 +92,22 @@ class WorldConfig:
     uniform: tuple[str, ...] = field(default_factory=tuple)
     missing: float = 0.0
     jpeg_quality: int = 90
+    layout: str = DEFAULT_LAYOUT
+    n_distractor_ids: int | None = None
+    unannotated: tuple[str, ...] | None = None
+    multi_marked: tuple[str, ...] | None = None
+    none_marked: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        # The layout fills what it decides (cameras, traps) before anything is checked.
+        world_layout = get_layout(self.layout)
+        if self.n_cameras is None:
+            object.__setattr__(self, "n_cameras", world_layout.default_cameras)
+        for knob in TRAP_KNOBS:
+            value = getattr(self, knob)
+            if value is None:
+                value = world_layout.default_traps.get(knob, ())
+            object.__setattr__(self, knob, (value,) if isinstance(value, str) else tuple(value))
         # Lists from YAML/JSON/CLI become tuples, so the config stays hashable and comparable.
         object.__setattr__(self, "invisible", tuple(self.invisible))
         object.__setattr__(self, "constant", tuple(self.constant))
@@ -104,31 +129,33 @@ class WorldConfig:
 
         integer("n_ids", 4, 9999, ": a world needs at least 2 train and 2 test identities, pids have 4 digits")
         integer("images_per_id", 4, hint=": each test identity needs 2 cameras with 2 images each")
-        integer("n_cameras", 2, MAX_CAMERAS, ": Market-1501 file names hold one camera digit")
+        world_layout = get_layout(self.layout)
+        integer("n_cameras", 2, world_layout.max_cameras, f": the {world_layout.folders.title} layout has at most that many cameras")
         integer("seed", 0)
         integer("height", 32, 1024)
         integer("width", 16, 1024)
         integer("jpeg_quality", 1, 95)
-        for name in ("n_distractors", "n_junk"):
+        for name in ("n_distractors", "n_junk", "n_distractor_ids"):
             if getattr(self, name) is not None:
                 integer(name, 0, 100_000)
+        _check_layout_extras(self, world_layout)
         number("identity_detail", 0.0, 2.0)
         number("camera_variation", 0.0, 2.0)
         number("nuisance", 0.0, 2.0)
         number("occlusion", 0.0, 1.0)
         number("missing", 0.0, 1.0)
         for group in self.invisible:
-            _check_group(group, "invisible")
+            _check_group(group, "invisible", self.layout)
         if len(set(self.invisible)) != len(self.invisible):
             raise MosaicError(f"invisible lists a group twice: {list(self.invisible)}")
         seen = set()
         for entry in self.constant:
-            group, _ = parse_constant(entry)
+            group, _ = parse_constant(entry, self.layout)
             if group in seen:
                 raise MosaicError(f"constant lists group {group!r} twice: keep one entry per group")
             seen.add(group)
         for group in self.uniform:
-            _check_group(group, "uniform")
+            _check_group(group, "uniform", self.layout)
             if group in seen:
                 raise MosaicError(f"group {group!r} cannot be both constant and uniform: keep it in one of the two")
         if len(set(self.uniform)) != len(self.uniform):
@@ -137,14 +164,17 @@ class WorldConfig:
     # ------------------------------------------------------------------------- helpers
     @property
     def constant_states(self) -> dict[str, str | None]:
-        """Group -> requested state name (None: the most frequent state in Market-1501)."""
-        return dict(parse_constant(entry) for entry in self.constant)
+        """Group -> requested state name (None: the most frequent state in the layout's dataset)."""
+        return dict(parse_constant(entry, self.layout) for entry in self.constant)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["invisible"] = list(self.invisible)
         data["constant"] = list(self.constant)
         data["uniform"] = list(self.uniform)
+        data["unannotated"] = list(self.unannotated)
+        data["multi_marked"] = list(self.multi_marked)
+        data["none_marked"] = list(self.none_marked)
         return data
 
     @classmethod
@@ -156,20 +186,57 @@ class WorldConfig:
         return cls(**dict(data))
 
 
-def _check_group(group: str, knob: str) -> None:
-    if group not in GROUP_STATES:
-        raise MosaicError(f"unknown attribute group {group!r} in {knob}: use one of {', '.join(GROUPS)}")
+def _check_group(group: str, knob: str, layout: str = DEFAULT_LAYOUT) -> None:
+    states = get_layout(layout).group_states
+    if group not in states:
+        raise MosaicError(f"unknown attribute group {group!r} in {knob} of a {layout} world: use one of {', '.join(states)}")
 
 
-def parse_constant(entry: str) -> tuple[str, str | None]:
+def parse_constant(entry: str, layout: str = DEFAULT_LAYOUT) -> tuple[str, str | None]:
     """``"hat"`` -> ``("hat", None)``; ``"hat=yes"`` -> ``("hat", "yes")``, both checked."""
     group, sep, state = str(entry).partition("=")
     group, state = group.strip(), state.strip()
-    _check_group(group, "constant")
+    _check_group(group, "constant", layout)
     if not sep:
         return group, None
-    if state not in GROUP_STATES[group]:
-        raise MosaicError(
-            f"{state!r} is not a state of group {group!r} in constant: use one of {', '.join(GROUP_STATES[group])}"
-        )
+    states = get_layout(layout).group_states[group]
+    if state not in states:
+        raise MosaicError(f"{state!r} is not a state of group {group!r} in constant: use one of {', '.join(states)}")
     return group, state
+
+
+TRAP_SPLITS = ("train", "test")  # the structs of a Lin et al. attribute file
+COLOUR_TRAPS = ("multi_marked", "none_marked")  # traps of one-hot colour groups only
+TRAP_KNOBS = ("unannotated", *COLOUR_TRAPS)
+
+
+def parse_trap(entry: str, knob: str, layout: str = DEFAULT_LAYOUT) -> tuple[str, str, int]:
+    """``"top:train=2"`` -> ``("top", "train", 2)``, checked against the layout's schema."""
+    target, sep, count = str(entry).partition("=")
+    group, colon, split = target.strip().partition(":")
+    group, split = group.strip(), split.strip()
+    if not sep or not colon or split not in TRAP_SPLITS or not count.strip().isdigit():
+        raise MosaicError(f"{knob} entry {entry!r} must read GROUP:SPLIT=COUNT with SPLIT train or test, e.g. top:train=2")
+    _check_group(group, knob, layout)
+    if knob in COLOUR_TRAPS and group not in get_layout(layout).colour_fields:
+        raise MosaicError(
+            f"{knob} names {group!r}, which has one raw field: use a colour group ({', '.join(get_layout(layout).colour_fields)})"
+        )
+    return group, split, int(count)
+
+
+def _check_layout_extras(config: "WorldConfig", layout) -> None:
+    """Knobs a layout cannot express, and the trap entries."""
+    for name, share in (("n_distractors", layout.distractor_image_share), ("n_junk", layout.junk_share)):
+        if share == 0 and getattr(config, name):
+            raise MosaicError(
+                f"{name}={getattr(config, name)} but the {layout.folders.title} layout has no pid 0000 / -1 images: "
+                "leave it unset (gallery-only identities are n_distractor_ids)"
+            )
+    for knob in TRAP_KNOBS:
+        seen = set()
+        for entry in getattr(config, knob):
+            group, split, _ = parse_trap(entry, knob, config.layout)
+            if (group, split) in seen:
+                raise MosaicError(f"{knob} lists {group}:{split} twice: keep one entry per group and split")
+            seen.add((group, split))

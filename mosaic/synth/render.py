@@ -15,19 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from mosaic.synth.config import GROUP_STATES, WorldConfig
-from mosaic.synth.people import DETAIL_PALETTE, NO_DOWN_COLOUR, NO_UP_COLOUR, People
+from mosaic.synth.config import WorldConfig
+from mosaic.synth.layouts import get_layout
+from mosaic.synth.palette import BOOT_RGB, DOWN_COLOUR_RGB, SHOE_DARK, SHOE_LIGHT, UP_COLOUR_RGB, colour_table
+from mosaic.synth.people import DETAIL_PALETTE, People
 
 F = np.float32
-UP_RGB = np.array(
-    [[28, 28, 30], [228, 228, 222], [190, 35, 40], [115, 50, 145], [230, 205, 45], [128, 128, 128], [40, 75, 175], [45, 130, 60]],
-    dtype=F,
-)  # upblack upwhite upred uppurple upyellow upgray upblue upgreen
-DOWN_RGB = np.array(
-    [[28, 28, 30], [228, 228, 222], [228, 140, 172], [115, 50, 145], [230, 205, 45], [128, 128, 128], [50, 80, 155],
-     [45, 130, 60], [115, 75, 45]],
-    dtype=F,
-)  # fmt: skip  # downblack downwhite downpink downpurple downyellow downgray downblue downgreen downbrown
 OTHER_RGB = np.array([[230, 120, 35], [196, 176, 130], [40, 140, 140], [120, 30, 45]], dtype=F)  # orange beige teal maroon
 NEUTRAL_RGB = np.array([118, 112, 106], dtype=F)  # how an invisible colour group is drawn
 SKIN_LIGHT, SKIN_DARK = np.array([236, 200, 172], F), np.array([118, 80, 56], F)
@@ -36,17 +29,31 @@ HAIR_BLACK, HAIR_BROWN, HAIR_GREY = np.array([24, 20, 18], F), np.array([105, 68
 # What an invisible group is drawn as, whatever its label (state index in schema order; gender
 # is drawn half-way between the two builds).
 _NOISE_STREAM = 0x6E6F  # separates the noise generators from every other stream of the seed
-NEUTRAL_STATE = {"hair": 0, "age": 2, "up": 1, "down": 0, "clothes": 1, "hat": 0, "backpack": 0, "bag": 0, "handbag": 0}
+NEUTRAL_STATE = {
+    "hair": 0, "age": 2, "up": 1, "down": 0, "clothes": 1, "hat": 0, "backpack": 0, "bag": 0, "handbag": 0,
+    "top": 0, "boots": 0, "shoes": 0,
+}  # fmt: skip
 
 
 # ------------------------------------------------------------------------- parameters
 def figure_parameters(people: People, config: WorldConfig) -> dict[str, np.ndarray]:
-    """Drawing parameters of each person: the only place where attribute states meet pixels."""
+    """Drawing parameters of each person: the only place where attribute states meet pixels.
+
+    A drawable group that the layout's schema lacks (DukeMTMC-reID has no hair or age; Market-1501
+    no boots) is drawn in the layout's ``drawn_defaults`` state.
+    """
     invisible = set(config.invisible)
+    layout = get_layout(config.layout)
+    colour_fields = layout.colour_fields
+    up_table = colour_table(colour_fields["upcolour"], "up", UP_COLOUR_RGB)
+    down_table = colour_table(colour_fields["downcolour"], "down", DOWN_COLOUR_RGB)
+    NO_UP_COLOUR, NO_DOWN_COLOUR = len(up_table), len(down_table)
 
     def state(group: str) -> np.ndarray:
         if group in invisible:
             return np.full(len(people), NEUTRAL_STATE[group], dtype=np.int16)
+        if group not in people.states:
+            return np.full(len(people), layout.drawn_defaults[group], dtype=np.int16)
         return people.states[group]
 
     d = people.detail
@@ -59,19 +66,24 @@ def figure_parameters(people: People, config: WorldConfig) -> dict[str, np.ndarr
     if "upcolour" in invisible:
         up_rgb = np.broadcast_to(NEUTRAL_RGB, (n, 3))
     else:
-        up_rgb = np.where((people.up_field == NO_UP_COLOUR)[:, None], other, UP_RGB[np.minimum(people.up_field, NO_UP_COLOUR - 1)])
+        up_rgb = np.where((people.up_field == NO_UP_COLOUR)[:, None], other, up_table[np.minimum(people.up_field, NO_UP_COLOUR - 1)])
     if "downcolour" in invisible:
         down_rgb = np.broadcast_to(NEUTRAL_RGB, (n, 3))
     else:
         # an "other" lower garment takes a different colour than an "other" upper one would
         other_down = OTHER_RGB[(d["other_colour"] + 2) % len(OTHER_RGB)]
         down_rgb = np.where(
-            (people.down_field == NO_DOWN_COLOUR)[:, None], other_down, DOWN_RGB[np.minimum(people.down_field, NO_DOWN_COLOUR - 1)]
+            (people.down_field == NO_DOWN_COLOUR)[:, None], other_down, down_table[np.minimum(people.down_field, NO_DOWN_COLOUR - 1)]
         )
     hair_rgb = HAIR_BLACK + d["hair_tone"][:, None] * (HAIR_BROWN - HAIR_BLACK)
     hair_rgb = np.where((age == 3)[:, None], HAIR_GREY, hair_rgb)  # the old have grey hair
     age_height = np.array([0.74, 0.95, 1.0, 0.97], F)[age]
     age_head = np.array([1.25, 1.05, 1.0, 1.0], F)[age]
+    if "shoes" in people.states and "shoes" not in invisible:  # shoe colour is an attribute: dark or light
+        pick = d["shoe"] % len(SHOE_DARK)
+        shoe_rgb = np.where((people.states["shoes"] == 1)[:, None], SHOE_LIGHT[pick], SHOE_DARK[pick])
+    else:  # identity detail only
+        shoe_rgb = DETAIL_PALETTE[d["shoe"]]
     return {
         "female": female,
         "height": (d["height"] * age_height * (1 - 0.05 * female)).astype(F),
@@ -90,7 +102,10 @@ def figure_parameters(people: People, config: WorldConfig) -> dict[str, np.ndarr
         "backpack": (state("backpack") == 1).astype(F),
         "bag": (state("bag") == 1).astype(F),
         "handbag": (state("handbag") == 1).astype(F),
-        "shoe_rgb": DETAIL_PALETTE[d["shoe"]],
+        "shoe_rgb": shoe_rgb,
+        "long_top": (state("top") == 1).astype(F),
+        "boots": (state("boots") == 1).astype(F),
+        "boot_rgb": BOOT_RGB[d["hat_colour"] % len(BOOT_RGB)],
         "accessory_rgb": DETAIL_PALETTE[d["accessory"]],
         "hat_rgb": DETAIL_PALETTE[d["hat_colour"]],
         "logo_rgb": DETAIL_PALETTE[d["logo"]],
@@ -327,6 +342,7 @@ def render(
     lower_cut = np.where(fig["short_lower"] > 0, 0.42, 1.01).astype(F)
     dress = fig["dress"] > 0
     knee_cut = np.where(dress, 0.0, lower_cut)[:, None, None]
+    has_boots = fig["boots"] > 0
     for sign in (-1.0, 1.0):
         hip_x = cx + sign * 0.048 * u * build
         foot_x = hip_x + sign * shots.stride * u
@@ -335,6 +351,9 @@ def render(
         cv.paint(alpha * cloth, down_rgb)
         cv.paint(alpha * ~cloth, skin)
         cv.paint(cv.ellipse(foot_x + sign * 0.01 * u, feet - 0.02 * u, leg_r * 1.25, 0.024 * u), fig["shoe_rgb"])
+        if has_boots.any():  # a boot shaft from mid-calf, over trousers, skin or shoe
+            cv.paint(alpha * (t > 0.62), fig["boot_rgb"], has_boots)
+            cv.paint(cv.ellipse(foot_x + sign * 0.012 * u, feet - 0.022 * u, leg_r * 1.35, 0.028 * u), fig["boot_rgb"], has_boots)
     cv.paint(cv.box(cx - half_hip, cx + half_hip, hip_y - 0.03 * u, hip_y + 0.05 * u), down_rgb, ~dress)
 
     # a dress: a skirt flaring from the hips, to the knee (short) or the calf (long)
@@ -343,6 +362,9 @@ def render(
 
     # torso with the shirt's pattern
     torso = cv.trapezoid(cx, shoulder_y, hip_y, half_shoulder, half_hip)
+    long_top = fig["long_top"] > 0
+    if long_top.any():  # a coat or long top covering the hips to mid-thigh, flaring slightly
+        cv.paint(cv.trapezoid(cx, hip_y - 0.03 * u, hip_y + 0.17 * u, half_hip * 1.05, half_hip * 1.3), up_rgb, long_top)
     cv.paint(torso, up_rgb)
     stripes = fig["pattern"] == 1
     if stripes.any():  # darker bands across the shirt

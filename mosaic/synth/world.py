@@ -1,4 +1,6 @@
-"""Writing a synthetic world: Market-1501 folders, file names and attribute file, plus world.json.
+"""Writing a synthetic world in a dataset's layout (folders, file names, attribute file), plus world.json.
+
+The layout (:mod:`mosaic.synth.layouts`) says how: Market-1501 or DukeMTMC-reID.
 
 The plan (who appears in which camera, under which file name, in which split) is made first and
 entirely from the seed; images are then drawn in batches and encoded as JPEG. Everything goes to
@@ -21,19 +23,18 @@ import numpy as np
 
 from mosaic.errors import MosaicError
 from mosaic.fileio import ensure_writable_dir, give_default_permissions, write_text_atomic
-from mosaic.synth.config import GROUP_STATES, WorldConfig
-from mosaic.synth.people import NO_DOWN_COLOUR, NO_UP_COLOUR, People, sample_people
-from mosaic.synth.priors import DOWN_COLOUR_FIELDS, TEST_FIELD_ORDER, TRAIN_FIELD_ORDER, UP_COLOUR_FIELDS
+from mosaic.synth.config import WorldConfig
+from mosaic.synth.layouts import WorldLayout, get_layout
+from mosaic.synth.people import People
+from mosaic.synth.population import COLOUR_ATTRS, sample_population
 from mosaic.synth.render import Cameras, Shots, figure_parameters, render
+from mosaic.synth.traps import Traps, plant_traps
 
-SPLIT_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
-ATTRIBUTE_FILE = "market_attribute.mat"
 SIDECAR = "world.json"
 BATCH = 128  # images drawn together; memory ~ BATCH x H x W x 3 floats per temporary
-DISTRACTOR_SHARE, JUNK_SHARE = 0.15, 0.05  # defaults, as fractions of the identities' gallery images
 # Independent random streams of one seed: changing how many images are drawn does not change
 # who the people are, and so on.
-STREAMS = {"people": 1, "cameras": 2, "layout": 3, "shots": 4, "extras": 5, "missing": 6}
+STREAMS = {"people": 1, "cameras": 2, "layout": 3, "shots": 4, "extras": 5, "missing": 6, "traps": 7}
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Plan:
     """One row per image file: where it goes and what it shows."""
 
     folder: np.ndarray  # split folder name
-    name: np.ndarray  # Market-1501 file name
+    name: np.ndarray  # file name in the layout's spelling
     person: np.ndarray  # row into the people table (identities, then distractors and junk)
     camera: np.ndarray  # 1-based
     framing: np.ndarray  # (n, 3): x shift, y shift (pixels), scale; bad boxes only
@@ -50,11 +51,6 @@ class Plan:
 
 def _stream(config: WorldConfig, name: str) -> np.random.Generator:
     return np.random.default_rng((config.seed, STREAMS[name]))
-
-
-def _market_name(pid: int, camera: int, sequence: int, frame: int, box: int) -> str:
-    label = "-1" if pid < 0 else f"{pid:04d}"
-    return f"{label}_c{camera}s{sequence}_{frame:06d}_{box:02d}.jpg"
 
 
 class _Frames:
@@ -71,14 +67,21 @@ class _Frames:
         return frame
 
 
-def make_plan(config: WorldConfig, train_pids: np.ndarray) -> tuple[Plan, dict[str, int]]:
-    """Every image of the world: identities over cameras, query/gallery, distractors, junk."""
+def make_plan(config: WorldConfig, train_pids: np.ndarray, gallery_only_pids=()) -> tuple[Plan, dict[str, int]]:
+    """Every image of the world: identities over cameras, query/gallery, gallery-only identities,
+    distractor and junk images."""
+    layout = get_layout(config.layout)
+    split_dirs, _name = layout.folders.split_dirs, layout.file_name
     rng = _stream(config, "layout")
     frames = _Frames(rng)
     train = set(int(p) for p in train_pids)
+    gallery_only = set(int(p) for p in gallery_only_pids)
     rows: list[tuple[str, str, int, int, str]] = []
     k_max = min(config.n_cameras, config.images_per_id // 2)
-    for pid in range(1, config.n_ids + 1):
+    for pid in range(1, config.n_ids + len(gallery_only) + 1):
+        if pid in gallery_only:
+            rows += _gallery_only_rows(pid, config, rng, frames, layout)
+            continue
         # at least two cameras with two images each: every query keeps a match in another camera
         k = int(rng.integers(2, k_max + 1))
         cams = np.sort(rng.choice(config.n_cameras, size=k, replace=False)) + 1
@@ -86,24 +89,24 @@ def make_plan(config: WorldConfig, train_pids: np.ndarray) -> tuple[Plan, dict[s
         for cam, count in zip(cams, counts):
             sequence = int(rng.integers(1, 7))
             for j in range(int(count)):
-                name = _market_name(pid, int(cam), sequence, frames.take(int(cam), sequence), 1)
+                name = _name(pid, int(cam), sequence, frames.take(int(cam), sequence), 1)
                 if pid in train:
                     split = "train"
                 else:  # Market-1501: one query per identity and camera, the rest in the gallery
                     split = "query" if j == 0 else "gallery"
-                rows.append((SPLIT_FOLDERS[split], name, pid - 1, int(cam), "identity"))
-    n_gallery = sum(1 for r in rows if r[0] == SPLIT_FOLDERS["gallery"])
-    n_distractors = config.n_distractors if config.n_distractors is not None else round(DISTRACTOR_SHARE * n_gallery)
-    n_junk = config.n_junk if config.n_junk is not None else round(JUNK_SHARE * n_gallery)
+                rows.append((split_dirs[split], name, pid - 1, int(cam), "identity"))
+    n_gallery = sum(1 for r in rows if r[0] == split_dirs["gallery"])
+    n_distractors = config.n_distractors if config.n_distractors is not None else round(layout.distractor_image_share * n_gallery)
+    n_junk = config.n_junk if config.n_junk is not None else round(layout.junk_share * n_gallery)
 
     framing = [np.array([0.0, 0.0, 1.0])] * len(rows)
-    extra = config.n_ids
+    extra = config.n_ids + len(gallery_only)
     for kind, count, pid in (("distractor", n_distractors, 0), ("junk", n_junk, -1)):
         for _ in range(count):
             cam = int(rng.integers(1, config.n_cameras + 1))
             sequence = int(rng.integers(1, 7))
-            name = _market_name(pid, cam, sequence, frames.take(cam, sequence), int(rng.integers(1, 9)))
-            rows.append((SPLIT_FOLDERS["gallery"], name, extra, cam, kind))
+            name = _name(pid, cam, sequence, frames.take(cam, sequence), int(rng.integers(1, 9)))
+            rows.append((split_dirs["gallery"], name, extra, cam, kind))
             framing.append(_bad_box(kind, rng, config))
             extra += 1
     plan = Plan(
@@ -115,6 +118,21 @@ def make_plan(config: WorldConfig, train_pids: np.ndarray) -> tuple[Plan, dict[s
         kind=np.array([r[4] for r in rows]),
     )
     return plan, {"n_distractors": int(n_distractors), "n_junk": int(n_junk)}
+
+
+def _gallery_only_rows(pid: int, config: WorldConfig, rng: np.random.Generator, frames: _Frames, layout: WorldLayout) -> list:
+    """An annotated identity seen only in the gallery (DukeMTMC-reID's 408): no query, no train image."""
+    count = max(1, config.images_per_id // 2)
+    k = int(rng.integers(1, min(config.n_cameras, count) + 1))
+    cams = np.sort(rng.choice(config.n_cameras, size=k, replace=False)) + 1
+    counts = 1 + rng.multinomial(count - k, np.full(k, 1.0 / k))
+    rows = []
+    for cam, n in zip(cams, counts):
+        sequence = int(rng.integers(1, 7))
+        for _ in range(int(n)):
+            name = layout.file_name(pid, int(cam), sequence, frames.take(int(cam), sequence), 1)
+            rows.append((layout.folders.split_dirs["gallery"], name, pid - 1, int(cam), "identity"))
+    return rows
 
 
 def _bad_box(kind: str, rng: np.random.Generator, config: WorldConfig) -> np.ndarray:
@@ -133,26 +151,31 @@ def _bad_box(kind: str, rng: np.random.Generator, config: WorldConfig) -> np.nda
 
 
 # ---------------------------------------------------------------------- attribute file
-def attribute_struct(people: People, pids: np.ndarray, order: tuple[str, ...], missing: np.ndarray) -> np.ndarray:
-    """One split of ``market_attribute.mat``: a 1x1 struct of uint8 (1, N) rows + image_index.
+def attribute_struct(
+    layout: WorldLayout, people: People, pids: np.ndarray, order: tuple[str, ...], missing: np.ndarray, extra: dict
+) -> np.ndarray:
+    """One split of the layout's attribute file: a 1x1 struct of uint8 (1, N) rows + image_index.
 
-    ``missing`` (N, n_groups) marks labels written as 0 (not annotated).
+    Raw fields are written as the schema's ``source`` entries read them back. ``missing``
+    (N, n_groups) marks labels written as 0 (not annotated); ``extra[group]`` (N,) is a second
+    marked colour field per identity (-1: none), the multi-marked trap.
     """
     index = pids - 1
     fields: dict[str, np.ndarray] = {}
-    groups = list(GROUP_STATES)
+    groups = list(layout.group_states)
+    colours = layout.colour_fields
     for gi, group in enumerate(groups):
-        if group in ("upcolour", "downcolour"):
+        if group in colours:
+            drawn = getattr(people, COLOUR_ATTRS[group])[index]
+            second = extra.get(group, np.full(len(pids), -1))
+            for i, name in enumerate(colours[group]):
+                marked = (drawn == i) | (second == i)
+                fields[name] = np.where(missing[:, gi], 0, np.where(marked, 2, 1)).astype(np.uint8)
             continue
-        code = people.states[group][index].astype(np.uint8) + 1
-        fields[group] = np.where(missing[:, gi], 0, code).astype(np.uint8)
-    up, down = people.up_field[index], people.down_field[index]
-    up_missing, down_missing = missing[:, groups.index("upcolour")], missing[:, groups.index("downcolour")]
-    for i, name in enumerate(UP_COLOUR_FIELDS):
-        fields[name] = np.where(up_missing, 0, np.where(up == i, 2, 1)).astype(np.uint8)
-    for i, name in enumerate(DOWN_COLOUR_FIELDS):
-        fields[name] = np.where(down_missing, 0, np.where(down == i, 2, 1)).astype(np.uint8)
-    assert NO_UP_COLOUR == len(UP_COLOUR_FIELDS) and NO_DOWN_COLOUR == len(DOWN_COLOUR_FIELDS)
+        source = layout.mapping.sources[group]
+        raw_of_state = {layout.group_states[group].index(state): code for code, state in source.codes.items()}
+        code = np.vectorize(raw_of_state.get, otypes=[np.uint8])(people.states[group][index])
+        fields[source.field] = np.where(missing[:, gi], 0, code).astype(np.uint8)
     struct = np.empty((1, 1), dtype=[(name, object) for name in order])
     for name in order:
         if name == "image_index":
@@ -165,17 +188,25 @@ def attribute_struct(people: People, pids: np.ndarray, order: tuple[str, ...], m
     return struct
 
 
-def write_attribute_file(path: Path, people: People, train_pids, test_pids, config: WorldConfig) -> None:
+def write_attribute_file(path: Path, people: People, train_pids, test_pids, config: WorldConfig, traps: Traps | None = None) -> None:
     from scipy.io import savemat
 
+    layout = get_layout(config.layout)
     rng = _stream(config, "missing")
-    n_groups = len(GROUP_STATES)
-    missing = rng.random((config.n_ids, n_groups)) < config.missing
-    top = np.empty((1, 1), dtype=[("test", object), ("train", object)])  # the real file's order
-    top[0, 0]["train"] = attribute_struct(people, train_pids, TRAIN_FIELD_ORDER, missing[train_pids - 1])
-    top[0, 0]["test"] = attribute_struct(people, test_pids, TEST_FIELD_ORDER, missing[test_pids - 1])
+    n_groups = len(layout.group_states)
+    missing = rng.random((len(people), n_groups)) < config.missing
+    traps = traps if traps is not None else Traps()
+    for (group, _split), pids in traps.unannotated.items():
+        missing[np.asarray(pids, dtype=np.int64) - 1, list(layout.group_states).index(group)] = True
+    extra = traps.extra_fields(len(people))
+    order = layout.field_order
+    top = np.empty((1, 1), dtype=[(struct, object) for struct in layout.struct_order])
+    for struct, pids in (("train", train_pids), ("test", test_pids)):
+        top[0, 0][struct] = attribute_struct(
+            layout, people, pids, order[struct], missing[pids - 1], {g: e[pids - 1] for g, e in extra.items()}
+        )
     buffer = io.BytesIO()
-    savemat(buffer, {"market_attribute": top}, format="5", oned_as="row")
+    savemat(buffer, {layout.attribute_key: top}, format="5", oned_as="row")
     data = bytearray(buffer.getvalue())
     # The 116-byte text header carries a creation time; a fixed one keeps same seed, same bytes.
     text = f"MATLAB 5.0 MAT-file, Platform: posix, Created by: mosaic synth, seed {config.seed}".encode("ascii")
@@ -190,11 +221,12 @@ def synthesize(
     overwrite: bool = False,
     progress: bool = False,
 ) -> Path:
-    """Write a synthetic world in the Market-1501 layout to ``out_dir`` and return it.
+    """Write a synthetic world in the layout of ``config.layout`` to ``out_dir`` and return it.
 
-    ``out_dir`` gets ``bounding_box_train/``, ``query/``, ``bounding_box_test/``,
-    ``market_attribute.mat`` and ``world.json`` (seed, version and every knob). It must not
-    exist or be empty, unless ``overwrite``. The same config gives the same bytes.
+    ``out_dir`` gets ``bounding_box_train/``, ``query/``, ``bounding_box_test/``, the layout's
+    attribute file (``market_attribute.mat`` / ``duke_attribute.mat``) and ``world.json``
+    (seed, version, layout, every knob, and the counts and traps a reader should find). It must
+    not exist or be empty, unless ``overwrite``. The same config gives the same bytes.
     """
     from PIL import Image
 
@@ -208,14 +240,22 @@ def synthesize(
         raise MosaicError(f"{out} exists and is not empty: choose another --out or pass --overwrite")
     parent = ensure_writable_dir(out.parent, create=True)
 
-    pids = np.arange(1, config.n_ids + 1)
+    layout = get_layout(config.layout)
+    n_test_query = config.n_ids - (config.n_ids + 1) // 2  # half/half, as Market-1501's 751 / 750
+    n_gallery_only = (
+        config.n_distractor_ids if config.n_distractor_ids is not None else round(layout.distractor_id_share * n_test_query)
+    )
+    pids = np.arange(1, config.n_ids + n_gallery_only + 1)  # gallery-only pids interleave, as in DukeMTMC-reID
     order = np.random.default_rng((config.seed, STREAMS["people"], 0)).permutation(pids)
-    n_train = (config.n_ids + 1) // 2  # half/half, as Market-1501's 751 / 750
+    n_train = (config.n_ids + 1) // 2
     train_pids, test_pids = np.sort(order[:n_train]), np.sort(order[n_train:])
-    people = sample_people(config.n_ids, config, _stream(config, "people"))
-    plan, resolved = make_plan(config, train_pids)
+    gallery_only_pids = np.sort(order[config.n_ids:])
+    people = sample_population(len(pids), config, _stream(config, "people"))
+    traps = plant_traps(config, people, train_pids, test_pids, _stream(config, "traps"))
+    plan, resolved = make_plan(config, train_pids, gallery_only_pids)
+    resolved["n_distractor_ids"] = int(n_gallery_only)
     n_extra = resolved["n_distractors"] + resolved["n_junk"]
-    everyone = _concat(people, sample_people(n_extra, config, _stream(config, "extras"))) if n_extra else people
+    everyone = _concat(people, sample_population(n_extra, config, _stream(config, "extras"))) if n_extra else people
     cameras = Cameras.sample(config, _stream(config, "cameras"))
     shots = Shots.sample(plan.camera, config, _stream(config, "shots"))
     figures = figure_parameters(everyone, config)
@@ -226,7 +266,7 @@ def synthesize(
         raise MosaicError(f"cannot write a world into {parent}: {exc.strerror}; choose another --out") from None
     give_default_permissions(staging)
     try:
-        for folder in SPLIT_FOLDERS.values():
+        for folder in layout.folders.split_dirs.values():
             (staging / folder).mkdir()
         bar = _progress(len(plan.name), progress)
         for start in range(0, len(plan.name), BATCH):
@@ -237,8 +277,9 @@ def synthesize(
                 Image.fromarray(image).save(staging / plan.folder[row] / plan.name[row], format="JPEG", quality=config.jpeg_quality)
             bar.update(len(rows))
         bar.close()
-        write_attribute_file(staging / ATTRIBUTE_FILE, people, train_pids, test_pids, config)
-        write_text_atomic(staging / SIDECAR, json.dumps(_sidecar(config, plan, resolved, train_pids, test_pids), indent=2) + "\n")
+        write_attribute_file(staging / layout.attribute_file, people, train_pids, test_pids, config, traps)
+        sidecar = _sidecar(config, plan, resolved, train_pids, test_pids, traps)
+        write_text_atomic(staging / SIDECAR, json.dumps(sidecar, indent=2) + "\n")
         _move_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -255,10 +296,16 @@ def _concat(a: People, b: People) -> People:
     )
 
 
-def _sidecar(config: WorldConfig, plan: Plan, resolved: dict[str, int], train_pids, test_pids) -> dict:
+def _sidecar(config: WorldConfig, plan: Plan, resolved: dict[str, int], train_pids, test_pids, traps: Traps) -> dict:
     from mosaic import __version__
 
-    counts = {split: int(np.sum((plan.folder == folder) & (plan.kind == "identity"))) for split, folder in SPLIT_FOLDERS.items()}
+    layout = get_layout(config.layout)
+    identity = plan.kind == "identity"
+    counts = {split: int(np.sum((plan.folder == folder) & identity)) for split, folder in layout.folders.split_dirs.items()}
+    ids = {
+        split: int(np.unique(plan.person[(plan.folder == folder) & identity]).size)
+        for split, folder in layout.folders.split_dirs.items()
+    }
     return {
         "generator": "mosaic synth",
         "mosaic_version": __version__,
@@ -266,9 +313,12 @@ def _sidecar(config: WorldConfig, plan: Plan, resolved: dict[str, int], train_pi
         "config": config.to_dict(),
         "resolved": {**resolved, "n_train_ids": int(len(train_pids)), "n_test_ids": int(len(test_pids))},
         "images": {**counts, "distractor": resolved["n_distractors"], "junk": resolved["n_junk"]},
-        "layout": "market1501",
-        "attribute_file": ATTRIBUTE_FILE,
-        "schema": "market1501",
+        "identities": ids,
+        "layout": layout.name,
+        "cameras": int(config.n_cameras),
+        "attribute_file": layout.attribute_file,
+        "schema": layout.schema_name,
+        "traps": traps.to_dict(),
     }
 
 
