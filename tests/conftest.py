@@ -26,9 +26,13 @@ def real_attribute_dirs() -> list[Path]:
     return [Path(override), *dirs] if override else dirs
 
 
+# Taken once, before any test points the cache elsewhere (see isolated_download_cache).
+REAL_ATTRIBUTE_DIRS = real_attribute_dirs()
+
+
 def find_real_file(name: str) -> Path | None:
-    """``<dir>/<name>/<name>.mat`` in the first of :func:`real_attribute_dirs` that holds it."""
-    for folder in real_attribute_dirs():
+    """``<dir>/<name>/<name>.mat`` in the first of :data:`REAL_ATTRIBUTE_DIRS` that holds it."""
+    for folder in REAL_ATTRIBUTE_DIRS:
         path = folder / name / f"{name}.mat"
         if path.is_file():
             return path
@@ -40,6 +44,14 @@ def _real_file(name: str) -> Path:
     if path is None:  # normally skipped at collection already (see pytest_collection_modifyitems)
         pytest.skip(REAL_FILES_MISSING)
     return path
+
+
+@pytest.fixture(autouse=True)
+def isolated_download_cache(tmp_path_factory, monkeypatch):
+    """Every test sees an empty download cache of its own, whatever the user's cache holds."""
+    from mosaic.data.download import DATA_DIR_ENV
+
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path_factory.mktemp("mosaic_data")))
 
 
 @pytest.fixture(scope="session")

@@ -137,7 +137,7 @@ def test_attribute_file_in_the_parent_folder(market_tree, synthetic_market_attri
 
 
 def test_no_attribute_file_says_to_pass_one(market_tree):
-    with pytest.raises(MosaicError, match=r"no market_attribute\.mat in .* or its parent: pass --attributes"):
+    with pytest.raises(MosaicError, match=r"no market_attribute\.mat in .*, its parent or .*: run `mosaic data get-attributes` or pass --attributes"):
         load_dataset(market_tree)
 
 
