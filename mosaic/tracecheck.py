@@ -191,9 +191,11 @@ def _valid_queries(view: TraceView) -> Offence | None:
     other_camera = _count_in(q_pid, g_pid) - _count_in(q_pid * span + q_cam, g_pid * span + g_cam)
     expected = other_camera > 0
     valid = np.asarray(d.valid, dtype=bool)
-    return _first("valid", valid != expected, valid,
-                  "the gallery says " + ("a match exists" if expected[np.argmax(valid != expected)] else "no match exists")
-                  if (valid != expected).any() else "")
+    found = _first("valid", valid != expected, valid)
+    if found:
+        says = "a match exists" if expected[found.index] else "no match exists"
+        return Offence("valid", found.index, f"{found.detail}, the gallery says {says}", found.count, found.total)
+    return None
 
 
 @rule("unit-interval", ("ap", "inp"), "AP and INP of a valid query lie in [0, 1]")
@@ -235,8 +237,10 @@ def _rank1_agrees(view: TraceView) -> Offence | None:
     d = view.data
     rank1 = np.asarray(d.rank1, dtype=bool)
     fmr = np.asarray(d.first_match_rank)
-    bad = rank1 != (fmr == 1)
-    return _first("rank1", bad, rank1, f"first_match_rank is {fmr[np.unravel_index(np.argmax(bad), bad.shape)]}" if bad.any() else "")
+    found = _first("rank1", rank1 != (fmr == 1), rank1)
+    if found:
+        return Offence("rank1", found.index, f"{found.detail}, first_match_rank is {fmr[found.index]}", found.count, found.total)
+    return None
 
 
 def _mean_rule(summary: str, per_query: str):
