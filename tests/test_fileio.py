@@ -12,20 +12,23 @@ from mosaic import fileio
 from mosaic.fileio import atomic_path, current_umask, give_default_permissions, write_text_atomic
 
 
+SET_UMASK = os.umask  # kept: a test below replaces os.umask, and fixtures tear down in any order
+
+
 @pytest.fixture
 def umask_027():
-    previous = os.umask(0o027)
+    previous = SET_UMASK(0o027)
     try:
         yield 0o027
     finally:
-        os.umask(previous)
+        SET_UMASK(previous)
 
 
 def test_current_umask_reads_the_mask(umask_027):
     assert current_umask() == 0o027
 
 
-def test_the_umask_is_never_set(tmp_path, umask_027, monkeypatch):
+def test_the_umask_is_never_set(tmp_path, monkeypatch, umask_027):
     def forbidden(mask):  # any call would briefly change the mask for every thread
         raise AssertionError("os.umask called")
 
