@@ -527,7 +527,8 @@ def read_trace_file(path: str | os.PathLike) -> tuple[TraceData, dict[str, Any]]
             ) from None
 
 
-def _read(h5, path) -> TraceData:
+def _read(h5, path, *, checked: bool = True) -> TraceData:
+    """The arrays of an open trace; ``checked``: shapes and value rules too (mosaic.tracecheck)."""
     schema = AttributeSchema.from_json(_attr_str(h5.attrs["attribute_schema"]))
     arrays = {spec.field: _read_array(h5, spec.path, spec.dtype, path) for spec in ARRAYS}
     arrays["condition_name"] = _read_array(h5, "condition", "str", path)
@@ -544,7 +545,11 @@ def _read(h5, path) -> TraceData:
         dataset=load_json("dataset"),
         **arrays,
     )
-    return data.validate()
+    if not checked:
+        return data
+    from mosaic.tracecheck import check_trace_values
+
+    return check_trace_values(data.validate(), h5, source=path)
 
 
 def read_trace_attrs(path: str | os.PathLike) -> dict[str, Any]:

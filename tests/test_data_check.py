@@ -16,18 +16,25 @@ def run(capsys, *args):
     return code, out, err
 
 
-def test_usable_market_tree(tmp_path, capsys, market_attribute_file):
+def test_usable_market_tree(tmp_path, capsys, synthetic_market_attribute_file):
     root = make_tree(tmp_path / "market", MARKET_FILES)
-    code, out, err = run(capsys, root, "--attributes", market_attribute_file)
+    code, out, err = run(capsys, root, "--attributes", synthetic_market_attribute_file)
     assert code == 0, err
-    for text in ("Splits", "Attribute coverage", "Findings", "junk-dropped", "distractors", "colour-none-marked", "state-pooled"):
+    for text in ("Splits", "Attribute coverage", "Findings", "junk-dropped", "distractors", "state-pooled"):
         assert text in out
     assert "0 errors" in out and "usable" in out
 
 
-def test_json_report(tmp_path, capsys, market_attribute_file):
+def test_real_market_file_traps_are_reported(tmp_path, capsys, market_attribute_file):
     root = make_tree(tmp_path / "market", MARKET_FILES)
-    code, out, _ = run(capsys, root, "--attributes", market_attribute_file, "--format", "market1501", "--json")
+    code, out, err = run(capsys, root, "--attributes", market_attribute_file)
+    assert code == 0, err
+    assert "colour-none-marked" in out and "state-pooled" in out
+
+
+def test_json_report(tmp_path, capsys, synthetic_market_attribute_file):
+    root = make_tree(tmp_path / "market", MARKET_FILES)
+    code, out, _ = run(capsys, root, "--attributes", synthetic_market_attribute_file, "--format", "market1501", "--json")
     assert code == 0
     report = json.loads(out)
     assert report["format"] == "market1501" and report["schema"]["groups"] == 12
@@ -53,11 +60,11 @@ def test_duke_traps_are_reported(tmp_path, capsys, duke_attribute_file):
     assert "query-without-match" not in codes
 
 
-def test_identities_without_attributes_exit_1(tmp_path, capsys, market_attribute_file):
+def test_identities_without_attributes_exit_1(tmp_path, capsys, synthetic_market_attribute_file):
     files = {k: list(v) for k, v in MARKET_FILES.items()}
     files["query"].append("1700_c1s1_000001_00.jpg")
     root = make_tree(tmp_path / "market", files)
-    code, out, err = run(capsys, root, "--attributes", market_attribute_file)
+    code, out, err = run(capsys, root, "--attributes", synthetic_market_attribute_file)
     assert code == 1
     assert err.startswith("error: market: 1 error finding (ids-without-attributes)")
     assert "ids-without-attributes" in out and "1700 (query)" in out
@@ -70,20 +77,20 @@ def test_identities_without_attributes_exit_1(tmp_path, capsys, market_attribute
     [
         ("missing-folder", "no query/ in"),
         ("foreign-names", "DSC0001.jpg is not a Market-1501 file name"),
-        ("other-dataset", "holds dukemtmc annotations"),
+        pytest.param("other-dataset", "holds dukemtmc annotations", marks=pytest.mark.real_attributes),
         ("not-matlab", "not a readable MATLAB .mat file"),
         ("no-attributes", "pass --attributes"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(tmp_path, capsys, market_attribute_file, duke_attribute_file, setup, message):
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, request, synthetic_market_attribute_file, setup, message):
     files = {k: list(v) for k, v in MARKET_FILES.items()}
-    args = ["--attributes", market_attribute_file, "--format", "market1501"]
+    args = ["--attributes", synthetic_market_attribute_file, "--format", "market1501"]
     if setup == "missing-folder":
         del files["query"]
     elif setup == "foreign-names":
         files["bounding_box_test"].append("DSC0001.jpg")
     elif setup == "other-dataset":
-        args[1] = duke_attribute_file
+        args[1] = request.getfixturevalue("duke_attribute_file")
     elif setup == "not-matlab":
         args[1] = tmp_path / "attributes.mat"
         args[1].write_text("not a MATLAB file\n" * 20)

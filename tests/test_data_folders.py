@@ -81,8 +81,8 @@ def codes(findings, code):
 
 
 # ------------------------------------------------------------------------------ Market
-def test_market_tree_counts_and_contract(market_tree, market_attribute_file):
-    ds = load_dataset(market_tree, attributes=market_attribute_file)
+def test_market_tree_counts_and_contract(market_tree, synthetic_market_attribute_file):
+    ds = load_dataset(market_tree, attributes=synthetic_market_attribute_file)
     assert ds.format == "market1501" and ds.schema.name == "market1501" and ds.name == "Market-1501-v15.09.15"
     images = ds.images
     assert list(images.columns) == [*BASE_COLUMNS, *ds.schema.group_names]
@@ -105,9 +105,9 @@ def test_market_tree_counts_and_contract(market_tree, market_attribute_file):
     assert distractors.count == 2
 
 
-def test_market_tree_states_come_from_the_right_struct(market_tree, market_attribute_file):
-    ds = load_dataset(market_tree, attributes=market_attribute_file)
-    table = read_attribute_file(market_attribute_file)
+def test_market_tree_states_come_from_the_right_struct(market_tree, synthetic_market_attribute_file):
+    ds = load_dataset(market_tree, attributes=synthetic_market_attribute_file)
+    table = read_attribute_file(synthetic_market_attribute_file)
     groups = list(ds.schema.group_names)
     train = ds.split("train")
     assert np.array_equal(train.loc[train["pid"] == 2, groups].iloc[0].to_numpy(), table.states["train"].loc[2].to_numpy())
@@ -119,25 +119,25 @@ def test_market_tree_states_come_from_the_right_struct(market_tree, market_attri
     assert ds.states("query").shape == (2, 12) and ds.states("query").dtype == np.int16
 
 
-def test_loading_is_deterministic(market_tree, market_attribute_file):
-    a = load_dataset(market_tree, attributes=market_attribute_file)
-    b = load_dataset(market_tree, attributes=market_attribute_file)
+def test_loading_is_deterministic(market_tree, synthetic_market_attribute_file):
+    a = load_dataset(market_tree, attributes=synthetic_market_attribute_file)
+    b = load_dataset(market_tree, attributes=synthetic_market_attribute_file)
     assert a.images.equals(b.images)
 
 
-def test_format_and_attribute_file_are_found(market_tree, market_attribute_file):
-    (market_tree / "market_attribute.mat").symlink_to(market_attribute_file)
+def test_format_and_attribute_file_are_found(market_tree, synthetic_market_attribute_file):
+    (market_tree / "market_attribute.mat").symlink_to(synthetic_market_attribute_file)
     ds = load_dataset(market_tree)
     assert ds.format == "market1501" and ds.attribute_file.name == "market_attribute.mat"
 
 
-def test_attribute_file_in_the_parent_folder(market_tree, market_attribute_file):
-    (market_tree.parent / "market_attribute.mat").symlink_to(market_attribute_file)
+def test_attribute_file_in_the_parent_folder(market_tree, synthetic_market_attribute_file):
+    (market_tree.parent / "market_attribute.mat").symlink_to(synthetic_market_attribute_file)
     assert len(load_dataset(market_tree).images) == 13
 
 
 def test_no_attribute_file_says_to_pass_one(market_tree):
-    with pytest.raises(MosaicError, match=r"no market_attribute\.mat in .* or its parent: pass --attributes"):
+    with pytest.raises(MosaicError, match=r"no market_attribute\.mat in .*, its parent or .*: run `mosaic data get-attributes` or pass --attributes"):
         load_dataset(market_tree)
 
 
@@ -158,16 +158,16 @@ def test_duke_tree(duke_tree, duke_attribute_file):
 
 
 # --------------------------------------------------------------------------- bad input
-def test_missing_folder_names_the_layout(tmp_path, market_attribute_file):
+def test_missing_folder_names_the_layout(tmp_path, synthetic_market_attribute_file):
     make_tree(tmp_path / "m", {k: v for k, v in MARKET_FILES.items() if k != "query"})
     with pytest.raises(MosaicError, match=r"no query/ in .*Market-1501 layout.*0002_c1s1_000451_03\.jpg") as info:
-        load_dataset(tmp_path / "m", format="market1501", attributes=market_attribute_file)
+        load_dataset(tmp_path / "m", format="market1501", attributes=synthetic_market_attribute_file)
     assert "\n" not in str(info.value)
 
 
-def test_root_one_level_too_high_gets_a_hint(market_tree, market_attribute_file):
+def test_root_one_level_too_high_gets_a_hint(market_tree, synthetic_market_attribute_file):
     with pytest.raises(MosaicError, match=r"did you mean .*Market-1501-v15\.09\.15"):
-        load_dataset(market_tree.parent, format="market1501", attributes=market_attribute_file)
+        load_dataset(market_tree.parent, format="market1501", attributes=synthetic_market_attribute_file)
 
 
 def test_absent_root(tmp_path):
@@ -183,23 +183,23 @@ def test_unrecognised_folder(tmp_path):
         load_dataset(tmp_path / "photos")
 
 
-def test_foreign_file_names_name_an_example(tmp_path, market_attribute_file):
+def test_foreign_file_names_name_an_example(tmp_path, synthetic_market_attribute_file):
     files = {k: list(v) for k, v in MARKET_FILES.items()}
     files["query"].append("IMG_2041.jpg")
     make_tree(tmp_path / "m", files)
     with pytest.raises(MosaicError, match=r"query/IMG_2041\.jpg is not a Market-1501 file name.*1 of 3 files differ"):
-        load_dataset(tmp_path / "m", attributes=market_attribute_file)
+        load_dataset(tmp_path / "m", attributes=synthetic_market_attribute_file)
 
 
-def test_duke_names_read_as_market(duke_tree, market_attribute_file):
+def test_duke_names_read_as_market(duke_tree, synthetic_market_attribute_file):
     with pytest.raises(MosaicError, match=r"0001_c2_f0046182\.jpg is not a Market-1501 file name"):
-        load_dataset(duke_tree, format="market1501", attributes=market_attribute_file)
+        load_dataset(duke_tree, format="market1501", attributes=synthetic_market_attribute_file)
 
 
-def test_empty_split_folder(tmp_path, market_attribute_file):
+def test_empty_split_folder(tmp_path, synthetic_market_attribute_file):
     make_tree(tmp_path / "m", {**MARKET_FILES, "query": []}, extras=("query/Thumbs.db",))
     with pytest.raises(MosaicError, match="query holds no images"):
-        load_dataset(tmp_path / "m", format="market1501", attributes=market_attribute_file)
+        load_dataset(tmp_path / "m", format="market1501", attributes=synthetic_market_attribute_file)
 
 
 def test_other_datasets_attribute_file(market_tree, duke_attribute_file):
@@ -214,16 +214,16 @@ def test_not_a_matlab_file(market_tree):
         load_dataset(market_tree)
 
 
-def test_identities_without_attributes(tmp_path, market_attribute_file):
+def test_identities_without_attributes(tmp_path, synthetic_market_attribute_file):
     files = {k: list(v) for k, v in MARKET_FILES.items()}
     files["bounding_box_train"] += ["0001_c1s1_000001_01.jpg", "0001_c2s1_000001_01.jpg"]  # 0001 is a test identity
     files["query"] += ["1600_c1s1_000001_00.jpg"]  # in neither struct
     root = make_tree(tmp_path / "m", files)
     with pytest.raises(MosaicError, match=r"2 identities \(3 images; 1 train, 1 query\) have no entry in market_attribute\.mat \(e\.g\. 0001 \(train\), 1600 \(query\)\)") as info:
-        load_dataset(root, attributes=market_attribute_file)
+        load_dataset(root, attributes=synthetic_market_attribute_file)
     assert "\n" not in str(info.value)
 
-    ds = load_dataset(root, attributes=market_attribute_file, allow_missing_attributes=True)
+    ds = load_dataset(root, attributes=synthetic_market_attribute_file, allow_missing_attributes=True)
     (finding,) = codes(ds.findings, "ids-without-attributes")
     assert finding.severity == "error" and finding.count == 2
     unannotated = ds.images[ds.images["pid"].isin([1600]) | ((ds.images["pid"] == 1) & (ds.images["split"] == "train"))]
@@ -231,11 +231,11 @@ def test_identities_without_attributes(tmp_path, market_attribute_file):
     assert ds.errors == [finding]
 
 
-def test_distractor_outside_the_gallery(tmp_path, market_attribute_file):
+def test_distractor_outside_the_gallery(tmp_path, synthetic_market_attribute_file):
     files = {k: list(v) for k, v in MARKET_FILES.items()}
     files["query"].append("0000_c1s1_000001_00.jpg")
     with pytest.raises(MosaicError, match="pid 0, which marks a gallery distractor"):
-        load_dataset(make_tree(tmp_path / "m", files), attributes=market_attribute_file)
+        load_dataset(make_tree(tmp_path / "m", files), attributes=synthetic_market_attribute_file)
 
 
 # ---------------------------------------------------------------------- synthetic world

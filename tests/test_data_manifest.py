@@ -59,9 +59,9 @@ def test_custom_manifest(tmp_path):
     assert load_dataset(root / "manifest.csv").images.equals(ds.images)
 
 
-def test_round_trip_from_a_market_tree(tmp_path, market_attribute_file):
+def test_round_trip_from_a_market_tree(tmp_path, synthetic_market_attribute_file):
     tree = make_tree(tmp_path / "market", MARKET_FILES)
-    original = load_dataset(tree, attributes=market_attribute_file)
+    original = load_dataset(tree, attributes=synthetic_market_attribute_file)
     out = write_manifest(original, tmp_path / "export")
     assert out == tmp_path / "export" / "manifest.csv" and (out.parent / "schema.yaml").is_file()
     again = load_dataset(out.parent)
@@ -73,9 +73,9 @@ def test_round_trip_from_a_market_tree(tmp_path, market_attribute_file):
     assert "'no'" in (out.parent / "schema.yaml").read_text()  # quoted so that YAML keeps it a string
 
 
-def test_manifest_inside_the_dataset_uses_relative_paths(tmp_path, market_attribute_file):
+def test_manifest_inside_the_dataset_uses_relative_paths(tmp_path, synthetic_market_attribute_file):
     tree = make_tree(tmp_path / "market", MARKET_FILES)
-    ds = load_dataset(tree, attributes=market_attribute_file)
+    ds = load_dataset(tree, attributes=synthetic_market_attribute_file)
     out = write_manifest(ds, tree / "attributes" / "manifest.csv")
     first = pd.read_csv(out, dtype=str, keep_default_na=False)["path"].iloc[0]
     assert first == ds.images["path"].iloc[0]  # outside the manifest's folder: kept absolute
@@ -132,10 +132,10 @@ def test_extra_columns_are_reported(tmp_path):
     assert [f.code for f in ds.findings if f.severity == "warning"] == ["manifest-extra-columns"]
 
 
-def test_attribute_file_is_refused_for_a_manifest(tmp_path, market_attribute_file):
+def test_attribute_file_is_refused_for_a_manifest(tmp_path, synthetic_market_attribute_file):
     root = write_custom(tmp_path / "street", GOOD_ROWS)
     with pytest.raises(MosaicError, match="drop --attributes"):
-        load_dataset(root, attributes=market_attribute_file)
+        load_dataset(root, attributes=synthetic_market_attribute_file)
 
 
 def test_schema_object_is_accepted(tmp_path):

@@ -3,6 +3,7 @@ determinism, thumbnails, and the HTML in a headless Chromium (no console errors,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -288,12 +289,11 @@ def test_ranked_lists_embed_thumbnails_and_survive_missing_images(results, sim_t
     gallery = data.gallery_path.tolist()
     _write_images(tmp_path, gallery[: len(gallery) // 2], (30, 30, 200))  # the rest stay missing
     (tmp_path / str(data.query_path[0])).write_bytes(b"not a jpeg")  # unreadable, must not crash
-    local = Trace(data, path=sim_trace.path, schema_version=sim_trace.schema_version)
-    local.data.dataset = {**data.dataset, "root": str(tmp_path)}
-    try:
-        document = build_report(results, local, ReportOptions(images=True, created="x"))
-    finally:
-        local.data.dataset = {k: v for k, v in data.dataset.items() if k != "root"}
+    # a copy of the arrays' container with its own dataset record: the module's trace stays untouched
+    local_data = dataclasses.replace(data, dataset={**data.dataset, "root": str(tmp_path)})
+    local = Trace(local_data, path=sim_trace.path, schema_version=sim_trace.schema_version)
+    document = build_report(results, local, ReportOptions(images=True, created="x"))
+    assert "root" not in sim_trace.data.dataset
     ranked = document.section("ranked-lists").blocks[-1]
     assert ranked.queries and all(len(q.rows) == 3 for q in ranked.queries)  # oracle, drop, counterfactual
     assert ranked.queries[0].group == results.tables["ranking_groups"].sort_values("consensus_rank")["group"].iloc[0]

@@ -53,7 +53,10 @@ def make_trace(
         out = np.stack([rng.integers(-1, len(g.states), n) for g in schema.groups], axis=1)
         return out.astype(np.int16)
 
-    valid = rng.random(n_query) < 0.8
+    query_pid, query_camid = rng.integers(1, 7, n_query), rng.integers(1, 7, n_query)  # 5, 6: not in the gallery
+    gallery_pid, gallery_camid = rng.integers(0, 5, n_gallery), rng.integers(1, 7, n_gallery)
+    # valid exactly when the gallery holds the identity in another camera, as the value rules demand
+    valid = ((query_pid[:, None] == gallery_pid[None, :]) & (query_camid[:, None] != gallery_camid[None, :])).any(axis=1)
     ap = rng.random((C, n_query)).astype(np.float32)
     ap[:, ~valid] = np.nan
     fmr = rng.integers(1, 6, (C, n_query)).astype(np.int32)
@@ -61,12 +64,12 @@ def make_trace(
     gates = rng.random((C, n_query, 2, E)).astype(np.float32)
     return TraceData(
         schema=schema,
-        query_pid=rng.integers(1, 5, n_query),
-        query_camid=rng.integers(1, 7, n_query),
+        query_pid=query_pid,
+        query_camid=query_camid,
         query_path=np.array([f"query/{i:04d}_ü_人.jpg" for i in range(n_query)]),
         query_states=states(n_query),
-        gallery_pid=rng.integers(0, 5, n_gallery),
-        gallery_camid=rng.integers(1, 7, n_gallery),
+        gallery_pid=gallery_pid,
+        gallery_camid=gallery_camid,
         gallery_path=np.array([f"bounding_box_test/{i:04d}_é.jpg" for i in range(n_gallery)]),
         gallery_states=states(n_gallery),
         condition_name=np.array(names),
@@ -82,12 +85,17 @@ def make_trace(
         topk_distance=rng.random((C, n_query, top_k)).astype(np.float32),
         mAP=_nanmean_rows(ap),
         mINP=_nanmean_rows(ap * 0.5),
-        cmc=np.sort(rng.random((C, max_rank)), axis=1),
+        cmc=_cmc(fmr, valid, max_rank),
         gates=gates,
         layers=np.array([2, 3], dtype=np.int32),
         provenance={"command": "mosaic trace --ckpt ü.pt", "seed": 3, "versions": {"numpy": np.__version__}},
         dataset={"name": "toy", "root": "/data/ünï"},
     )
+
+
+def _cmc(first_match_rank: np.ndarray, valid: np.ndarray, max_rank: int) -> np.ndarray:
+    ranks = first_match_rank[:, valid][:, :, None]
+    return ((ranks >= 1) & (ranks <= np.arange(1, max_rank + 1))).sum(axis=1) / max(int(valid.sum()), 1)
 
 
 def _nanmean_rows(values: np.ndarray) -> np.ndarray:

@@ -47,7 +47,8 @@ def check(
         "--attributes",
         "-a",
         help="Lin et al. attribute file (market_attribute.mat / duke_attribute.mat). "
-        "Default: the file of that name in ROOT, then in ROOT's parent.",
+        "Default: the file of that name in ROOT, then in ROOT's parent, then in the cache that "
+        "`mosaic data get-attributes` fills.",
     ),
     format: Optional[str] = typer.Option(
         None,
@@ -78,6 +79,36 @@ def check(
             f"{ds.name}: {n} error finding{'s' if n > 1 else ''} ({', '.join(sorted({f.code for f in report.errors}))}): "
             "fix the data or the attribute file before training"
         )
+
+
+GET_ATTRIBUTES_HELP = (
+    "Download the Lin et al. attribute files (market_attribute.mat, duke_attribute.mat) from their published "
+    "repositories at pinned commits, verify their SHA-256, and store them with their licence and citation "
+    "notices in the user cache ($MOSAIC_DATA_DIR/attributes, else ~/.cache/mosaic/attributes) or --out DIR.\n\n"
+    "`mosaic data check` and `mosaic train` find them in the cache when no attribute file is named and none lies "
+    "beside the images. Files already present with the right checksum are kept. On any failure nothing is "
+    "written (exit code 2)."
+)
+
+
+@data_app.command("get-attributes", help=GET_ATTRIBUTES_HELP)
+def get_attributes_command(
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to write into. Default: the user cache."),
+    dataset: Optional[list[str]] = typer.Option(
+        None, "--dataset", "-d", help="market1501 or dukemtmc; repeat for both. Default: both."
+    ),
+    base_url: Optional[str] = typer.Option(
+        None, "--base-url", help="Where the raw files are served (a mirror). Default: $MOSAIC_ATTRIBUTES_URL, else GitHub."
+    ),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for a connection or the next bytes."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the paths of the files."),
+) -> None:
+    """Fetch, verify and store the attribute files; print where they are."""
+    from mosaic.data.download import get_attributes
+
+    progress = None if quiet else (lambda line: typer.echo(line, err=True))
+    for path in get_attributes(out, datasets=dataset or None, base_url=base_url, timeout=timeout, progress=progress):
+        typer.echo(str(path))
 
 
 def _percent(value: float) -> str:

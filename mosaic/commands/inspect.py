@@ -1,7 +1,8 @@
 """`mosaic inspect TRACE`: what a trace holds, how it was made, and its headline metrics.
 
 Reads only the small arrays (conditions, coordinates) and the attributes, never the gates, and
-never imports torch, so it answers at once even for large traces.
+never imports torch, so it answers at once even for large traces; ``--check`` reads everything
+and runs every value rule of the format (:mod:`mosaic.tracecheck`).
 """
 
 from __future__ import annotations
@@ -131,16 +132,46 @@ def inspect(
     trace: Path = typer.Argument(..., help="Trace file written by `mosaic trace` (.h5).", show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (for scripts) instead of tables."),
     show_all: bool = typer.Option(False, "--all", help="List every condition (default: the first 40)."),
+    check: bool = typer.Option(
+        False, "--check",
+        help="Read every array and run every value rule of the format (ranges, NaN placement, stored means "
+        "against per-query values, gates, shapes, dimension scales); list all violations. Exit 2 if any.",
+    ),
 ) -> None:
     """Show what a trace holds: dimensions, conditions, provenance and headline metrics per condition.
 
     Reads only the attributes and the per-condition arrays (never the gates) and never loads torch. For the per-query tables use `analysis.read_trace(TRACE)` in Python; for the file layout see docs/trace-format.md.
     """
+    if check:
+        _check(Path(trace), as_json=as_json)
+        return
     summary = summarize_trace(Path(trace))
     if as_json:
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
         _print_summary(summary, max_conditions=None if show_all else 40)
+
+
+def _check(path: Path, *, as_json: bool) -> None:
+    """Print every rule's outcome; a broken rule makes the command fail with exit code 2."""
+    from mosaic.errors import MosaicError
+    from mosaic.tracecheck import VALUE_RULES, check_trace_file
+
+    violations = check_trace_file(path)
+    if as_json:
+        typer.echo(json.dumps({"path": str(path), "rules": list(VALUE_RULES),
+                               "violations": [v.to_dict() for v in violations]}, indent=2, ensure_ascii=False))
+    else:
+        for violation in violations:
+            typer.echo(str(violation))
+        if not violations:
+            typer.echo(f"{path}: every value rule holds ({len(VALUE_RULES)} rules, shapes and labels)")
+    if violations:
+        rules = sorted({v.rule.name for v in violations})
+        raise MosaicError(
+            f"{path} breaks {len(violations)} value rule{'s' if len(violations) > 1 else ''} ({', '.join(rules)}): "
+            "the file is corrupt; re-run `mosaic trace` to rewrite it"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -80,7 +80,8 @@ def load_dataset(
         from the file names or the presence of ``manifest.csv``.
     attributes
         The Lin et al. attribute file; ``None`` looks for ``market_attribute.mat`` /
-        ``duke_attribute.mat`` in ``root``, then in its parent. Unused by manifests.
+        ``duke_attribute.mat`` in ``root``, then in its parent, then in the cache that
+        ``mosaic data get-attributes`` fills. Unused by manifests.
     schema
         Attribute schema: shipped name, YAML file or :class:`AttributeSchema`. Folder formats
         default to their shipped schema (a custom YAML must carry ``source`` entries); manifests
@@ -104,14 +105,22 @@ def load_dataset(
 
 # ------------------------------------------------------------------------- folder formats
 def find_attribute_file(root: Path, mapping: AttributeMapping) -> Path:
-    """``<filename>`` of the mapping in ``root`` or its parent; a clear error otherwise."""
+    """``<filename>`` of the mapping in ``root``, its parent, then the download cache; a clear error otherwise."""
+    from mosaic.data.download import ATTRIBUTE_SOURCES, attribute_cache_dir, cached_attribute_file
+
     for folder in (root, root.parent):
         candidate = folder / mapping.file.filename
         if candidate.is_file():
             return candidate
+    cached = cached_attribute_file(mapping.file.filename)
+    if cached is not None:
+        return cached
     source = f" (the Lin et al. annotations, {mapping.file.url})" if mapping.file.url else ""
+    published = any(s.attribute_file.name == mapping.file.filename for s in ATTRIBUTE_SOURCES.values())
+    fetch = "run `mosaic data get-attributes` or " if published else ""
     raise MosaicError(
-        f"no {mapping.file.filename} in {root} or its parent: pass --attributes FILE{source}"
+        f"no {mapping.file.filename} in {root}, its parent or {attribute_cache_dir()}: "
+        f"{fetch}pass --attributes FILE{source}"
     )
 
 

@@ -34,7 +34,7 @@ class DataConfig:
 
     root: str = "worlds/default"
     format: str | None = None  # market1501 | dukemtmc | manifest; None = detect from the folder
-    attributes: str | None = None  # Lin et al. .mat file; None = look beside the dataset
+    attributes: str | None = None  # Lin et al. .mat file; None = beside the dataset, then the download cache
     schema: str | None = None  # shipped schema name or YAML file; None = the format's default
     cache_dir: str | None = None  # decoded-image cache; None = RUN/images
 
