@@ -27,7 +27,7 @@ from .backbones import create_backbone, get_backbone_spec, normalisation_of
 from .experts import LORA_TARGETS, LoRAExpertMixture, attach_experts, inject_plain_lora, lora_config, routed
 from .routers import ROUTERS, LearnedRouter, Router, Routing
 
-__all__ = ["ModelConfig", "ModelOutput", "MosaicReID", "build_model", "normalize_images", "ADAPTERS"]
+__all__ = ["ModelConfig", "ModelOutput", "MosaicReID", "build_model", "normalize_images", "parameter_part", "ADAPTERS"]
 
 
 @dataclass
@@ -331,7 +331,7 @@ class MosaicReID(nn.Module):
         for name, p in self.named_parameters():
             if trainable_only and not p.requires_grad:
                 continue
-            counts[_part_of(name)] += p.numel()
+            counts[parameter_part(name)] += p.numel()
         counts["total"] = sum(counts.values())
         return counts
 
@@ -370,7 +370,10 @@ def _is_adapter_parameter(name: str) -> bool:
     return "lora_" in name
 
 
-def _part_of(name: str) -> str:
+def parameter_part(name: str) -> str:
+    """The part a parameter of :class:`MosaicReID` belongs to: ``backbone`` (the pretrained or
+    from-scratch ViT), or one of the parts this model adds: ``experts`` (LoRA factors), ``router``,
+    ``head`` (BNNeck and classifier)."""
     if name.startswith("routers."):
         return "router"
     if name.startswith(("bnneck.", "classifier.")):

@@ -51,8 +51,10 @@ class SamplerConfig:
 class OptimConfig:
     """Optimiser and learning-rate schedule. ``steps``/``warmup_steps`` win over the epoch counts when set."""
 
-    name: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 3.5e-4
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = 3.5e-4  # the backbone's rate (for pretrained weights: the fine-tuning rate)
+    new_lr: float | None = None  # experts, router heads, BNNeck, classifier; None = lr
+    bias_lr_factor: float = 1.0  # biases learn this many times faster (CLIP-ReID: 2)
     weight_decay: float = 1e-4
     momentum: float = 0.9  # SGD only
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW only
@@ -177,6 +179,8 @@ class TrainConfig:
             (self.sampler.p >= 2, "sampler.p must be at least 2 (the triplet loss needs negatives)"),
             (self.sampler.k >= 2, "sampler.k must be at least 2 (the triplet loss needs positives)"),
             (self.optim.lr > 0, "optim.lr must be positive"),
+            (self.optim.new_lr is None or self.optim.new_lr > 0, "optim.new_lr must be positive or null (= optim.lr)"),
+            (self.optim.bias_lr_factor > 0, "optim.bias_lr_factor must be positive"),
             (self.optim.steps is None or self.optim.steps > 0, "optim.steps must be positive or null"),
             (self.optim.epochs > 0, "optim.epochs must be positive"),
             (0 <= self.loss.label_smoothing < 1, "loss.label_smoothing must be in [0, 1)"),
