@@ -48,6 +48,11 @@ class ModelConfig:
             the same targets: the plain-LoRA baseline) or ``none`` (backbone only).
         learned_router: add the learned router's attribute heads (trained with attribute_loss).
         router_hidden: hidden width of each router head; 0 = one linear layer per group.
+        router_detach: the learned router reads detached trunk tokens, so its attribute loss
+            trains the router heads only (``False``: it also trains the trunk, making the backbone
+            attribute-multitask).
+        router_gates: ``hard`` (argmax one-hot, the gates the experts were trained under) or
+            ``soft`` (each group's state probabilities) for the learned router.
         freeze_backbone: train only adapters, router, BNNeck and classifier.
         drop_path: stochastic-depth rate of the backbone.
     """
@@ -65,6 +70,8 @@ class ModelConfig:
     adapter: str = "experts"
     learned_router: bool = True
     router_hidden: int = 0
+    router_detach: bool = True
+    router_gates: str = "hard"
     freeze_backbone: bool = False
     drop_path: float = 0.0
 
@@ -75,6 +82,8 @@ class ModelConfig:
             self.pretrained_img_size = tuple(int(v) for v in self.pretrained_img_size)
         self.lora_targets = tuple(self.lora_targets)
         get_backbone_spec(self.backbone)
+        if self.router_gates not in LearnedRouter.GATES:
+            raise MosaicError(f"router_gates must be one of {list(LearnedRouter.GATES)}, got {self.router_gates!r}")
         if self.adapter not in ADAPTERS:
             raise MosaicError(f"unknown adapter {self.adapter!r}: use one of {sorted(ADAPTERS)}")
         bad = [t for t in self.lora_targets if t not in LORA_TARGETS]
@@ -214,6 +223,9 @@ class MosaicReID(nn.Module):
                 if name != "learned" or config.learned_router
             }
         )
+        if self.learned_router is not None:
+            self.learned_router.detach_input = config.router_detach
+            self.learned_router.gate_mode = config.router_gates
         self._apply_freezing()
 
     # ------------------------------------------------------------------ setup

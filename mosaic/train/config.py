@@ -195,6 +195,14 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise MosaicError(message)
+        if getattr(self.model, "learned_router", False) and not self.loss.attribute_weight:
+            # the router heads would get no gradient: an untrained 'learned' condition, and
+            # DistributedDataParallel stops on parameters without gradients
+            raise MosaicError(
+                "model.learned_router is true but loss.attribute_weight is 0, so the router never learns "
+                "(and multi-GPU training stops on its gradient-free parameters): give loss.attribute_weight > 0 "
+                "or set model.learned_router=false"
+            )
         unknown = [r for r in self.eval.routers if r not in ROUTERS]
         if unknown:
             raise MosaicError(f"eval.routers has unknown router {unknown[0]!r}: use any of {list(ROUTERS)}")
