@@ -110,14 +110,19 @@ class RoutingConfig:
 
 @dataclass
 class EvalConfig:
-    """Query/gallery evaluation during training."""
+    """Evaluation: on held-out training identities during training, on the test split at the end.
 
-    every: int = 0  # epochs between evaluations; 0 = only at the end
+    The test split (query/gallery) is read once, after the last step, and chooses nothing; see
+    :mod:`mosaic.train.validation` for the rule that builds the validation split.
+    """
+
+    every: int = 0  # epochs between validation evaluations (needs val_ids); 0 = none during training
+    val_ids: float = 0.0  # training identities held out for validation: a count, or a fraction in (0, 1)
     routers: tuple[str, ...] = ("oracle", "none", "learned")  # 'learned' is skipped without a learned router
     feature: Literal["bn", "pre_bn"] = "bn"  # features after or before the BNNeck
     batch_size: int = 256
     max_rank: int = 50
-    best_router: str = "oracle"  # the router whose mAP picks checkpoints/best.pt
+    best_router: str = "oracle"  # the router whose validation mAP picks checkpoints/best.pt
 
 
 @dataclass
@@ -191,6 +196,12 @@ class TrainConfig:
             (self.run.log_every > 0, "run.log_every must be positive"),
             (self.run.checkpoint_every > 0, "run.checkpoint_every must be positive"),
             (self.eval.every >= 0, "eval.every must be >= 0 (0 = only at the end)"),
+            (self.eval.val_ids >= 0, "eval.val_ids must be >= 0 (a count of identities, or a fraction in (0, 1))"),
+            (
+                not self.eval.every or self.eval.val_ids > 0,
+                "eval.every evaluates during training, which uses held-out training identities, never the test "
+                "split: set eval.val_ids (e.g. 0.1) or eval.every=0",
+            ),
         ]
         for ok, message in checks:
             if not ok:
