@@ -55,6 +55,8 @@ class ModelConfig:
             ``soft`` (each group's state probabilities) for the learned router.
         freeze_backbone: train only adapters, router, BNNeck and classifier.
         drop_path: stochastic-depth rate of the backbone.
+        pixel_mean, pixel_std: input normalisation; ``None`` takes the backbone's (for CLIP, the
+            statistics its weights were trained with).
     """
 
     backbone: str = "vit_micro"
@@ -74,8 +76,17 @@ class ModelConfig:
     router_gates: str = "hard"
     freeze_backbone: bool = False
     drop_path: float = 0.0
+    pixel_mean: tuple[float, float, float] | None = None
+    pixel_std: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
+        for key in ("pixel_mean", "pixel_std"):
+            value = getattr(self, key)
+            if value is not None:
+                value = tuple(float(v) for v in value)
+                if len(value) != 3 or (key == "pixel_std" and min(value) <= 0):
+                    raise MosaicError(f"{key} must be three values (R, G, B){', all positive' if key == 'pixel_std' else ''}, got {list(value)}")
+                setattr(self, key, value)
         if self.img_size is not None:
             self.img_size = tuple(int(v) for v in self.img_size)
         if self.pretrained_img_size is not None:
@@ -99,7 +110,7 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-safe dict (tuples become lists)."""
         out = dataclasses.asdict(self)
-        for key in ("img_size", "pretrained_img_size"):
+        for key in ("img_size", "pretrained_img_size", "pixel_mean", "pixel_std"):
             out[key] = list(out[key]) if out[key] is not None else None
         out["lora_targets"] = list(self.lora_targets)
         return out
@@ -200,6 +211,8 @@ class MosaicReID(nn.Module):
             )
         self.img_size: tuple[int, int] = tuple(self.backbone.patch_embed.img_size)
         self.pixel_mean, self.pixel_std = normalisation_of(self.backbone, spec)
+        self.pixel_mean = config.pixel_mean or self.pixel_mean
+        self.pixel_std = config.pixel_std or self.pixel_std
         self.embed_dim: int = self.backbone.embed_dim
         self.expert_layers: tuple[int, ...] = tuple(range(depth - config.expert_blocks, depth))
         # peft's description of each adapter (every expert is one LoRA of this shape); None without adapters
