@@ -17,7 +17,8 @@ do not depend on the weights), under the shipped recipe of ``configs/market1501_
   ``torch.compile``, with the attribute experts and without (``adapter: none``);
 * **trace**: :func:`mosaic.trace.trace_model` over 40 routing conditions on a Market-sized
   synthetic set (3,368 queries x 15,913 gallery images, random pixels and attribute states),
-  trunk computed once, then every condition's head, distances and metrics;
+  trunk computed once, then every condition's head, distances and metrics (and once more with
+  TF32 matmuls allowed, to show what that setting would buy);
 * **parity**: one fp32 forward pass on the CPU and on CUDA (TF32 off), max absolute difference;
 * **ddp**: NCCL DistributedDataParallel over every visible GPU when there is more than one
   (in ``--smoke``: gloo over two CPU processes), training images/s summed over ranks.
@@ -172,7 +173,7 @@ def check_train(size: dict[str, Any], device: torch.device, compile_modes: tuple
     return rows
 
 
-def check_trace(size: dict[str, Any], device: torch.device) -> dict[str, Any]:
+def check_trace(size: dict[str, Any], device: torch.device, tf32: bool = False) -> dict[str, Any]:
     from mosaic.conditions import resolve_conditions
     from mosaic.model import build_model
     from mosaic.trace import ImageSet, TraceSettings, trace_model
@@ -197,15 +198,22 @@ def check_trace(size: dict[str, Any], device: torch.device) -> dict[str, Any]:
     query, gallery = image_set(size["n_query"], 0), image_set(size["n_gallery"], 3)
     conditions = resolve_conditions(None, schema, has_learned=True)[: size["n_conditions"]]
     settings = TraceSettings(progress=False, batch_size=256 if device.type == "cuda" else 32)
-    _sync(device)
-    start = time.perf_counter()
-    trace = trace_model(model, query, gallery, conditions, settings, device=device)
-    _sync(device)
-    seconds = time.perf_counter() - start
+    # The trace runs in fp32; TF32 matmuls (a global torch setting the trace leaves alone) are the
+    # cheap way to speed it up, so the check measures what they would buy.
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        _sync(device)
+        start = time.perf_counter()
+        trace = trace_model(model, query, gallery, conditions, settings, device=device)
+        _sync(device)
+        seconds = time.perf_counter() - start
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
     if not np.isfinite(trace.mAP).all():
         raise RuntimeError("the trace produced a non-finite mAP")
     return {"conditions": len(conditions), "queries": len(query), "gallery": len(gallery), "seconds": seconds,
-            "seconds_per_condition": seconds / len(conditions)}
+            "seconds_per_condition": seconds / len(conditions), "tf32": tf32}
 
 
 def check_parity(size: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -318,6 +326,9 @@ def format_table(result: dict[str, Any]) -> str:
                      f"{trace['seconds']:.1f} s ({trace['seconds_per_condition']:.2f} s per condition)")
     else:
         lines.append(f"\ntrace: skipped: {trace.get('skipped', 'not run')}")
+    tf32 = result.get("trace_tf32", {})
+    if "seconds" in tf32:
+        lines.append(f"trace with TF32 matmuls: {tf32['seconds']:.1f} s ({tf32['seconds_per_condition']:.2f} s per condition)")
     parity = result.get("parity", {})
     lines.append("parity: " + (f"fp32 CPU vs CUDA max |diff| {parity['max_abs_diff']:.2e} (values up to {parity['max_abs_value']:.1f})"
                                if "max_abs_diff" in parity else f"skipped: {parity.get('skipped')}"))
@@ -348,6 +359,8 @@ def run(
     eager = tuple(m for m in compile_modes if not m)
     result["train"] = check_train(size, device, eager, over)
     result["trace"] = check_trace(size, device) if not over() else {"skipped": "time budget spent"}
+    if device.type == "cuda":
+        result["trace_tf32"] = check_trace(size, device, tf32=True) if not over() else {"skipped": "time budget spent"}
     if any(compile_modes):
         result["train"] += check_train(size, device, (True,), over)
     if not ddp:
