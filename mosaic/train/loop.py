@@ -210,8 +210,6 @@ class Trainer:
         # identities held out for evaluation during training (the test split is read only at the end)
         self.validation = split_validation(train, config.eval.val_ids, run.seed)
         train = self.validation.train
-        if train.empty:
-            raise MosaicError(f"the dataset at {data_cfg.root} has no training images: check data.root")
         self.class_pids = np.unique(train["pid"].to_numpy(dtype=np.int64, copy=True))
         labels = np.searchsorted(self.class_pids, train["pid"].to_numpy(dtype=np.int64, copy=True))
         self.train_frame = train
