@@ -57,7 +57,7 @@ class OptimConfig:
     bias_lr_factor: float = 1.0  # biases learn this many times faster (CLIP-ReID: 2)
     weight_decay: float = 1e-4
     momentum: float = 0.9  # SGD only
-    betas: tuple[float, float] = (0.9, 0.999)  # AdamW only
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam and AdamW only
     epochs: int = 120
     steps: int | None = None
     warmup_epochs: float = 10.0
@@ -197,23 +197,16 @@ class TrainConfig:
             (self.run.checkpoint_every > 0, "run.checkpoint_every must be positive"),
             (self.eval.every >= 0, "eval.every must be >= 0 (0 = only at the end)"),
             (self.eval.val_ids >= 0, "eval.val_ids must be >= 0 (a count of identities, or a fraction in (0, 1))"),
-            (
-                not self.eval.every or self.eval.val_ids > 0,
-                "eval.every evaluates during training, which uses held-out training identities, never the test "
-                "split: set eval.val_ids (e.g. 0.1) or eval.every=0",
-            ),
+            (not self.eval.every or self.eval.val_ids > 0, "eval.every evaluates during training on held-out training "
+             "identities, never on the test split: set eval.val_ids (e.g. 0.1) or eval.every=0"),
+            # an untrained 'learned' condition, and DDP stops on the router's gradient-free parameters
+            (not getattr(self.model, "learned_router", False) or self.loss.attribute_weight, "model.learned_router is "
+             "true but loss.attribute_weight is 0, so the router never learns (and multi-GPU training stops on its "
+             "gradient-free parameters): give loss.attribute_weight > 0 or set model.learned_router=false"),
         ]
         for ok, message in checks:
             if not ok:
                 raise MosaicError(message)
-        if getattr(self.model, "learned_router", False) and not self.loss.attribute_weight:
-            # the router heads would get no gradient: an untrained 'learned' condition, and
-            # DistributedDataParallel stops on parameters without gradients
-            raise MosaicError(
-                "model.learned_router is true but loss.attribute_weight is 0, so the router never learns "
-                "(and multi-GPU training stops on its gradient-free parameters): give loss.attribute_weight > 0 "
-                "or set model.learned_router=false"
-            )
         unknown = [r for r in self.eval.routers if r not in ROUTERS]
         if unknown:
             raise MosaicError(f"eval.routers has unknown router {unknown[0]!r}: use any of {list(ROUTERS)}")
