@@ -22,7 +22,7 @@ def _offline(monkeypatch):
 
 def test_registry_names_and_specs():
     assert {"clip_vit_b16", "vit_small", "vit_micro"} <= set(BACKBONES)
-    assert BACKBONES["clip_vit_b16"].timm_name == "vit_base_patch16_clip_224.openai"
+    assert BACKBONES["clip_vit_b16"].timm_name == "vit_base_patch16_clip_quickgelu_224.openai"
     assert BACKBONES["clip_vit_b16"].img_size == (256, 128) == BACKBONES["vit_small"].img_size
     with pytest.raises(MosaicError, match="unknown backbone"):
         create_backbone("resnet50")

@@ -160,8 +160,9 @@ def test_cli_run_writes_the_documented_layout_and_a_loadable_checkpoint(cfg_fact
     from mosaic.fileio import sha256_file
 
     run = straight_run
-    for name in ("config.yaml", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt"):
+    for name in ("config.yaml", "metrics.jsonl", "checkpoints/last.pt"):
         assert (run / name).is_file(), name
+    assert not (run / "checkpoints" / "best.pt").exists()  # nothing to select on without a validation split
     cfg = cfg_factory()
     assert any(Path(cfg.data.cache_dir).glob("images-128x64-*.npy"))  # the decoded-image cache
     evals = {r["router"]: r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "eval"}
@@ -171,7 +172,7 @@ def test_cli_run_writes_the_documented_layout_and_a_loadable_checkpoint(cfg_fact
     expected["run"]["out"] = str(run)
     assert load_config(run / "config.yaml").to_dict() == expected
 
-    best = run / "checkpoints" / "best.pt"
+    best = run / "checkpoints" / "last.pt"
     ckpt = load_checkpoint(best)
     assert not ckpt.model.training and ckpt.step == 8 and ckpt.finished
     assert ckpt.sha256 == sha256_file(best)
@@ -216,3 +217,49 @@ def test_truncated_or_foreign_files_are_refused(finished_checkpoint, tmp_path):
         load_checkpoint(foreign)
     with pytest.raises(MosaicError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_training_never_reads_the_test_split_and_selects_on_held_out_identities(cfg_factory, tmp_path, monkeypatch):
+    """Query and gallery are read only after the last step; evaluations before it use held-out train ids."""
+    from mosaic.data.dataset import ReIDDataset
+
+    trainer_of: dict[str, Trainer] = {}
+    reads: list[tuple[str, int | None]] = []
+    original_split = ReIDDataset.split
+
+    def watched_split(self, name):
+        if name in ("query", "gallery"):
+            trainer = trainer_of.get("it")
+            reads.append((name, None if trainer is None else trainer.step))
+        return original_split(self, name)
+
+    monkeypatch.setattr(ReIDDataset, "split", watched_split)
+    cfg = cfg_factory(**{"eval.val_ids": 2, "eval.every": 1, "optim.steps": 6})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    trainer_of["it"] = trainer
+    assert not reads, "the test split was read while building the run"
+    test_paths = set(original_split(trainer.dataset, "query")["path"]) | set(original_split(trainer.dataset, "gallery")["path"])
+    loaded: list[tuple[int, bool]] = []
+    load = trainer._load_images
+
+    def watched_load(paths, bar):
+        loaded.append((trainer.step, bool(set(paths) & test_paths)))
+        return load(paths, bar)
+
+    trainer._load_images = watched_load
+    result = trainer.fit()
+    end = trainer.total_steps
+    assert result.finished and end == 6 and trainer.steps_per_epoch < end
+    assert reads and all(step == end for _, step in reads), f"test split read during training: {reads}"
+    assert all(step == end for step, touches_test in loaded if touches_test)
+
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r["kind"] == "eval"]
+    val_steps = sorted({r["step"] for r in evals if r["split"] == "val"})
+    assert len(val_steps) >= 2 and val_steps[0] < end  # evaluations did run mid-training, on validation
+    assert {r["step"] for r in evals if r["split"] == "test"} == {end}
+    held = set(trainer.validation.held_out_pids.tolist())
+    assert len(held) == 2 and not held & set(trainer.class_pids.tolist())
+    assert set(trainer.validation.query["pid"]) <= held
+    best = read_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["best"]
+    assert best["step"] in val_steps  # chosen on validation, never on the test split

@@ -90,7 +90,7 @@ def trace(
 
     The trunk (the blocks before the experts) runs once per image; each condition only re-runs the expert blocks. The file holds, per condition and query, AP, INP, rank-1, the first-match rank and the top-k neighbours; the gates; the images' ids and attribute states; and the provenance (docs/trace-format.md). Read it with `mosaic inspect`, `analysis.read_trace` or xarray.
 
-    Examples: `mosaic trace --ckpt runs/demo/checkpoints/best.pt --out runs/demo/trace.h5`, or `mosaic trace --ckpt runs/demo --conditions 'oracle,none,drop:*' --device cuda`.
+    Examples: `mosaic trace --ckpt runs/demo/checkpoints/last.pt --out runs/demo/trace.h5`, or `mosaic trace --ckpt runs/demo --conditions 'oracle,none,drop:*' --device cuda`.
     """
     import torch
 

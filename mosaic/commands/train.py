@@ -26,9 +26,12 @@ Examples:
 Run folder (--out, default runs/<config name>):
   RUN/config.yaml            resolved configuration (all defaults filled in)
   RUN/metrics.jsonl          JSON lines: {"kind": "train", step, lr, loss, id, triplet, attribute}
-                             and {"kind": "eval", step, router, mAP, rank1, rank5, mINP, ...}
-  RUN/checkpoints/last.pt    latest checkpoint (each run.checkpoint_every epochs, Ctrl-C, end)
-  RUN/checkpoints/best.pt    best eval.best_router mAP so far
+                             and {"kind": "eval", split, step, router, mAP, rank1, rank5, mINP, ...}
+                             (split "val": held-out training ids, eval.val_ids, every eval.every
+                             epochs; split "test": query/gallery, once after the last step)
+  RUN/checkpoints/last.pt    latest checkpoint (each run.checkpoint_every epochs, Ctrl-C, end);
+                             the one to report and trace
+  RUN/checkpoints/best.pt    best eval.best_router validation mAP (only with eval.val_ids)
   RUN/images/                decoded-image cache (reused by later runs on the same images)
 
 \b
@@ -81,6 +84,8 @@ def train_command(
         return
     state = "finished" if result.finished else f"stopped at step {result.step} of {result.total_steps}"
     typer.echo(f"{state} in {result.seconds:.0f}s; run folder {result.run_dir}")
+    if result.finished and result.last_eval:
+        typer.echo("test split (query/gallery), final model:")
     for router, metrics in (result.last_eval or {}).items():
         if "mAP" in metrics:
             typer.echo(

@@ -11,7 +11,7 @@ Importing this package imports torch; the torch-free layers never import it.
 
 from .backbones import BACKBONES, BackboneSpec, create_backbone, get_backbone_spec, register_backbone
 from .experts import LORA_TARGETS, LoRAExpertMixture, attach_experts, inject_plain_lora, lora_config, routed
-from .reid import ADAPTERS, ModelConfig, ModelOutput, MosaicReID, build_model, normalize_images
+from .reid import ADAPTERS, ModelConfig, ModelOutput, MosaicReID, build_model, normalize_images, parameter_part
 from .routers import (
     ROUTERS,
     LearnedRouter,
@@ -50,6 +50,7 @@ __all__ = [
     "inject_plain_lora",
     "lora_config",
     "normalize_images",
+    "parameter_part",
     "register_backbone",
     "register_router",
     "routed",

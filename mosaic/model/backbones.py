@@ -60,22 +60,22 @@ def register_backbone(name: str, spec: BackboneSpec, *, overwrite: bool = False)
     return spec
 
 
+# OpenAI trained CLIP with QuickGELU (x * sigmoid(1.702 x)); timm's plain ``vit_base_patch16_clip_224``
+# builds GELU, a different network around the same weights. So the plain name means the network
+# the weights were trained in, and the GELU variant has to be asked for by name.
+_CLIP_B16_QUICKGELU = BackboneSpec(
+    timm_name="vit_base_patch16_clip_quickgelu_224.openai",
+    img_size=(256, 128),
+    description="CLIP ViT-B/16 image tower (OpenAI weights) with the QuickGELU it was trained with",
+)
+register_backbone("clip_vit_b16", _CLIP_B16_QUICKGELU)
+register_backbone("clip_vit_b16_quickgelu", _CLIP_B16_QUICKGELU)  # the explicit spelling of the same network
 register_backbone(
-    "clip_vit_b16",
+    "clip_vit_b16_gelu",
     BackboneSpec(
         timm_name="vit_base_patch16_clip_224.openai",
         img_size=(256, 128),
-        description="CLIP ViT-B/16 image tower (OpenAI weights), the real-run backbone",
-    ),
-)
-register_backbone(
-    # OpenAI trained CLIP with QuickGELU; timm's plain variant uses GELU, which shifts pretrained
-    # features slightly. This one reproduces the original activations exactly.
-    "clip_vit_b16_quickgelu",
-    BackboneSpec(
-        timm_name="vit_base_patch16_clip_quickgelu_224.openai",
-        img_size=(256, 128),
-        description="CLIP ViT-B/16 with the QuickGELU activation it was trained with",
+        description="CLIP ViT-B/16 rebuilt with plain GELU (not the network OpenAI's weights were trained in)",
     ),
 )
 register_backbone(
@@ -146,15 +146,43 @@ def _create_with_weights(spec: BackboneSpec, kwargs: dict[str, Any], overlay: di
         model = timm.create_model(
             spec.timm_name, pretrained=True, pretrained_cfg_overlay=overlay, weight_init="skip", **kwargs
         )
+    if isinstance(getattr(model, "pretrained_cfg", None), dict):
+        model.pretrained_cfg.pop("state_dict", None)  # the loaded tensors need not live on in the config
     # timm loads non-strictly whenever it drops a classifier, so weights of another architecture
     # can load "successfully" while matching nothing; refuse that. The backbone is headless, so
     # every missing key is a parameter left uninitialised.
     if log.messages:
         raise MosaicError(
-            f"weights from {source} leave the backbone partly uninitialised ({log.messages[0][:160]}...): "
+            f"weights from {source} leave the backbone partly uninitialised ({log.messages[0][:200]}...): "
             "pass weights of the same architecture"
         )
     return model
+
+
+def _load_file(spec: BackboneSpec, name: str, kwargs: dict[str, Any], path: Path, source_size) -> Any:
+    from .weights import read_weights
+
+    weights = read_weights(path)
+    # timm's checkpoint filter takes the state dict as it is: it converts OpenAI/open_clip names
+    # and resamples the position embeddings from the grid of input_size
+    overlay: dict[str, Any] = dict(state_dict=weights.state_dict)
+    if source_size is not None:
+        overlay["input_size"] = (3, *(int(v) for v in source_size))
+    source = f"{path} ({weights.description})"
+    try:
+        return _create_with_weights(spec, kwargs, overlay, source=source)
+    except RuntimeError as exc:  # shape mismatches from load_state_dict or the resampling
+        raise MosaicError(
+            f"weights in {source} do not fit backbone {name!r} at {kwargs['img_size']}: {str(exc).splitlines()[0][:300]} "
+            "(same architecture? if it is, pass pretrained_img_size, the size the weights were trained at)"
+        ) from None
+
+
+def _hub_repo(spec: BackboneSpec) -> str | None:
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(spec.timm_name)
+    return getattr(cfg, "hf_hub_id", None) if cfg is not None else None
 
 
 def create_backbone(
@@ -171,10 +199,12 @@ def create_backbone(
     Args:
         name: a key of :data:`BACKBONES`.
         img_size: ``(height, width)``; ``None`` uses the configuration's default.
-        pretrained: load the hub weights of ``timm_name`` (needs network once; then timm's cache).
-        pretrained_file: load weights from this local file instead (``.safetensors``, ``.pth``,
-            ``.bin``; timm state-dict layout, or an OpenAI / OpenCLIP checkpoint that timm's
-            filter converts). Implies ``pretrained``; never touches the network.
+        pretrained: load the hub weights of ``timm_name``: from the local Hugging Face cache when
+            they are there (no hub call), else from the hub; offline, a one-line error at once.
+        pretrained_file: load weights from this local file instead: OpenAI's TorchScript
+            ``ViT-B-16.pt``, open_clip's ``open_clip_pytorch_model.bin``, a timm/HF
+            ``.safetensors`` or any torch state dict (see :mod:`mosaic.model.weights`). Implies
+            ``pretrained``; never touches the network.
         pretrained_img_size: ``(height, width)`` the file's weights were trained at, which fixes
             the patch grid their position embeddings are resampled from. A flat list of position
             embeddings cannot say whether it was 8x4 or 4x8, and timm would otherwise assume the
@@ -202,26 +232,27 @@ def create_backbone(
     kwargs: dict[str, Any] = dict(spec.overrides, img_size=size, num_classes=0, drop_path_rate=float(drop_path))
 
     if pretrained_file is not None:
-        path = Path(pretrained_file).expanduser()
-        if not path.is_file():
-            raise MosaicError(f"pretrained weights file {path} does not exist: check the path or drop pretrained_file")
-        overlay: dict[str, Any] = dict(file=str(path))
         source_size = pretrained_img_size or (None if spec.hub_weights else spec.img_size)
-        if source_size is not None:
-            overlay["input_size"] = (3, *(int(v) for v in source_size))
-        try:
-            return _create_with_weights(spec, kwargs, overlay, source=str(path))
-        except RuntimeError as exc:  # shape mismatches from load_state_dict or the resampling
-            raise MosaicError(
-                f"weights in {path} do not fit backbone {name!r} at {size}: {str(exc).splitlines()[0]} "
-                "(same architecture? if it is, pass pretrained_img_size, the size the weights were trained at)"
-            ) from None
+        return _load_file(spec, name, kwargs, Path(pretrained_file).expanduser(), source_size)
 
     if pretrained:
         if not spec.hub_weights:
             raise MosaicError(
                 f"backbone {name!r} has no published weights: train from scratch (pretrained=False) "
                 "or pass pretrained_file with weights of the same shape"
+            )
+        from .weights import OFFLINE_FIXES, cached_hub_file, hub_offline, hub_reachable
+
+        # The cache first: a cached file loads like a local one, with no hub call at all. Without
+        # it, one short connection attempt decides, instead of a minute of hub retries.
+        repo = _hub_repo(spec)
+        cached = cached_hub_file(repo) if repo else None
+        if cached is not None:
+            return _load_file(spec, name, kwargs, cached, pretrained_img_size)
+        if hub_offline() or not hub_reachable():
+            reason = "HF_HUB_OFFLINE is set" if hub_offline() else "the Hugging Face hub cannot be reached"
+            raise MosaicError(
+                f"no pretrained weights for {spec.timm_name}: they are not in the local cache and {reason}: {OFFLINE_FIXES}"
             )
         overlay = dict(input_size=(3, *pretrained_img_size)) if pretrained_img_size else {}
         try:
@@ -231,8 +262,7 @@ def create_backbone(
         except Exception as exc:  # network, hub and cache failures arrive as many types
             raise MosaicError(
                 f"could not fetch pretrained weights for {spec.timm_name} ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}): download them where there is "
-                "network and pass pretrained_file=PATH"
+                f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}): {OFFLINE_FIXES}"
             ) from None
 
     return timm.create_model(spec.timm_name, pretrained=False, **kwargs)

@@ -27,7 +27,7 @@ from .backbones import create_backbone, get_backbone_spec, normalisation_of
 from .experts import LORA_TARGETS, LoRAExpertMixture, attach_experts, inject_plain_lora, lora_config, routed
 from .routers import ROUTERS, LearnedRouter, Router, Routing
 
-__all__ = ["ModelConfig", "ModelOutput", "MosaicReID", "build_model", "normalize_images", "ADAPTERS"]
+__all__ = ["ModelConfig", "ModelOutput", "MosaicReID", "build_model", "normalize_images", "parameter_part", "ADAPTERS"]
 
 
 @dataclass
@@ -48,8 +48,15 @@ class ModelConfig:
             the same targets: the plain-LoRA baseline) or ``none`` (backbone only).
         learned_router: add the learned router's attribute heads (trained with attribute_loss).
         router_hidden: hidden width of each router head; 0 = one linear layer per group.
+        router_detach: the learned router reads detached trunk tokens, so its attribute loss
+            trains the router heads only (``False``: it also trains the trunk, making the backbone
+            attribute-multitask).
+        router_gates: ``hard`` (argmax one-hot, the gates the experts were trained under) or
+            ``soft`` (each group's state probabilities) for the learned router.
         freeze_backbone: train only adapters, router, BNNeck and classifier.
         drop_path: stochastic-depth rate of the backbone.
+        pixel_mean, pixel_std: input normalisation; ``None`` takes the backbone's (for CLIP, the
+            statistics its weights were trained with).
     """
 
     backbone: str = "vit_micro"
@@ -65,16 +72,29 @@ class ModelConfig:
     adapter: str = "experts"
     learned_router: bool = True
     router_hidden: int = 0
+    router_detach: bool = True
+    router_gates: str = "hard"
     freeze_backbone: bool = False
     drop_path: float = 0.0
+    pixel_mean: tuple[float, float, float] | None = None
+    pixel_std: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
+        for key in ("pixel_mean", "pixel_std"):
+            value = getattr(self, key)
+            if value is not None:
+                value = tuple(float(v) for v in value)
+                if len(value) != 3 or (key == "pixel_std" and min(value) <= 0):
+                    raise MosaicError(f"{key} must be three values (R, G, B){', all positive' if key == 'pixel_std' else ''}, got {list(value)}")
+                setattr(self, key, value)
         if self.img_size is not None:
             self.img_size = tuple(int(v) for v in self.img_size)
         if self.pretrained_img_size is not None:
             self.pretrained_img_size = tuple(int(v) for v in self.pretrained_img_size)
         self.lora_targets = tuple(self.lora_targets)
         get_backbone_spec(self.backbone)
+        if self.router_gates not in LearnedRouter.GATES:
+            raise MosaicError(f"router_gates must be one of {list(LearnedRouter.GATES)}, got {self.router_gates!r}")
         if self.adapter not in ADAPTERS:
             raise MosaicError(f"unknown adapter {self.adapter!r}: use one of {sorted(ADAPTERS)}")
         bad = [t for t in self.lora_targets if t not in LORA_TARGETS]
@@ -90,7 +110,7 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-safe dict (tuples become lists)."""
         out = dataclasses.asdict(self)
-        for key in ("img_size", "pretrained_img_size"):
+        for key in ("img_size", "pretrained_img_size", "pixel_mean", "pixel_std"):
             out[key] = list(out[key]) if out[key] is not None else None
         out["lora_targets"] = list(self.lora_targets)
         return out
@@ -191,6 +211,8 @@ class MosaicReID(nn.Module):
             )
         self.img_size: tuple[int, int] = tuple(self.backbone.patch_embed.img_size)
         self.pixel_mean, self.pixel_std = normalisation_of(self.backbone, spec)
+        self.pixel_mean = config.pixel_mean or self.pixel_mean
+        self.pixel_std = config.pixel_std or self.pixel_std
         self.embed_dim: int = self.backbone.embed_dim
         self.expert_layers: tuple[int, ...] = tuple(range(depth - config.expert_blocks, depth))
         # peft's description of each adapter (every expert is one LoRA of this shape); None without adapters
@@ -214,6 +236,9 @@ class MosaicReID(nn.Module):
                 if name != "learned" or config.learned_router
             }
         )
+        if self.learned_router is not None:
+            self.learned_router.detach_input = config.router_detach
+            self.learned_router.gate_mode = config.router_gates
         self._apply_freezing()
 
     # ------------------------------------------------------------------ setup
@@ -331,7 +356,7 @@ class MosaicReID(nn.Module):
         for name, p in self.named_parameters():
             if trainable_only and not p.requires_grad:
                 continue
-            counts[_part_of(name)] += p.numel()
+            counts[parameter_part(name)] += p.numel()
         counts["total"] = sum(counts.values())
         return counts
 
@@ -370,7 +395,10 @@ def _is_adapter_parameter(name: str) -> bool:
     return "lora_" in name
 
 
-def _part_of(name: str) -> str:
+def parameter_part(name: str) -> str:
+    """The part a parameter of :class:`MosaicReID` belongs to: ``backbone`` (the pretrained or
+    from-scratch ViT), or one of the parts this model adds: ``experts`` (LoRA factors), ``router``,
+    ``head`` (BNNeck and classifier)."""
     if name.startswith("routers."):
         return "router"
     if name.startswith(("bnneck.", "classifier.")):

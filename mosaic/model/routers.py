@@ -11,11 +11,17 @@ group mask ``(G,)``: a disabled group's experts are all off. Routers are looked 
   switches on the argmax state's expert (hard one-hot), so the model runs without annotations.
 - ``none``: every gate zero (the backbone alone).
 
-Hard argmax rather than soft probabilities for the learned router: the experts are trained under
-one-hot oracle gates, so a one-hot learned gate is the input distribution they know, and the
-oracle-versus-learned gap then measures only the router's mistakes; soft gates would also mix
-experts in proportions never seen in training and blur that comparison. Training the heads uses
-their logits directly (:func:`attribute_loss`), so the argmax needs no gradient.
+Hard argmax by default for the learned router: the experts are trained under one-hot oracle
+gates, so a one-hot learned gate is the input distribution they know, and the oracle-versus-learned
+gap then measures only the router's mistakes. Soft gates (each group's state probabilities,
+``model.router_gates: soft``) are the option for a deployable model: an unsure router then spreads
+a group over its states instead of committing to a wrong one, at the price of mixtures never seen in
+training. Training the heads uses their logits directly (:func:`attribute_loss`), so neither needs
+a gradient through the gates.
+
+The learned router reads the trunk's tokens **detached** by default (``model.router_detach``): the
+attribute loss then trains the router heads only, and the backbone stays a plain ReID backbone,
+so ``none`` measures the backbone alone rather than an attribute-multitask one.
 """
 
 from __future__ import annotations
@@ -159,9 +165,12 @@ class LearnedRouter(Router):
     """
 
     needs_tokens = True
+    GATES = ("hard", "soft")
 
     def __init__(self, schema: AttributeSchema, embed_dim: int, hidden: int = 0) -> None:
         super().__init__(schema)
+        self.detach_input = True  # see the module docstring; MosaicReID sets both from its config
+        self.gate_mode = "hard"
         if embed_dim < 1:
             raise ValueError(f"the learned router needs the token width embed_dim, got {embed_dim}")
         # the residual stream before the final norm is unnormalised; one LayerNorm steadies all heads
@@ -176,7 +185,8 @@ class LearnedRouter(Router):
 
     def logits(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """Attribute logits per group from ``tokens`` (B, T, D) (uses the CLS token, index 0)."""
-        cls = self.norm(tokens[:, 0])
+        cls = tokens[:, 0].detach() if self.detach_input else tokens[:, 0]
+        cls = self.norm(cls)
         return {name: head(cls) for name, head in self.heads.items()}
 
     def predict(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -186,12 +196,16 @@ class LearnedRouter(Router):
     def route(self, states=None, enabled=None, tokens=None) -> Routing:
         if tokens is None:
             raise ValueError("the learned router needs the trunk tokens: pass tokens=model.trunk(images)")
-        predicted = self.predict(tokens)
+        logits = self.logits(tokens)
+        predicted = torch.stack([lg.argmax(dim=1) for lg in logits.values()], dim=1)
         mask = self.enabled_mask(enabled, tokens.device).expand_as(predicted)
-        return Routing(
-            gates=self.one_hot(predicted, mask),
-            missing=torch.zeros_like(predicted, dtype=torch.bool),
-        )
+        if self.gate_mode == "soft":
+            # every group's state probabilities, in schema expert order; disabled groups zeroed
+            probs = torch.cat([lg.float().softmax(dim=1) for lg in logits.values()], dim=1)
+            gates = probs * mask.repeat_interleave(self.n_states, dim=1).to(probs.dtype)
+        else:
+            gates = self.one_hot(predicted, mask)
+        return Routing(gates=gates, missing=torch.zeros_like(predicted, dtype=torch.bool))
 
 
 # name -> Router class; MosaicReID builds one of each (``learned`` only with learned_router=True).

@@ -8,7 +8,7 @@ Typical use::
     result = trainer.fit()
 
     from mosaic.train import load_checkpoint       # inference (the tracer)
-    ckpt = load_checkpoint("runs/micro/checkpoints/best.pt", schema=dataset.schema)
+    ckpt = load_checkpoint("runs/micro/checkpoints/last.pt", schema=dataset.schema)
 
 Submodules are imported on first use, so ``mosaic.train.config`` can be read without torch.
 """

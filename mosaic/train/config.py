@@ -51,11 +51,13 @@ class SamplerConfig:
 class OptimConfig:
     """Optimiser and learning-rate schedule. ``steps``/``warmup_steps`` win over the epoch counts when set."""
 
-    name: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 3.5e-4
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = 3.5e-4  # the backbone's rate (for pretrained weights: the fine-tuning rate)
+    new_lr: float | None = None  # experts, router heads, BNNeck, classifier; None = lr
+    bias_lr_factor: float = 1.0  # biases learn this many times faster (CLIP-ReID: 2)
     weight_decay: float = 1e-4
     momentum: float = 0.9  # SGD only
-    betas: tuple[float, float] = (0.9, 0.999)  # AdamW only
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam and AdamW only
     epochs: int = 120
     steps: int | None = None
     warmup_epochs: float = 10.0
@@ -108,14 +110,19 @@ class RoutingConfig:
 
 @dataclass
 class EvalConfig:
-    """Query/gallery evaluation during training."""
+    """Evaluation: on held-out training identities during training, on the test split at the end.
 
-    every: int = 0  # epochs between evaluations; 0 = only at the end
+    The test split (query/gallery) is read once, after the last step, and chooses nothing; see
+    :mod:`mosaic.train.validation` for the rule that builds the validation split.
+    """
+
+    every: int = 0  # epochs between validation evaluations (needs val_ids); 0 = none during training
+    val_ids: float = 0.0  # training identities held out for validation: a count, or a fraction in (0, 1)
     routers: tuple[str, ...] = ("oracle", "none", "learned")  # 'learned' is skipped without a learned router
     feature: Literal["bn", "pre_bn"] = "bn"  # features after or before the BNNeck
     batch_size: int = 256
     max_rank: int = 50
-    best_router: str = "oracle"  # the router whose mAP picks checkpoints/best.pt
+    best_router: str = "oracle"  # the router whose validation mAP picks checkpoints/best.pt
 
 
 @dataclass
@@ -177,6 +184,8 @@ class TrainConfig:
             (self.sampler.p >= 2, "sampler.p must be at least 2 (the triplet loss needs negatives)"),
             (self.sampler.k >= 2, "sampler.k must be at least 2 (the triplet loss needs positives)"),
             (self.optim.lr > 0, "optim.lr must be positive"),
+            (self.optim.new_lr is None or self.optim.new_lr > 0, "optim.new_lr must be positive or null (= optim.lr)"),
+            (self.optim.bias_lr_factor > 0, "optim.bias_lr_factor must be positive"),
             (self.optim.steps is None or self.optim.steps > 0, "optim.steps must be positive or null"),
             (self.optim.epochs > 0, "optim.epochs must be positive"),
             (0 <= self.loss.label_smoothing < 1, "loss.label_smoothing must be in [0, 1)"),
@@ -187,6 +196,13 @@ class TrainConfig:
             (self.run.log_every > 0, "run.log_every must be positive"),
             (self.run.checkpoint_every > 0, "run.checkpoint_every must be positive"),
             (self.eval.every >= 0, "eval.every must be >= 0 (0 = only at the end)"),
+            (self.eval.val_ids >= 0, "eval.val_ids must be >= 0 (a count of identities, or a fraction in (0, 1))"),
+            (not self.eval.every or self.eval.val_ids > 0, "eval.every evaluates during training on held-out training "
+             "identities, never on the test split: set eval.val_ids (e.g. 0.1) or eval.every=0"),
+            # an untrained 'learned' condition, and DDP stops on the router's gradient-free parameters
+            (not getattr(self.model, "learned_router", False) or self.loss.attribute_weight, "model.learned_router is "
+             "true but loss.attribute_weight is 0, so the router never learns (and multi-GPU training stops on its "
+             "gradient-free parameters): give loss.attribute_weight > 0 or set model.learned_router=false"),
         ]
         for ok, message in checks:
             if not ok:

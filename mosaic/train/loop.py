@@ -10,7 +10,8 @@ Run directory (``RUN``)::
                                  per router at each evaluation
     RUN/checkpoints/last.pt      the latest checkpoint (every run.checkpoint_every epochs, on
                                  Ctrl-C and at the end); --resume continues from it
-    RUN/checkpoints/best.pt      the checkpoint with the best eval.best_router mAP so far
+    RUN/checkpoints/best.pt      the checkpoint with the best eval.best_router mAP on the validation
+                                 split so far (only with eval.val_ids; never chosen on the test split)
     RUN/images/                  decoded-image cache (unless data.cache_dir points elsewhere)
 
 Exactness: on the CPU with a fixed seed, training ``2k`` steps in one go and training ``k``
@@ -56,6 +57,7 @@ from mosaic.train.evaluate import EvalSet, evaluate_model
 from mosaic.train.losses import ReIDLoss
 from mosaic.train.optim import build_optimizer, build_scheduler
 from mosaic.train.sampler import PKSampler
+from mosaic.train.validation import split_validation
 
 LOSS_PARTS = ("loss", "id", "triplet", "attribute")
 
@@ -205,6 +207,9 @@ class Trainer:
         train = train[train["pid"] > 0].reset_index(drop=True)  # distractors are no identity to learn
         if train.empty:
             raise MosaicError(f"the dataset at {data_cfg.root} has no training images: check data.root")
+        # identities held out for evaluation during training (the test split is read only at the end)
+        self.validation = split_validation(train, config.eval.val_ids, run.seed)
+        train = self.validation.train
         self.class_pids = np.unique(train["pid"].to_numpy(dtype=np.int64, copy=True))
         labels = np.searchsorted(self.class_pids, train["pid"].to_numpy(dtype=np.int64, copy=True))
         self.train_frame = train
@@ -232,7 +237,7 @@ class Trainer:
         self.train_states = torch.from_numpy(train[list(self.schema.group_names)].to_numpy(dtype=np.int64, copy=True)).to(
             self.image_device
         )
-        self._eval_set: EvalSet | None = None
+        self._eval_sets: dict[str, EvalSet] = {}
 
         # ---- recipe
         self.sampler = PKSampler(
@@ -446,16 +451,28 @@ class Trainer:
         return self.paths.last
 
     # ------------------------------------------------------------------ evaluation
-    def eval_set(self) -> EvalSet:
-        if self._eval_set is None:
-            query, gallery = self.dataset.split("query"), self.dataset.split("gallery")
+    @property
+    def has_validation(self) -> bool:
+        return not self.validation.query.empty
+
+    def eval_set(self, split: str = "test") -> EvalSet:
+        """``val``: the held-out training identities; ``test``: the dataset's query and gallery."""
+        if split not in self._eval_sets:
+            if split == "val":
+                query, gallery = self.validation.query, self.validation.gallery
+            else:
+                query, gallery = self.dataset.split("query"), self.dataset.split("gallery")
             paths = query["path"].tolist() + gallery["path"].tolist()
             images = self._load_images(paths, self.progress)
-            self._eval_set = EvalSet.from_frames(query, gallery, images, self.schema.group_names)
-        return self._eval_set
+            self._eval_sets[split] = EvalSet.from_frames(query, gallery, images, self.schema.group_names)
+        return self._eval_sets[split]
 
-    def evaluate(self) -> dict[str, dict[str, Any]] | None:
-        """Evaluate on query/gallery (main process; the others wait) and log one line per router."""
+    def evaluate(self, split: str = "test") -> dict[str, dict[str, Any]] | None:
+        """Evaluate on ``split`` (main process; the others wait) and log one line per router.
+
+        ``val`` runs during training and may pick ``best.pt``; ``test`` runs once, after the last
+        step, and picks nothing.
+        """
         results = None
         if self.main:
             cfg = self.config.eval
@@ -463,7 +480,7 @@ class Trainer:
             try:
                 results = evaluate_model(
                     unwrap_model(self.model),
-                    self.eval_set(),
+                    self.eval_set(split),
                     cfg.routers,
                     device=self.device,
                     batch_size=cfg.batch_size,
@@ -476,7 +493,8 @@ class Trainer:
                 results = None  # Ctrl-C during evaluation: checkpoint without it
             if results is not None:
                 for router, metrics in results.items():
-                    self._log({"kind": "eval", "step": self.step, "epoch": self.step / self.steps_per_epoch, "router": router, **metrics})
+                    epoch = self.step / self.steps_per_epoch
+                    self._log({"kind": "eval", "split": split, "step": self.step, "epoch": epoch, "router": router, **metrics})
         # Every rank needs the same results: they decide whether best.pt is written (a collective).
         results = self.dist.broadcast_object(results)
         if results is not None:
@@ -562,8 +580,8 @@ class Trainer:
                         if self.step % spe == 0 and self.step < end:
                             done_epochs = self.step // spe
                             is_best = False
-                            if cfg.eval.every and done_epochs % cfg.eval.every == 0:
-                                is_best = self._is_better(self.evaluate())
+                            if cfg.eval.every and done_epochs % cfg.eval.every == 0 and self.has_validation:
+                                is_best = self._is_better(self.evaluate("val"))
                                 evaluated_at = self.step
                             if done_epochs % cfg.run.checkpoint_every == 0 or is_best:
                                 self.save(best=is_best)
@@ -575,10 +593,11 @@ class Trainer:
                 finished = self.step >= self.total_steps
                 if finished:
                     self._flush_window()  # the last, possibly partial, window
-                if finished and evaluated_at != self.step:
-                    is_best = self._is_better(self.evaluate())
-                else:
-                    is_best = False
+                is_best = False
+                if finished and self.has_validation and evaluated_at != self.step:
+                    is_best = self._is_better(self.evaluate("val"))
+                if finished:
+                    self.evaluate("test")  # the final model's numbers; selects nothing
                 checkpoint = self.save(finished=finished, best=is_best)
             finally:
                 self._stop = None
@@ -645,7 +664,8 @@ def resolve_run(
             raise MosaicError("--out and --resume name different folders: a resumed run continues in its own folder")
         for item in overrides:
             key = parse_override(item)[0]
-            if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_OVERRIDES):
+            resumable = any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_OVERRIDES)
+            if not resumable or key == "eval.val_ids":  # the held-out identities are not trained on
                 raise MosaicError(
                     f"--set {key} cannot change when resuming (it would change what the run learns): "
                     "start a new run with --config instead"
