@@ -217,7 +217,7 @@ def query_glm(trace, settings, options: ExplanatoryOptions) -> pd.DataFrame:
     result, fitted, position = None, None, {}
     if not why_not:
         result = fit_glm(y, design.X, family="binomial", clusters=used["pid"].to_numpy(),
-                         alpha=settings.alpha, min_clusters=options.min_clusters)
+                         ci_level=settings.ci_level, min_clusters=options.min_clusters)
         fitted = result.table.set_index("term")
         # the fit's parameters are the estimable terms, intercept first, in table order
         estimated = [t for t in fitted.index if fitted.at[t, "status"] == OK]

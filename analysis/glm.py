@@ -198,7 +198,7 @@ def fit_glm(
     family: str,
     trials: np.ndarray | None = None,
     clusters: np.ndarray | None = None,
-    alpha: float = 0.05,
+    ci_level: float = 0.95,
     intercept: bool = True,
     scale: str | float | None = None,
     use_t: bool = False,
@@ -214,7 +214,7 @@ def fit_glm(
     trials : binomial trials per row (ones when omitted).
     clusters : labels for cluster-robust (sandwich) standard errors, e.g. the query's identity;
         statsmodels' finite-sample correction ``G/(G-1) * (N-1)/(N-K)`` is applied.
-    alpha : 1 - confidence level of the intervals.
+    ci_level : coverage of the intervals (decisions, made elsewhere, use ``alpha``).
     scale : dispersion, as statsmodels' ``scale`` argument (``"X2"`` = Pearson chi² / df).
     use_t : t instead of normal reference distribution (the Gaussian GLM then equals OLS).
 
@@ -251,7 +251,7 @@ def fit_glm(
         table["status"] = [status[n] for n in names]
         table["reason"] = [reason[n] for n in names]
         if fit is not None:
-            ci = np.asarray(fit.conf_int(alpha=alpha))
+            ci = np.asarray(fit.conf_int(alpha=1.0 - ci_level))
             values = {
                 "coef": fit.params, "se": fit.bse, "stat": fit.tvalues, "p": fit.pvalues,
                 "ci_low": ci[:, 0], "ci_high": ci[:, 1],
