@@ -11,11 +11,14 @@ Both functions return adjusted p-values in the input order, clipped to 1, and ag
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["holm", "benjamini_hochberg", "adjust", "CORRECTIONS"]
+from analysis.status import OK
+
+__all__ = ["holm", "benjamini_hochberg", "adjust", "add_corrections", "CORRECTIONS"]
 
 
 def _finite_only(adjust_finite: Callable[[np.ndarray], np.ndarray]):
@@ -81,3 +84,28 @@ def adjust(p, method: str) -> np.ndarray:
         return CORRECTIONS[method](p)
     except KeyError:
         raise ValueError(f"unknown correction {method!r}: use one of {sorted(CORRECTIONS)}") from None
+
+
+def add_corrections(frame: pd.DataFrame, alpha: float, *, by: str | Iterable[str] | None = "comparison",
+                    p_column: str = "p") -> pd.DataFrame:
+    """Add ``p_<correction>`` and ``reject_<correction>`` columns for every correction, within each family.
+
+    A family is the rows sharing the ``by`` column(s) (``None``: the whole table). Rows whose
+    ``status`` is not ``"ok"`` or whose p is not finite keep NaN, never join a family and are never
+    rejected, so one untestable row cannot poison the others' adjusted p-values.
+    """
+    frame = frame.copy()
+    p = frame[p_column].to_numpy(dtype=float)
+    tested = np.isfinite(p)
+    if "status" in frame:
+        tested &= (frame["status"] == OK).to_numpy()
+    p = np.where(tested, p, np.nan)
+    keys = [] if by is None else [by] if isinstance(by, str) else list(by)
+    families = frame.groupby(keys, sort=False).indices.values() if keys else [np.arange(len(frame))]
+    for name, correction in CORRECTIONS.items():
+        adjusted = np.full(len(frame), np.nan)
+        for index in families:
+            adjusted[index] = correction(p[index])
+        frame[f"p_{name}"] = adjusted
+        frame[f"reject_{name}"] = np.nan_to_num(adjusted, nan=1.0) <= alpha
+    return frame

@@ -2,14 +2,21 @@
 
 This is the project's extension of the paper's configuration-level analysis: every query is
 retrieved under both conditions, so each group's contribution can be tested on paired
-outcomes. Three tests, one function each (pingouin style: tidy frames with effect size, CI, ``n``
-and ``p`` side by side):
+outcomes. Queries of one identity share its attribute states, so the **identity** is the
+independent unit of every table (pingouin style: tidy frames with effect size, CI, ``n``, ``p``
+and the ``unit`` side by side):
 
-- :func:`mcnemar_exact` / :func:`paired_mcnemar`: exact McNemar test on rank-1 hits.
-- :func:`wilcoxon_signed_rank` / :func:`paired_wilcoxon`: Wilcoxon signed-rank test on AP.
-- :func:`identity_tests` / :func:`paired_identity`: identity-level, because queries of one
-  identity are not independent: a sign-flip permutation test over identities' mean ΔAP and an
-  identity-cluster bootstrap CI of ΔmAP.
+- :func:`paired_mcnemar`: clustered McNemar test on rank-1 hits with the Δrank-1 interval
+  (:mod:`analysis.clustered`).
+- :func:`paired_wilcoxon`: clustered (Datta–Satten) signed-rank test on AP, ΔmAP with its
+  identity-cluster bootstrap interval.
+- :func:`identity_tests` / :func:`paired_identity`: a sign-flip permutation test over
+  identities' mean ΔAP and an identity-cluster bootstrap CI of ΔmAP
+  (:mod:`analysis.resampling`).
+
+:func:`mcnemar_exact` and :func:`wilcoxon_signed_rank` are the textbook tests that treat queries
+as independent; they are kept as library functions (the clustered tests reduce to them with one
+query per identity) and feed no table.
 
 Deltas are ``condition - baseline``. Degenerate comparisons (no discordant pairs, every ΔAP zero,
 one identity) become rows with ``status = "not tested"`` and a ``reason``, never NaN that could
@@ -21,15 +28,17 @@ family of tests (one table x one comparison, across groups). Column meanings are
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.corrections import CORRECTIONS
-from analysis.resampling import identity_sums, identity_weights, percentile_interval, sign_flip
+from analysis.corrections import CORRECTIONS, add_corrections
+from analysis.clustered import UNIT, clustered_mcnemar, clustered_signed_rank
+from analysis.resampling import cluster_bootstrap, identity_sums, identity_weights, percentile_interval, sign_flip
 from analysis.settings import AnalysisSettings, MethodNotApplicable
+from analysis.status import NOT_ESTIMABLE, NOT_TESTED, OK
 
 __all__ = [
     "Comparison",
@@ -46,7 +55,6 @@ __all__ = [
     "add_corrections",
 ]
 
-OK, NOT_TESTED, NOT_ESTIMABLE = "ok", "not tested", "not estimable"
 
 
 # --------------------------------------------------------------------------------- comparisons
@@ -110,7 +118,7 @@ def comparisons(trace, settings: AnalysisSettings) -> list[Comparison]:
 
 # --------------------------------------------------------------------------- single-pair tests
 def mcnemar_exact(baseline_hits, condition_hits, *, ci_level: float = 0.95) -> dict[str, Any]:
-    """Exact McNemar test of two paired binary outcomes (rank-1 hits).
+    """Exact McNemar test of two paired binary outcomes (rank-1 hits), pairs independent.
 
     ``b`` counts pairs hit under the baseline and missed under the condition (hits lost), ``c``
     the reverse. Given ``b + c`` discordant pairs, ``b ~ Binomial(b + c, 1/2)`` under the null; the
@@ -162,7 +170,7 @@ def _cles_all_pairs(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def wilcoxon_signed_rank(baseline, condition, *, ci_level: float = 0.95) -> dict[str, Any]:
-    """Wilcoxon signed-rank test of ``condition - baseline`` with its effect sizes.
+    """Wilcoxon signed-rank test of ``condition - baseline`` with its effect sizes, queries independent.
 
     Zero differences are dropped by the test (``n_zero`` says how many); scipy's statistic and
     p-value (no continuity correction). ``rbc`` is the matched-pairs rank-biserial correlation
@@ -272,6 +280,7 @@ def identity_tests(
 
 def _identity_row(n_ids, n_queries, delta_map, statistic, ci, n_bootstrap, n_permutations, exact, p, status, reason):
     return {
+        "unit": UNIT,
         "n_ids": n_ids,
         "n_queries": n_queries,
         "delta_map": delta_map,
@@ -310,25 +319,6 @@ def identity_deltas(trace, settings: AnalysisSettings) -> IdentityDeltas:
 
 
 # ------------------------------------------------------------------------------ tables
-def add_corrections(frame: pd.DataFrame, alpha: float, *, by: str | Iterable[str] = "comparison") -> pd.DataFrame:
-    """Add ``p_<correction>`` and ``reject_<correction>`` columns, adjusting within each family.
-
-    Rows whose ``status`` is not ``"ok"`` keep NaN and never join a family.
-    """
-    frame = frame.copy()
-    keys = [by] if isinstance(by, str) else list(by)
-    tested = (frame["status"] == OK).to_numpy() & np.isfinite(frame["p"].to_numpy(dtype=float))
-    p = np.where(tested, frame["p"].to_numpy(dtype=float), np.nan)
-    for name, correction in CORRECTIONS.items():
-        adjusted = np.full(len(frame), np.nan)
-        for _, index in frame.groupby(keys, sort=False).indices.items():
-            adjusted[index] = correction(p[index])
-        frame[f"p_{name}"] = adjusted
-    for name in CORRECTIONS:
-        frame[f"reject_{name}"] = np.nan_to_num(frame[f"p_{name}"].to_numpy(), nan=1.0) <= alpha
-    return frame
-
-
 def _order_columns(frame: pd.DataFrame) -> pd.DataFrame:
     tail = [*(f"p_{n}" for n in CORRECTIONS), *(f"reject_{n}" for n in CORRECTIONS), "status", "reason"]
     head = [c for c in frame.columns if c not in tail]
@@ -340,36 +330,68 @@ def _missing_condition(comparison: Comparison) -> dict[str, Any]:
 
 
 def paired_mcnemar(trace, settings: AnalysisSettings | None = None) -> pd.DataFrame:
-    """Exact McNemar test on rank-1 hits for every group and comparison (see :func:`mcnemar_exact`)."""
+    """Clustered McNemar test on rank-1 hits, identity as the unit (see :func:`analysis.clustered.clustered_mcnemar`).
+
+    ``ci_low`` / ``ci_high`` bound ``delta_rank1`` (Tango's score interval with the identity design
+    effect), the interval the report draws.
+    """
     settings = settings or AnalysisSettings()
     data = _data(trace)
     valid = np.asarray(data.valid, dtype=bool)
+    identity = np.asarray(data.query_pid)[valid]
     rows = []
     for comp in comparisons(trace, settings):
         if comp.index < 0:
-            row = {**mcnemar_exact([], [], ci_level=settings.ci_level), **_missing_condition(comp)}
+            row = {**clustered_mcnemar([], [], [], ci_level=settings.ci_level), **_missing_condition(comp)}
         else:
-            row = mcnemar_exact(data.rank1[comp.baseline_index][valid], data.rank1[comp.index][valid],
-                                ci_level=settings.ci_level)
+            row = clustered_mcnemar(data.rank1[comp.baseline_index][valid], data.rank1[comp.index][valid],
+                                    identity, ci_level=settings.ci_level, seed=settings.seed)
         rows.append({**comp.key(), **row})
-    return _order_columns(add_corrections(pd.DataFrame(rows), settings.alpha))
+    frame = pd.DataFrame(rows).astype({"n": np.int64, "n_ids": np.int64, "b": np.int64, "c": np.int64, "exact": bool})
+    return _order_columns(add_corrections(frame, settings.alpha))
+
+
+def _query_effect_sizes(d: np.ndarray, condition: np.ndarray, baseline: np.ndarray) -> dict[str, float]:
+    """Descriptive effect sizes over queries (no inference): median ΔAP and the two CLES."""
+    if d.size == 0:
+        return {"median_delta_ap": np.nan, "cles": np.nan, "cles_paired": np.nan}
+    return {"median_delta_ap": float(np.median(d)), "cles": _cles_all_pairs(condition, baseline),
+            "cles_paired": float(np.mean(np.where(d == 0, 0.5, d > 0)))}
 
 
 def paired_wilcoxon(trace, settings: AnalysisSettings | None = None) -> pd.DataFrame:
-    """Wilcoxon signed-rank test on AP for every group and comparison (see :func:`wilcoxon_signed_rank`)."""
+    """Clustered signed-rank test on AP, identity as the unit (see :func:`analysis.clustered.clustered_signed_rank`).
+
+    ``mean_delta_ap`` is ΔmAP with its identity-cluster percentile bootstrap interval (the same
+    resamples as ``paired_identity``).
+    """
     settings = settings or AnalysisSettings()
     data = _data(trace)
     valid = np.asarray(data.valid, dtype=bool)
-    ap = np.asarray(data.ap, dtype=np.float64)
+    ap = np.asarray(data.ap, dtype=np.float64)[:, valid]
+    deltas = identity_deltas(trace, settings)
+    position = {c.condition: k for k, c in enumerate(deltas.comparisons)}
+    if deltas.comparisons:
+        boot = cluster_bootstrap(deltas.delta, deltas.identity, n_resamples=settings.n_bootstrap, seed=settings.seed)
+        low, high = boot.interval(settings.ci_level)
     rows = []
     for comp in comparisons(trace, settings):
-        if comp.index < 0:
-            row = {**wilcoxon_signed_rank([], [], ci_level=settings.ci_level), **_missing_condition(comp)}
+        if comp.condition not in position:
+            row = {**clustered_signed_rank([], [], []), "mean_delta_ap": np.nan, "ci_low": np.nan, "ci_high": np.nan,
+                   **_query_effect_sizes(np.zeros(0), np.zeros(0), np.zeros(0)), **_missing_condition(comp)}
         else:
-            row = wilcoxon_signed_rank(ap[comp.baseline_index][valid], ap[comp.index][valid],
-                                       ci_level=settings.ci_level)
+            k = position[comp.condition]
+            base, cond = ap[comp.baseline_index], ap[comp.index]
+            row = clustered_signed_rank(base, cond, deltas.identity)
+            row.update(mean_delta_ap=float(boot.estimate[k]), ci_low=float(low[k]), ci_high=float(high[k]),
+                       **_query_effect_sizes(deltas.delta[k], cond, base))
         rows.append({**comp.key(), **row})
-    return _order_columns(add_corrections(pd.DataFrame(rows), settings.alpha))
+    columns = ["unit", "n", "n_ids", "n_zero", "mean_delta_ap", "ci_low", "ci_high", "median_delta_ap", "rbc", "cles",
+               "cles_paired", "statistic", "z", "p", "status", "reason"]
+    frame = pd.DataFrame(rows)
+    frame = frame[[c for c in frame.columns if c not in columns] + columns].astype(
+        {"n": np.int64, "n_ids": np.int64, "n_zero": np.int64})
+    return _order_columns(add_corrections(frame, settings.alpha))
 
 
 def paired_identity(trace, settings: AnalysisSettings | None = None) -> pd.DataFrame:

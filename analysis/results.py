@@ -18,21 +18,28 @@ Common key columns of the paired tables: ``group``, ``family`` (fine family of t
 comparison, across groups: ``p_holm`` / ``p_bh`` are adjusted within it, ``reject_holm`` /
 ``reject_bh`` compare them with ``alpha`` (False where not tested).
 
-``paired_mcnemar``  exact McNemar test on rank-1 hits, one row per group x comparison
-    key columns, ``n`` (valid queries), ``rank1_baseline``, ``rank1_condition``, ``delta_rank1``,
-    ``b`` (hits lost: baseline hit, condition miss), ``c`` (hits gained), ``odds_ratio`` (b/c,
-    conditional), ``ci_low``, ``ci_high`` (exact Clopper–Pearson-based CI of the odds ratio),
-    ``p`` (exact binomial), ``p_holm``, ``p_bh``, ``reject_holm``, ``reject_bh``, ``status``, ``reason``.
-``paired_wilcoxon``  Wilcoxon signed-rank test on per-query AP
-    key columns, ``n``, ``n_zero`` (ties dropped by the test), ``mean_delta_ap``,
-    ``ci_low``, ``ci_high`` (t interval of the mean query-level ΔAP; ignores identity clustering),
-    ``median_delta_ap``, ``W`` (scipy's statistic), ``rbc`` (matched-pairs rank-biserial
-    correlation, Kerby 2014, positive = condition higher), ``cles`` (Vargha–Delaney common-language
-    effect size over all pairs, as pingouin computes it), ``cles_paired`` (share of queries whose
-    AP rose, ties counted half), ``p``, ``p_holm``, ``p_bh``, ``reject_holm``, ``reject_bh``,
-    ``status``, ``reason``.
+Every paired table treats the **identity** as the independent unit (``unit = "identity"``):
+queries of one identity share its attribute states, so their outcomes are not independent trials.
+
+``paired_mcnemar``  clustered McNemar test on rank-1 hits (:func:`analysis.clustered.clustered_mcnemar`)
+    key columns, ``unit``, ``n`` (valid queries), ``n_ids``, ``n_ids_discordant`` (identities whose
+    hits lost and gained do not cancel), ``rank1_baseline``, ``rank1_condition``, ``delta_rank1``,
+    ``ci_low``, ``ci_high`` (interval of ``delta_rank1``: Tango's score interval on the counts
+    divided by ``design_effect``, the identity-clustered over query-level variance of Δrank-1,
+    at least 1), ``b`` (hits lost: baseline hit, condition miss), ``c`` (hits gained), ``chi2``
+    (Durkalski et al. 2003), ``exact`` (p from every sign pattern of the discordant identities),
+    ``p``, ``p_holm``, ``p_bh``, ``reject_holm``, ``reject_bh``, ``status``, ``reason``.
+``paired_wilcoxon``  clustered signed-rank test on per-query AP (:func:`analysis.clustered.clustered_signed_rank`)
+    key columns, ``unit``, ``n``, ``n_ids``, ``n_zero`` (queries whose AP did not change),
+    ``mean_delta_ap`` (ΔmAP), ``ci_low``, ``ci_high`` (identity-cluster percentile bootstrap,
+    the resamples of ``paired_identity``), ``median_delta_ap``, ``rbc`` (matched-pairs
+    rank-biserial correlation over queries, Kerby 2014, positive = condition higher), ``cles``
+    (Vargha–Delaney common-language effect size over all pairs, as pingouin computes it),
+    ``cles_paired`` (share of queries whose AP rose, ties counted half) -- the last four describe
+    the queries and carry no inference --, ``statistic`` (Datta & Satten 2008 ``T``), ``z``,
+    ``p``, ``p_holm``, ``p_bh``, ``reject_holm``, ``reject_bh``, ``status``, ``reason``.
 ``paired_identity``  identity-level test (queries of one identity are not independent)
-    key columns, ``n_ids``, ``n_queries``, ``delta_map`` (ΔmAP over valid queries),
+    key columns, ``unit``, ``n_ids``, ``n_queries``, ``delta_map`` (ΔmAP over valid queries),
     ``mean_identity_delta`` (mean over identities of each identity's mean ΔAP, the permutation
     statistic), ``ci_low``, ``ci_high`` (identity-cluster percentile bootstrap of ``delta_map``),
     ``n_bootstrap``, ``n_permutations`` (sign patterns used), ``exact`` (True when every sign

@@ -121,8 +121,8 @@ _P = (Column("p"), Column("p_holm", "p Holm"), Column("p_bh", "p BH"), Column("t
 
 # The test behind each table's p-values.
 TABLE_TESTS: dict[str, str] = {
-    "paired_mcnemar": "exact McNemar",
-    "paired_wilcoxon": "Wilcoxon signed-rank",
+    "paired_mcnemar": "clustered McNemar (Durkalski), identity as unit",
+    "paired_wilcoxon": "clustered signed-rank (Datta–Satten), identity as unit",
     "paired_identity": "sign-flip permutation over identities",
     "config_glm_gaussian": "Wald t (Gaussian GLM)",
     "config_glm_binomial": "Wald z (binomial GLM)",
@@ -132,16 +132,18 @@ TABLE_TESTS: dict[str, str] = {
 }
 TABLE_COLUMNS: dict[str, tuple[Column, ...]] = {
     "paired_mcnemar": _KEYS + (
-        Column("n"), Column("rank1_baseline", "R-1 oracle"), Column("rank1_condition", "R-1 condition"),
-        Column("delta_rank1", "ΔR-1"), Column("b", "hits lost"), Column("c", "hits gained"),
-        Column("odds_ratio", "odds ratio b/c"), Column("ci_low", "OR CI low"), Column("ci_high", "OR CI high"),
+        Column("unit"), Column("n", "queries"), Column("n_ids", "identities"), Column("rank1_baseline", "R-1 oracle"),
+        Column("rank1_condition", "R-1 condition"), Column("delta_rank1", "ΔR-1"), Column("ci_low", "ΔR-1 CI low"),
+        Column("ci_high", "ΔR-1 CI high"), Column("b", "hits lost"), Column("c", "hits gained"),
+        Column("design_effect", "design effect"), Column("chi2", "χ²"),
     ) + _P,
     "paired_wilcoxon": _KEYS + (
-        Column("n"), Column("mean_delta_ap", "mean ΔAP"), Column("ci_low", "CI low"), Column("ci_high", "CI high"),
-        Column("median_delta_ap", "median ΔAP"), Column("rbc", "rank-biserial r"), Column("cles", "CLES"),
+        Column("unit"), Column("n", "queries"), Column("n_ids", "identities"), Column("mean_delta_ap", "ΔmAP"),
+        Column("ci_low", "CI low"), Column("ci_high", "CI high"), Column("median_delta_ap", "median ΔAP"),
+        Column("rbc", "rank-biserial r"), Column("cles", "CLES"), Column("z"),
     ) + _P,
     "paired_identity": _KEYS + (
-        Column("n_ids", "identities"), Column("n_queries", "queries"), Column("delta_map", "ΔmAP"),
+        Column("unit"), Column("n_ids", "identities"), Column("n_queries", "queries"), Column("delta_map", "ΔmAP"),
         Column("ci_low", "CI low"), Column("ci_high", "CI high"),
     ) + _P,
     "config_glm_gaussian": (Column("term"), Column("family"), Column("coef"), Column("ci_low", "CI low"),
@@ -392,21 +394,22 @@ def build_config_ttest(ctx: BuildContext) -> Section:
 
 def build_paired(ctx: BuildContext) -> Section:
     section = _method_section(ctx, "paired")
-    rank1 = figures.paired_rank1_interval(ctx.table("paired_mcnemar"), float(ctx.settings.get("ci_level", 0.95)))
     for frame, estimate, metric, fig_id, interval in (
         (ctx.table("paired_identity"), "delta_map", "ΔmAP", "fig-paired-delta-map",
          "identity-cluster bootstrap intervals"),
-        (rank1, "delta_rank1", "Δrank-1", "fig-paired-delta-rank1",
-         "Wald intervals for a difference of paired proportions (from the McNemar counts)"),
+        (ctx.table("paired_mcnemar"), "delta_rank1", "Δrank-1", "fig-paired-delta-rank1",
+         "the McNemar table's intervals (Tango score interval on counts divided by the identity design effect)"),
     ):
         figure = figures.paired_change(frame, estimate=estimate, metric=metric, order=ctx.group_order,
                                        fig_id=fig_id, interval=interval)
         if figure is not None:
             section.add(figure)
     for name, caption in (
-        ("paired_identity", "Identity-level test of ΔmAP (sign-flip permutation over identities)"),
-        ("paired_wilcoxon", "Wilcoxon signed-rank test on per-query AP"),
-        ("paired_mcnemar", "Exact McNemar test on rank-1 hits"),
+        ("paired_identity", "Identity-level test of ΔmAP (sign-flip permutation over identities; unit: identity)"),
+        ("paired_wilcoxon", "Clustered signed-rank test on per-query AP (Datta–Satten; unit: identity, interval: "
+                            "identity-cluster bootstrap)"),
+        ("paired_mcnemar", "Clustered McNemar test on rank-1 hits (Durkalski; unit: identity; Δrank-1 interval: Tango "
+                           "score interval with the identity design effect)"),
     ):
         block = ctx.frame_table(name, caption)
         if block is not None:
@@ -530,7 +533,7 @@ def build_methods(ctx: BuildContext) -> Section:
         "Generated from the settings of this analysis run. Analyses labelled **paper** follow MoSAIC-ReID "
         "(Psalta, Tsironis, Karantzalos, arXiv 2512.08697): configuration-level GLMs, random-forest/SHAP "
         "surrogates and t-tests with Cohen's d. Those labelled **extension** are this project's additions: "
-        "per-query McNemar and Wilcoxon tests, the identity-level test, the query-level GLM and the XGBoost "
+        "paired clustered McNemar and signed-rank tests, the identity-level test, the query-level GLM and the XGBoost "
         "query surrogate."
     ))
     section.add(BulletList([

@@ -142,28 +142,6 @@ def family_totals(frame: pd.DataFrame | None, value: str) -> pd.DataFrame | None
     return totals.sort_values(value, ascending=False, kind="stable")
 
 
-def paired_rank1_interval(mcnemar: pd.DataFrame | None, ci_level: float = 0.95) -> pd.DataFrame | None:
-    """Δrank-1 with a Wald interval for a difference of paired proportions (from b, c, n).
-
-    The McNemar table's own interval is for the conditional odds ratio; the figure needs one on
-    the rank-1 scale: Δ = (c − b) / n, Var(Δ) = ((b + c) − (c − b)² / n) / n².
-    """
-    if mcnemar is None or not {"b", "c", "n", "delta_rank1"} <= set(mcnemar.columns):
-        return None
-    from scipy.stats import norm
-
-    b, c, n = (pd.to_numeric(mcnemar[k], errors="coerce").astype(float) for k in ("b", "c", "n"))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        delta = (c - b) / n
-        se = np.sqrt(np.clip((b + c) - (c - b) ** 2 / n, 0, None)) / n
-    z = float(norm.ppf(0.5 + ci_level / 2))
-    out = mcnemar.copy()
-    out["delta_rank1"] = np.where(np.isfinite(delta), delta, pd.to_numeric(mcnemar["delta_rank1"], errors="coerce"))
-    out["ci_low"] = out["delta_rank1"] - z * se
-    out["ci_high"] = out["delta_rank1"] + z * se
-    return out
-
-
 def cmc_curves(cmc: pd.DataFrame | None, conditions: pd.DataFrame | None, *, order: Sequence[str],
                max_rank: int = 20, fig_id: str = "fig-cmc") -> Figure | None:
     """CMC curves: one panel per condition kind that acts on a group, with oracle and none as references."""

@@ -86,9 +86,13 @@ METHODS: tuple[MethodInfo, ...] = (
         origin="extension",
         tables=("paired_mcnemar", "paired_wilcoxon", "paired_identity"),
         describe=lambda s: (
-            f"Per group, {_comparisons(s)} on the same queries: the exact McNemar test on rank-1 hits, the "
-            "Wilcoxon signed-rank test on per-query AP (rank-biserial correlation and common-language effect size), "
-            "and an identity-level test, because queries of one identity are not independent: a sign-flip "
+            f"Per group, {_comparisons(s)} on the same queries, with the **identity** as the independent unit "
+            "(queries of one identity share its attribute states, so they are not independent trials): a clustered "
+            "McNemar test on rank-1 hits (Durkalski et al. 2003; every sign pattern enumerated when few identities "
+            "are discordant), with Δrank-1 bounded by Tango's score interval on counts divided by the identity design "
+            "effect (Rao–Scott), which keeps its coverage when few queries change; a clustered Wilcoxon signed-rank "
+            "test on per-query AP (Datta & Satten 2008; rank-biserial correlation and common-language effect size "
+            "describe the queries); and a sign-flip "
             f"permutation test over identities ({s.get('n_permutations', '?')} permutations, or every sign pattern "
             f"when there are few identities) with an identity-cluster bootstrap ({s.get('n_bootstrap', '?')} "
             f"resamples) for the {_ci(s)} of ΔmAP. `drop` removes the expert (information and capacity), "

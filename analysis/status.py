@@ -1,0 +1,12 @@
+"""Row statuses of every test table: one vocabulary for all methods.
+
+``OK`` rows carry an estimate and a p-value; ``NOT_TESTED`` rows have an estimate but no test
+(no discordant pairs, every difference zero, one identity); ``NOT_ESTIMABLE`` rows have neither.
+Only ``OK`` rows with a finite p enter a multiple-testing family (:func:`analysis.corrections.add_corrections`).
+"""
+
+from __future__ import annotations
+
+__all__ = ["OK", "NOT_TESTED", "NOT_ESTIMABLE"]
+
+OK, NOT_TESTED, NOT_ESTIMABLE = "ok", "not tested", "not estimable"
