@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.config_inference import RESAMPLED_UNIT, resampled_wald
-from analysis.glm import NOT_ESTIMABLE, NOT_TESTED, OK, adjusted
+from analysis.corrections import add_corrections
+from analysis.status import NOT_ESTIMABLE, NOT_TESTED, OK
 from analysis.resampling import percentile_interval
 
 __all__ = ["SURROGATES", "config_surrogate", "permutation_importance"]
@@ -102,11 +103,11 @@ _NUMBERS = (
     "shap_direction", "shap_direction_ci_low", "shap_direction_ci_high", "se", "t", "df", "p",
     "rank_permutation", "rank_shap", "r2_cv", "n_resamples",
 )
-COLUMNS = ["model", "group", "family", *_NUMBERS[:14], "p_holm", "p_bh", *_NUMBERS[14:17], "resampled", "n_ids",
+COLUMNS = ["model", "group", "family", *_NUMBERS[:14], "p_holm", "p_bh", "reject_holm", "reject_bh", *_NUMBERS[14:17], "resampled", "n_ids",
            "n_resamples", "n_configs", "status", "reason"]
 
 
-def config_surrogate(design, options, seed: int, ci_level: float = 0.95) -> pd.DataFrame:
+def config_surrogate(design, options, seed: int, ci_level: float = 0.95, alpha: float = 0.05) -> pd.DataFrame:
     """Random-forest and XGBoost surrogates of mAP, explained by permutation importance and SHAP."""
     y = design.configs["mAP"].to_numpy()
     reason_all = design.not_tested
@@ -127,11 +128,8 @@ def config_surrogate(design, options, seed: int, ci_level: float = 0.95) -> pd.D
                 status, reason = NOT_ESTIMABLE, design.never_varies(g)
             rows.append({"model": model_name, "group": g, "family": design.families[g], **numbers[g],
                          "n_configs": design.n_configs, "status": status, "reason": reason})
-        frame = pd.DataFrame(rows)
-        for name, values in adjusted(frame["p"].where(frame["status"] == OK).to_numpy()).items():
-            frame[name] = values
-        frames.append(frame)
-    table = pd.concat(frames, ignore_index=True)
+        frames.append(pd.DataFrame(rows))
+    table = add_corrections(pd.concat(frames, ignore_index=True), alpha, by="model")
     table["resampled"] = RESAMPLED_UNIT
     table["n_ids"] = design.outcomes.n_ids if design.outcomes is not None else 0
     return table[COLUMNS]

@@ -86,7 +86,9 @@ from analysis.config_inference import (
 )
 from analysis.resampling import identity_weights
 from analysis.config_surrogate import SURROGATES, config_surrogate
-from analysis.glm import INTERCEPT, NOT_ESTIMABLE, NOT_TESTED, OK, adjusted, as_settings, fit_glm, small_blas
+from analysis.corrections import add_corrections
+from analysis.glm import INTERCEPT, as_settings, fit_glm, small_blas
+from analysis.status import NOT_ESTIMABLE, NOT_TESTED, OK
 from mosaic.errors import MosaicError
 
 __all__ = ["configuration_level", "ConfigurationOptions", "ConfigurationDesign", "configuration_design", "SURROGATES"]
@@ -297,10 +299,11 @@ def _glm_table(design: ConfigurationDesign, kind: str, alpha: float, ci_level: f
             elif fit["status"] == OK:
                 row.update(status=NOT_TESTED, reason=design.not_resamplable)
         rows.append(row)
-    frame = pd.DataFrame(rows)
-    tested = (frame["term"] != INTERCEPT) & (frame["status"] == OK)
-    for name, values in adjusted(frame["p"].where(tested).to_numpy()).items():
-        frame[name] = values
+    frame = add_corrections(pd.DataFrame(rows), alpha, by=None)
+    # the intercept is no hypothesis about a group: it stays out of the family
+    intercept = frame["term"] == INTERCEPT
+    frame.loc[intercept, ["p_holm", "p_bh"]] = np.nan
+    frame.loc[intercept, ["reject_holm", "reject_bh"]] = False
     frame = frame.rename(columns={"stat_conditional": f"{paper_stat}_conditional"})
     if binomial:
         frame["odds_ratio"] = np.exp(frame["coef"])
@@ -309,7 +312,7 @@ def _glm_table(design: ConfigurationDesign, kind: str, alpha: float, ci_level: f
     frame["n_ids"] = design.outcomes.n_ids if design.outcomes is not None else 0
     frame["n_configs"] = design.n_configs
     order = ["term", "group", "family", "coef", "se", "ci_low", "ci_high", "t", "df", "p", "p_holm", "p_bh",
-             "resampled", "n_ids", "n_resamples", "se_conditional", "ci_low_conditional", "ci_high_conditional",
+             "reject_holm", "reject_bh", "resampled", "n_ids", "n_resamples", "se_conditional", "ci_low_conditional", "ci_high_conditional",
              f"{paper_stat}_conditional"] + ([] if binomial else ["df_conditional"]) + ["p_conditional"]
     order += (["odds_ratio", "dispersion"] if binomial else []) + ["n_configs", "status", "reason"]
     return frame[order]
@@ -383,13 +386,11 @@ def config_ttest(design: ConfigurationDesign, options: ConfigurationOptions, alp
                 row.update({k: float(wald[v][0]) for k, v in _IDENTITY_FROM_WALD.items()})
         row.update(status=status, reason=reason)
         rows.append(row)
-    frame = pd.DataFrame(rows)
-    for name, values in adjusted(frame["p"].where(frame["status"] == OK).to_numpy()).items():
-        frame[name] = values
+    frame = add_corrections(pd.DataFrame(rows), alpha, by=None)
     frame["resampled"] = RESAMPLED_UNIT
     frame["n_ids"] = design.outcomes.n_ids if design.outcomes is not None else 0
     order = ["group", "family", "n_on", "n_off", "mean_on", "mean_off", "diff", "se", "ci_low", "ci_high",
-             "t", "df", "p", "p_holm", "p_bh", "cohens_d", "resampled", "n_ids", "n_resamples",
+             "t", "df", "p", "p_holm", "p_bh", "reject_holm", "reject_bh", "cohens_d", "resampled", "n_ids", "n_resamples",
              "ci_low_conditional", "ci_high_conditional", "t_conditional", "df_conditional", "p_conditional",
              "status", "reason"]
     return frame[order]
@@ -423,6 +424,6 @@ def configuration_level(trace, settings=None) -> dict[str, pd.DataFrame]:
         return {
             "config_glm_binomial": config_glm_binomial(design, options, settings.alpha, level),
             "config_glm_gaussian": config_glm_gaussian(design, options, settings.alpha, level),
-            "config_surrogate": config_surrogate(design, options, settings.seed, level),
+            "config_surrogate": config_surrogate(design, options, settings.seed, level, settings.alpha),
             "config_ttest": config_ttest(design, options, settings.alpha, level),
         }

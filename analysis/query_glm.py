@@ -18,7 +18,9 @@ import pandas as pd
 from scipy import stats
 
 from analysis.cluster_robust import cr2, glm_working_parts
-from analysis.glm import NOT_ESTIMABLE, NOT_TESTED, OK, adjusted, fit_glm
+from analysis.corrections import add_corrections
+from analysis.glm import fit_glm
+from analysis.status import NOT_ESTIMABLE, NOT_TESTED, OK
 
 __all__ = ["query_glm", "state_design", "StateDesign", "GLM_COLUMNS", "MISSING_LEVEL", "cr2_inference"]
 
@@ -28,7 +30,7 @@ RESAMPLED_UNIT = "identities"
 
 GLM_COLUMNS = [
     "level", "term", "group", "state", "family", "reference", "coef", "se", "ci_low", "ci_high",
-    "odds_ratio", "t", "F", "df_num", "df", "p", "p_holm", "p_bh", "resampled", "n_clusters", "n",
+    "odds_ratio", "t", "F", "df_num", "df", "p", "p_holm", "p_bh", "reject_holm", "reject_bh", "resampled", "n_clusters", "n",
     "status", "reason",
 ]
 
@@ -171,7 +173,7 @@ def query_glm(trace, settings, options) -> pd.DataFrame:
     table["odds_ratio"] = np.exp(table["coef"])
     table["resampled"] = RESAMPLED_UNIT
     table["n_clusters"] = result.n_clusters if result is not None and result.n_clusters else 0
-    return _finish_glm(table)
+    return _finish_glm(table, settings.alpha)
 
 
 def cr2_inference(result, pid: np.ndarray, ci_level: float) -> dict:
@@ -190,13 +192,9 @@ def cr2_inference(result, pid: np.ndarray, ci_level: float) -> dict:
             "ci_low": beta - half, "ci_high": beta + half, "cr2": robust}
 
 
-def _finish_glm(table: pd.DataFrame) -> pd.DataFrame:
-    table["p_holm"], table["p_bh"] = np.nan, np.nan
-    for level in ("group", "term"):
-        rows = table["level"] == level
-        p = table.loc[rows, "p"].where(table.loc[rows, "status"] == OK)
-        for name, values in adjusted(p.to_numpy()).items():
-            table.loc[rows, name] = values
+def _finish_glm(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    # the group tests are one family, the term tests another
+    table = add_corrections(table, alpha, by="level")
     table["n"] = table["n"].astype(np.int64)
     return table[GLM_COLUMNS].reset_index(drop=True)
 

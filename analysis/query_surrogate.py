@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.glm import NOT_ESTIMABLE, NOT_TESTED, OK
+from analysis.status import NOT_ESTIMABLE, NOT_TESTED, OK
 from analysis.query_glm import MISSING_LEVEL, _baseline_index
 
 __all__ = ["query_surrogate", "surrogate_data", "SurrogateData", "DropSurrogate", "SURROGATE_COLUMNS", "FIT_COLUMNS"]
