@@ -28,10 +28,13 @@ from scipy import stats
 
 from analysis.resampling import identity_sums
 
-__all__ = ["IdentityOutcomes", "identity_outcomes", "ols_refit", "logistic_refit", "resampled_wald", "RESAMPLED_UNIT"]
+__all__ = ["WALD_COLUMNS", "IdentityOutcomes", "identity_outcomes", "ols_refit", "logistic_refit", "resampled_wald", "RESAMPLED_UNIT"]
 
 # What the identity-valid columns resample (the ``resampled`` column of every table here).
 RESAMPLED_UNIT = "identities"
+# table column -> key of :func:`resampled_wald`'s result
+WALD_COLUMNS = {"se": "se", "ci_low": "ci_low", "ci_high": "ci_high", "t": "stat", "df": "df", "p": "p",
+                "n_resamples": "n_resamples"}
 
 
 @dataclass(frozen=True)

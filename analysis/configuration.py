@@ -82,8 +82,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.config_inference import (
-    RESAMPLED_UNIT, IdentityOutcomes, identity_outcomes, logistic_refit, ols_refit, resampled_wald,
+    RESAMPLED_UNIT, WALD_COLUMNS, IdentityOutcomes, identity_outcomes, logistic_refit, ols_refit, resampled_wald,
 )
+from analysis.config_ttest import config_ttest, on_minus_off
 from analysis.resampling import identity_weights
 from analysis.config_surrogate import SURROGATES, config_surrogate
 from analysis.corrections import add_corrections
@@ -295,7 +296,7 @@ def _glm_table(design: ConfigurationDesign, kind: str, alpha: float, ci_level: f
             if fit["status"] == OK and not binomial:
                 row["df_conditional"] = result.df_resid
             if fit["status"] == OK and identity is not None:
-                row.update({k: identity.at[term, v] for k, v in _IDENTITY_FROM_WALD.items()})
+                row.update({k: identity.at[term, v] for k, v in WALD_COLUMNS.items()})
             elif fit["status"] == OK:
                 row.update(status=NOT_TESTED, reason=design.not_resamplable)
         rows.append(row)
@@ -321,8 +322,6 @@ def _glm_table(design: ConfigurationDesign, kind: str, alpha: float, ci_level: f
 # identity-valid numbers (decisions are made on these) and the paper's, conditional on the
 # test set's identities (beside them, never in p_holm / p_bh)
 _IDENTITY_NUMBERS = ("coef", "se", "ci_low", "ci_high", "t", "df", "p", "n_resamples")
-_IDENTITY_FROM_WALD = {"se": "se", "ci_low": "ci_low", "ci_high": "ci_high", "t": "stat", "df": "df", "p": "p",
-                       "n_resamples": "n_resamples"}
 _CONDITIONAL_NUMBERS = ("se_conditional", "ci_low_conditional", "ci_high_conditional", "stat_conditional",
                         "df_conditional", "p_conditional")
 
@@ -339,65 +338,40 @@ def config_glm_gaussian(design: ConfigurationDesign, options: ConfigurationOptio
     return _glm_table(design, "gaussian", alpha, ci_level, None)
 
 
-# --------------------------------------------------------------------------- t-tests
-def config_ttest(design: ConfigurationDesign, options: ConfigurationOptions, alpha: float,
-                 ci_level: float = 0.95) -> pd.DataFrame:
-    """Per group, mAP with the group on minus off: identity-resampled test, Welch's beside it."""
-    from scipy import stats
+# ------------------------------------------------------------------------ resampled scores
+def group_replicates(trace, settings, table: str) -> pd.DataFrame | None:
+    """Each group's estimate in ``table`` recomputed on every identity resample, ``(B, groups)``.
 
-    compared = design.configs["kind"].isin(options.ttest_kinds).to_numpy()
-    y = design.configs["mAP"].to_numpy()[compared]
-    resampled_map = design.outcomes.mean_ap(design.weights)[:, compared] if design.resamplable else None
-    rows = []
-    for g in design.groups:
-        on_mask = design.indicators[g].to_numpy()[compared] == 1
-        on, off = y[on_mask], y[~on_mask]
-        row = {"group": g, "family": design.families[g], "n_on": int(len(on)), "n_off": int(len(off))}
-        row.update(mean_on=on.mean() if len(on) else np.nan, mean_off=off.mean() if len(off) else np.nan)
-        row["diff"] = row["mean_on"] - row["mean_off"]
-        row.update(dict.fromkeys(_TTEST_NUMBERS, np.nan))
-        status, reason = OK, ""
-        if design.not_tested:
-            status, reason = NOT_TESTED, design.not_tested
-        elif g not in design.varying:
-            status, reason = NOT_ESTIMABLE, design.never_varies(g)
-        elif min(len(on), len(off)) < 2:
-            side = "enabled" if len(on) < 2 else "disabled"
-            kinds = "/".join(options.ttest_kinds)
-            status, reason = NOT_ESTIMABLE, (
-                f"only {min(len(on), len(off))} {kinds} configuration(s) with the group {side}: need 2 on each side"
-            )
-        elif np.var(on) == 0 and np.var(off) == 0:
-            status, reason = NOT_ESTIMABLE, "mAP does not vary within either side: the t statistic is undefined"
-        else:
-            res = stats.ttest_ind(on, off, equal_var=False)
-            ci = res.confidence_interval(confidence_level=ci_level)
-            pooled = np.sqrt(((len(on) - 1) * on.var(ddof=1) + (len(off) - 1) * off.var(ddof=1)) / (len(on) + len(off) - 2))
-            row.update(
-                t_conditional=float(res.statistic), df_conditional=float(res.df), p_conditional=float(res.pvalue),
-                ci_low_conditional=float(ci.low), ci_high_conditional=float(ci.high),
-                cohens_d=float(row["diff"] / pooled) if pooled > 0 else np.nan,
-            )
-            if resampled_map is None:
-                status, reason = NOT_TESTED, design.not_resamplable
-            else:
-                draws = resampled_map[:, on_mask].mean(1) - resampled_map[:, ~on_mask].mean(1)
-                wald = resampled_wald(np.array([row["diff"]]), draws[:, None], design.outcomes.n_ids, ci_level)
-                row.update({k: float(wald[v][0]) for k, v in _IDENTITY_FROM_WALD.items()})
-        row.update(status=status, reason=reason)
-        rows.append(row)
-    frame = add_corrections(pd.DataFrame(rows), alpha, by=None)
-    frame["resampled"] = RESAMPLED_UNIT
-    frame["n_ids"] = design.outcomes.n_ids if design.outcomes is not None else 0
-    order = ["group", "family", "n_on", "n_off", "mean_on", "mean_off", "diff", "se", "ci_low", "ci_high",
-             "t", "df", "p", "p_holm", "p_bh", "reject_holm", "reject_bh", "cohens_d", "resampled", "n_ids", "n_resamples",
-             "ci_low_conditional", "ci_high_conditional", "t_conditional", "df_conditional", "p_conditional",
-             "status", "reason"]
-    return frame[order]
-
-
-_TTEST_NUMBERS = ("se", "ci_low", "ci_high", "t", "df", "p", "n_resamples", "cohens_d", "ci_low_conditional",
-                  "ci_high_conditional", "t_conditional", "df_conditional", "p_conditional")
+    ``table`` is ``config_glm_gaussian``, ``config_glm_binomial`` (the group's coefficient) or
+    ``config_ttest`` (``diff``); the resamples are those of the tables themselves (same seed, same
+    identities), so a ranking built from them is resampled jointly with every other method's.
+    ``None`` when the design cannot be resampled; NaN where a group has no estimate.
+    """
+    settings = as_settings(settings)
+    options = ConfigurationOptions.from_settings(settings)
+    design = configuration_design(trace, options, n_bootstrap=settings.n_bootstrap, seed=settings.seed)
+    if design.not_tested or not design.resamplable:
+        return None
+    out = pd.DataFrame(np.nan, index=range(design.weights.shape[0]), columns=design.groups)
+    with small_blas():
+        if table == "config_ttest":
+            compared = design.configs["kind"].isin(options.ttest_kinds).to_numpy()
+            resampled_map = design.outcomes.mean_ap(design.weights)[:, compared]
+            for g in design.varying:
+                on = design.indicators[g].to_numpy()[compared] == 1
+                if 2 <= on.sum() <= len(on) - 2:
+                    out[g] = on_minus_off(resampled_map, on)
+            return out
+        binomial = table == "config_glm_binomial"
+        result = _point_fit(design, binomial, settings.ci_level, options.binomial_scale)
+        if result.fit is None:
+            return None
+        draws = _resampled_coefficients(design, result, binomial)
+        terms = result.table.loc[result.table["status"] == OK, "term"].tolist()
+    for k, term in enumerate(terms):
+        if term != INTERCEPT:
+            out[term.split(":", 1)[1]] = draws[:, k]
+    return out
 
 
 # ------------------------------------------------------------------------ entry point
