@@ -185,7 +185,7 @@ def analyze(
         except ModuleNotFoundError as exc:
             # every package the methods import is a declared dependency: a broken install, not a trace problem
             raise MosaicError(
-                f"the {name} analysis needs the package {exc.name!r}, which is not installed: "
+                f"the {name} analysis needs the package {(exc.name or str(exc)).split('.')[0]!r}, which is not installed: "
                 f"reinstall mosaic with its dependencies (pip install -e .)"
             ) from None
         except Exception as exc:  # a degenerate trace must not take the other methods down
