@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
 
     start = time.perf_counter()
     effects = {g: 0.1 * (i + 1) for i, g in enumerate(analysis.simulate(n_ids=2, n_subsets=0, kinds=("oracle",)).group_names)}
-    trace = analysis.simulate(**MARKET, effects=effects, seed=0)
+    trace = analysis.simulate(**MARKET, effects=effects, effect_sd=0.5, seed=0)
     simulate_s = time.perf_counter() - start
     sizes = trace.sizes
     print(f"trace: {sizes['query']} queries, {len(np.unique(trace.data.query_pid))} identities, "
@@ -72,8 +72,23 @@ def main(argv: list[str] | None = None) -> None:
     if len(failed):
         print("\nmethods that did not run:", failed.to_dict("records"))
 
-    # identity-level statistics: vectorised (as analyze) vs the loop baseline, same workload
+    # the paired tables one by one (all identity-valid), beside the query-independent textbook tests
+    from analysis.paired import PAIRED_TESTS, comparisons, mcnemar_exact, wilcoxon_signed_rank
+
     settings = AnalysisSettings(n_bootstrap=args.n_bootstrap, n_permutations=args.n_permutations)
+    print("\n| paired table (unit: identity) | seconds |\n|---|---:|")
+    for name, test in PAIRED_TESTS.items():
+        start = time.perf_counter()
+        test(trace, settings)
+        print(f"| {name} | {time.perf_counter() - start:.3f} |")
+    data, valid = trace.data, trace.data.valid
+    start = time.perf_counter()
+    for c in comparisons(trace, settings):
+        mcnemar_exact(data.rank1[c.baseline_index][valid], data.rank1[c.index][valid])
+        wilcoxon_signed_rank(data.ap[c.baseline_index][valid], data.ap[c.index][valid])
+    print(f"| baseline: textbook McNemar + Wilcoxon, queries independent | {time.perf_counter() - start:.3f} |")
+
+    # identity-level statistics: vectorised (as analyze) vs the loop baseline, same workload
     deltas = identity_deltas(trace, settings)
     k = deltas.delta.shape[0]
     start = time.perf_counter()

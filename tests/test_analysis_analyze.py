@@ -210,17 +210,18 @@ def test_missing_baseline_is_a_warning_not_a_crash():
 
 @pytest.mark.slow
 def test_calibration_family_wise_error_and_coverage():
-    """Holm keeps the family-wise error near alpha on null traces; bootstrap CIs cover the truth."""
+    """Holm keeps the family-wise error near alpha on population-null worlds; bootstrap CIs cover the truth."""
     from analysis.settings import AnalysisSettings
-    from benchmarks.calibration import coverage, family_wise_error, true_delta_map
+    from benchmarks.calibration import family_wise_error, parse_args, planted, population_values
 
+    args = parse_args(["--n-traces", "60", "--truth-ids", "3000", "--truth-traces", "2"])
     settings = AnalysisSettings(n_bootstrap=500, n_permutations=500)
-    fwer = family_wise_error(100, 150, 10, settings)
-    assert len(fwer) >= 600
-    assert fwer["any_holm"].mean() <= 0.05 + 0.03  # alpha plus simulation error (families share traces)
-    assert fwer["any_raw"].mean() > fwer["any_holm"].mean()
-    effects = {f"g{i:02d}": 0.15 * i for i in range(10)}
-    truth = true_delta_map(effects, 10, n_ids_truth=4000, n_truth_traces=3)
-    cover = coverage(40, 150, 10, settings, truth, effects)
-    rate = cover.loc[cover["interval"] == "identity bootstrap", "covered"].mean()
+    fwer, cover = family_wise_error(args, settings, "population null")
+    identity_level = fwer["test"].str.startswith("paired_")
+    assert fwer.loc[identity_level, "any_holm"].mean() <= 0.05 + 0.04  # alpha plus simulation error
+    assert fwer.loc[~identity_level, "any_holm"].mean() > 0.15          # queries as trials: far too many
+    assert 0.92 <= cover["covered"].mean() <= 0.98
+    effects = {f"g{i:02d}": 0.15 * i for i in range(args.groups)}
+    cover, _ = planted(parse_args(["--n-traces", "30"]), settings, effects, population_values(args, effects))
+    rate = cover.loc[cover["interval"] == "paired_identity", "covered"].mean()
     assert 0.92 <= rate <= 0.98, rate
