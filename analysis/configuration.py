@@ -50,8 +50,8 @@ decision is made on them.
     without; for an additive model the group's effect on mAP) with ``shap_direction_ci_low`` /
     ``_ci_high`` and its test (``se``, ``t``, ``df``, ``p``, ``p_holm``, ``p_bh``, per model),
     ``rank_permutation``, ``rank_shap`` (1 = most important), ``r2_cv`` (cross-validated R² of the
-    surrogate), ``resampled``, ``n_ids``, ``n_resamples`` (option ``surrogate_resamples``; the
-    intervals are percentile intervals over them), ``n_configs``. XGBoost SHAP values come from
+    surrogate), ``resampled``, ``n_ids``, ``n_resamples`` (option ``surrogate_resamples``; every
+    interval is the estimate ± t · the standard error over these refits), ``n_configs``. XGBoost SHAP values come from
     XGBoost's own TreeSHAP (``pred_contribs``); the random forest's from ``shap.TreeExplainer``.
 ``config_ttest``
     Per group, mAP of the ``subset`` configurations with the group enabled minus those without
@@ -134,14 +134,14 @@ class ConfigurationOptions:
     xgb_max_depth: int = 2
     xgb_learning_rate: float = 0.1
     permutation_repeats: int = 10
-    surrogate_resamples: int = 50
+    surrogate_resamples: int = 25
     cv_folds: int = 5
     n_jobs: int = 1
 
     bounds: ClassVar[dict[str, tuple]] = {
         "min_extra_configs": (0, None), "rf_n_estimators": (1, None), "rf_min_samples_leaf": (1, None),
         "xgb_n_estimators": (1, None), "xgb_max_depth": (1, None), "xgb_learning_rate": (0, None),
-        "permutation_repeats": (1, None), "surrogate_resamples": (20, None), "cv_folds": (2, None),
+        "permutation_repeats": (1, None), "surrogate_resamples": (10, None), "cv_folds": (2, None),
         "n_jobs": (-1, None),
     }
 

@@ -72,7 +72,7 @@ METHODS: tuple[MethodInfo, ...] = (
             "A random-forest surrogate (and an XGBoost one where it ran) predicts configuration mAP from the "
             "enabled-group indicators; each group's importance is its permutation importance and its mean "
             f"absolute SHAP value (seed {s.get('seed', 0)}). Both surrogates are refitted on identity resamples "
-            f"(option surrogate_resamples), which gives the importances percentile {_ci(s)} and the signed SHAP "
+            f"(option surrogate_resamples), which gives the importances {_ci(s)} (estimate ± t · SE over the refits) and the signed SHAP "
             "direction a t test (unit resampled: identity)."
         ),
         analysis_method="configuration",

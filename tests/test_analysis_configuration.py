@@ -407,7 +407,7 @@ def test_population_null_world_conditional_p_values_reject_identity_resampled_do
 @pytest.mark.parametrize("options, message", [
     ({"rf_n_estimators": "20"}, "rf_n_estimators must be an integer, got '20'"),
     ({"xgb_learning_rate": "fast"}, "xgb_learning_rate must be a number, got 'fast'"),
-    ({"surrogate_resamples": 5}, "surrogate_resamples must be at least 20, got 5"),
+    ({"surrogate_resamples": 5}, "surrogate_resamples must be at least 10, got 5"),
     ({"kinds": [1, 2]}, "kinds must be a list of a string"),
     ({"require_subsets": "yes"}, "require_subsets must be true or false"),
     ({"binomial_scale": "pearson"}, "binomial_scale must be 'X2' or a number"),
