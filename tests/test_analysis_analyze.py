@@ -18,7 +18,7 @@ FAST = dict(
     seed=0,
     options={
         "configuration": {"rf_n_estimators": 40, "xgb_n_estimators": 40, "permutation_repeats": 3, "cv_folds": 3,
-                          "surrogate_resamples": 20},
+                          "surrogate_resamples": 10},
         "explanatory": {"n_estimators": 40, "n_folds": 3},
     },
 )

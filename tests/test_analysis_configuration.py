@@ -28,7 +28,7 @@ GROUPS = [f"g{i:02d}" for i in range(10)]
 # roughly linear in the number of enabled groups
 TRUTH = 0.05 * np.array([3, -4, 5, 6, -7, 8, 9, 10, 11, 12])
 KINDS = ("oracle", "none", "drop", "only", "subset")
-FAST = {"configuration": {"rf_n_estimators": 50, "permutation_repeats": 5, "cv_folds": 3, "surrogate_resamples": 20}}
+FAST = {"configuration": {"rf_n_estimators": 50, "permutation_repeats": 5, "cv_folds": 3, "surrogate_resamples": 10}}
 TABLES = ("config_glm_binomial", "config_glm_gaussian", "config_surrogate", "config_ttest")
 
 
@@ -368,22 +368,28 @@ def test_resampled_refits_equal_statsmodels_on_explicit_resamples(planted):
 
 
 def test_identity_columns_name_their_unit_and_use_ci_level_not_alpha(planted):
+    from analysis.configuration import config_glm_binomial, config_glm_gaussian
+
     trace, _ = planted
-    wide = configuration_level(trace, {"seed": 0, "ci_level": 0.95, "alpha": 0.01, "options": FAST})
-    narrow = configuration_level(trace, {"seed": 0, "ci_level": 0.80, "alpha": 0.01, "options": FAST})
-    for name in ("config_glm_gaussian", "config_glm_binomial", "config_ttest"):
-        for table, level in ((wide[name], 0.95), (narrow[name], 0.80)):
+    options = ConfigurationOptions()
+    design = configuration_design(trace, options, n_bootstrap=200, seed=0)
+    for level in (0.95, 0.80):
+        tables = {"gaussian": config_glm_gaussian(design, options, 0.01, level),
+                  "binomial": config_glm_binomial(design, options, 0.01, level),
+                  "ttest": config_ttest(design, options, 0.01, level)}
+        for name, table in tables.items():
             ok = table[table["status"] == "ok"]
             assert (ok["resampled"] == "identities").all() and (ok["n_ids"] == 100).all()
             estimate = ok["coef"] if "coef" in ok else ok["diff"]
             multiplier = stats.t.ppf(0.5 + level / 2, ok["df"])
             np.testing.assert_allclose(ok["ci_high"] - estimate, multiplier * ok["se"], rtol=1e-9)
             np.testing.assert_allclose(ok["p"], 2 * stats.t.sf(np.abs(estimate / ok["se"]), ok["df"]), rtol=1e-9)
-    # the paper's interval follows ci_level too, whatever alpha is
-    gaussian = wide["config_glm_gaussian"]
-    t = stats.t.ppf(0.975, gaussian["df_conditional"])
-    np.testing.assert_allclose(gaussian["ci_high_conditional"] - gaussian["coef"], t * gaussian["se_conditional"],
-                               rtol=1e-8)
+            assert (ok["reject_holm"] == (ok["p_holm"] <= 0.01)).all()   # alpha decides, nothing else
+        # the paper's interval follows ci_level too, whatever alpha is
+        gaussian = tables["gaussian"]
+        t = stats.t.ppf(0.5 + level / 2, gaussian["df_conditional"])
+        np.testing.assert_allclose(gaussian["ci_high_conditional"] - gaussian["coef"],
+                                   t * gaussian["se_conditional"], rtol=1e-8)
 
 
 def test_population_null_world_conditional_p_values_reject_identity_resampled_do_not():
