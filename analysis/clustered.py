@@ -108,8 +108,7 @@ def rank1_difference_interval(baseline_hits, condition_hits, identity, *, ci_lev
 
 
 # --------------------------------------------------------------------------- clustered McNemar
-def clustered_mcnemar(baseline_hits, condition_hits, identity, *, ci_level: float = 0.95,
-                      seed: int = 0) -> dict[str, Any]:
+def clustered_mcnemar(baseline_hits, condition_hits, identity, *, ci_level: float = 0.95) -> dict[str, Any]:
     """Clustered McNemar test (Durkalski et al. 2003) of rank-1 hits, ``condition`` vs ``baseline``.
 
     Parameters
@@ -141,17 +140,18 @@ def clustered_mcnemar(baseline_hits, condition_hits, identity, *, ci_level: floa
     per_identity = sums.identity_means[0]                        # x_k = (c_k - b_k) / n_k
     nonzero = per_identity[per_identity != 0]
     out["n_ids"], out["n_ids_discordant"] = sums.n_identities, int(nonzero.size)
+    if sums.n_identities < 2:
+        return {**out, "ci_low": np.nan, "ci_high": np.nan, "status": NOT_TESTED,
+                "reason": "only one identity: identity-level inference needs two or more"}
     if out["b"] + out["c"] == 0:
         return {**out, "status": NOT_TESTED, "reason": "no discordant pairs: the condition changes no rank-1 hit"}
     if nonzero.size == 0:
         # discordant pairs cancel within every identity: no evidence either way
         return {**out, "chi2": 0.0, "p": 1.0}
-    if sums.n_identities < 2:
-        return {**out, "status": NOT_TESTED, "reason": "only one identity: identity-level inference needs two or more"}
     total = float(nonzero.sum())
     out["chi2"] = total**2 / float(np.sum(nonzero**2))
     if nonzero.size <= EXACT_SIGN_FLIP_MAX_IDS:
-        signs, _ = sign_flip_weights(nonzero.size, 0, seed)
+        signs, _ = sign_flip_weights(nonzero.size, 0, seed=0)    # every pattern: no draw
         null = np.abs(signs @ nonzero)
         out["p"] = float(np.mean(null >= abs(total) * (1.0 - 1e-12) - 1e-15))
         out["exact"] = True

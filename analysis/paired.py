@@ -345,7 +345,7 @@ def paired_mcnemar(trace, settings: AnalysisSettings | None = None) -> pd.DataFr
             row = {**clustered_mcnemar([], [], [], ci_level=settings.ci_level), **_missing_condition(comp)}
         else:
             row = clustered_mcnemar(data.rank1[comp.baseline_index][valid], data.rank1[comp.index][valid],
-                                    identity, ci_level=settings.ci_level, seed=settings.seed)
+                                    identity, ci_level=settings.ci_level)
         rows.append({**comp.key(), **row})
     frame = pd.DataFrame(rows).astype({"n": np.int64, "n_ids": np.int64, "b": np.int64, "c": np.int64, "exact": bool})
     return _order_columns(add_corrections(frame, settings.alpha))

@@ -214,7 +214,7 @@ def test_calibration_family_wise_error_and_coverage():
     from analysis.settings import AnalysisSettings
     from benchmarks.calibration import family_wise_error, parse_args, planted, population_values
 
-    args = parse_args(["--n-traces", "60", "--truth-ids", "3000", "--truth-traces", "2"])
+    args = parse_args(["--n-traces", "60", "--truth-ids", "5000", "--truth-traces", "3"])
     settings = AnalysisSettings(n_bootstrap=500, n_permutations=500)
     fwer, cover = family_wise_error(args, settings, "population null")
     identity_level = fwer["test"].str.startswith("paired_")
@@ -222,6 +222,6 @@ def test_calibration_family_wise_error_and_coverage():
     assert fwer.loc[~identity_level, "any_holm"].mean() > 0.15          # queries as trials: far too many
     assert 0.92 <= cover["covered"].mean() <= 0.98
     effects = {f"g{i:02d}": 0.15 * i for i in range(args.groups)}
-    cover, _ = planted(parse_args(["--n-traces", "30"]), settings, effects, population_values(args, effects))
+    cover, _ = planted(parse_args(["--n-traces", "40"]), settings, effects, population_values(args, effects))
     rate = cover.loc[cover["interval"] == "paired_identity", "covered"].mean()
     assert 0.92 <= rate <= 0.98, rate
