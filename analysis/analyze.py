@@ -183,8 +183,11 @@ def analyze(
         except MosaicError:
             raise
         except ModuleNotFoundError as exc:
-            warnings.append({"method": name, "group": "", "comparison": "",
-                             "reason": f"not available: {exc}"})
+            # every package the methods import is a declared dependency: a broken install, not a trace problem
+            raise MosaicError(
+                f"the {name} analysis needs the package {(exc.name or str(exc)).split('.')[0]!r}, which is not installed: "
+                f"reinstall mosaic with its dependencies (pip install -e .)"
+            ) from None
         except Exception as exc:  # a degenerate trace must not take the other methods down
             warnings.append({"method": name, "group": "", "comparison": "",
                              "reason": f"failed: {type(exc).__name__}: {exc}"})

@@ -12,57 +12,84 @@ something other than the ground truth, so "enabled" does not mean the same there
 NaN numbers and stays out of the ``p_holm`` / ``p_bh`` corrections, which run over the group rows
 of one table (one family of tests).
 
+**Which unit is resampled.** The configurations share one test set, so their outcomes are not
+independent trials: a coefficient's error comes mostly from which identities the test set holds.
+The decision columns (``se``, ``ci_low``, ``ci_high``, ``t``, ``df``, ``p``, ``p_holm``,
+``p_bh``) resample identities (column ``resampled`` = ``"identities"``,
+:mod:`analysis.config_inference`): each configuration's mAP and rank-1 hits are recomputed on
+``n_bootstrap`` identity-cluster resamples and the model refitted on each; ``se`` is the spread of
+the refitted estimates, ``t = estimate / se`` on ``df = n_ids - 1`` and the interval is
+``estimate ± t_(ci_level) se``. ``n_ids`` and ``n_resamples`` (resamples that could be refitted)
+say how much went in. The paper's own numbers, which treat the test set's identities as fixed
+(every query an independent trial), stay beside them in the ``*_conditional`` columns; no
+decision is made on them.
+
 ``config_glm_binomial``
     Binomial GLM of the Rank-1 hits out of the valid queries of each configuration on the
     indicators. ``term`` (``Intercept`` or ``enabled:<group>``), ``group``, ``family``, ``coef``
-    (change in log-odds of a rank-1 hit when the group's experts are enabled), ``se``, ``ci_low``,
-    ``ci_high``, ``z``, ``p``, ``p_holm``, ``p_bh``, ``odds_ratio``, ``dispersion``, ``n_configs``,
-    ``status``, ``reason``. The same queries are scored under every configuration, so the binomial
-    variance is wrong by construction; by default the dispersion is estimated from Pearson's
-    chi² (quasi-binomial; option ``binomial_scale``, ``1.0`` gives the plain binomial GLM).
-    Separation (e.g. every configuration with a group enabled reaching 100 % Rank-1) is detected
-    before fitting (:func:`analysis.glm.fit_glm`).
+    (change in log-odds of a rank-1 hit when the group's experts are enabled), the decision
+    columns above, ``se_conditional``, ``ci_low_conditional``, ``ci_high_conditional``,
+    ``z_conditional``, ``p_conditional`` (the paper's quasi-binomial GLM: dispersion from
+    Pearson's chi², option ``binomial_scale``; ``1.0`` gives the plain binomial GLM),
+    ``odds_ratio``, ``dispersion``, ``n_configs``. Separation (e.g. every configuration with a
+    group enabled reaching 100 % Rank-1) is detected before fitting (:func:`analysis.glm.fit_glm`);
+    the resamples refit the terms and configurations the point fit kept.
 ``config_glm_gaussian``
-    Gaussian GLM (identity link; identical to OLS, t reference distribution) of mAP on the
-    indicators: ``term``, ``group``, ``family``, ``coef`` (change in mAP when the group's experts
-    are enabled, in the trace's mAP units), ``se``, ``ci_low``, ``ci_high``, ``t``, ``df``, ``p``,
-    ``p_holm``, ``p_bh``, ``n_configs``, ``status``, ``reason``.
+    Gaussian GLM (identity link; identical to OLS) of mAP on the indicators: ``term``, ``group``,
+    ``family``, ``coef`` (change in mAP when the group's experts are enabled, in the trace's mAP
+    units), the decision columns, ``se_conditional``, ``ci_low_conditional``,
+    ``ci_high_conditional``, ``t_conditional``, ``df_conditional``, ``p_conditional`` (OLS),
+    ``n_configs``.
 ``config_surrogate``
-    Random-forest and XGBoost surrogates of mAP on the indicators, one row per ``model``
-    (``"random_forest"`` | ``"xgboost"``) and group: ``perm_importance_mean`` /
-    ``perm_importance_sd`` (drop in R² when the group's indicator is permuted, scikit-learn's
-    ``permutation_importance`` on the configurations, seeded), ``mean_abs_shap`` (mean |TreeSHAP|
-    in mAP units), ``shap_direction`` (mean SHAP over configurations with the group enabled minus
-    over those without; for an additive model this is the group's effect on mAP, so its sign is
-    the direction), ``rank_permutation``, ``rank_shap`` (1 = most important), ``r2_cv``
-    (cross-validated R² of the surrogate, to judge whether it is worth explaining),
-    ``n_configs``, ``status``, ``reason``. XGBoost SHAP values come from XGBoost's own TreeSHAP
-    (``pred_contribs``); the random forest's from ``shap.TreeExplainer``.
+    Random-forest and XGBoost surrogates of mAP on the indicators (:mod:`analysis.config_surrogate`),
+    one row per ``model`` (``"random_forest"`` | ``"xgboost"``) and group:
+    ``perm_importance_mean`` (drop in R² when the group's indicator is permuted, seeded) with
+    ``perm_importance_ci_low`` / ``_ci_high``, ``perm_importance_sd_conditional`` (over shuffles),
+    ``mean_abs_shap`` (mean |TreeSHAP| in mAP units) with ``mean_abs_shap_ci_low`` / ``_ci_high``,
+    ``shap_direction`` (mean SHAP over configurations with the group enabled minus over those
+    without; for an additive model the group's effect on mAP) with ``shap_direction_ci_low`` /
+    ``_ci_high`` and its test (``se``, ``t``, ``df``, ``p``, ``p_holm``, ``p_bh``, per model),
+    ``rank_permutation``, ``rank_shap`` (1 = most important), ``r2_cv`` (cross-validated R² of the
+    surrogate), ``resampled``, ``n_ids``, ``n_resamples`` (option ``surrogate_resamples``; every
+    interval is the estimate ± t · the standard error over these refits), ``n_configs``. XGBoost SHAP values come from
+    XGBoost's own TreeSHAP (``pred_contribs``); the random forest's from ``shap.TreeExplainer``.
 ``config_ttest``
-    Per group, Welch's t-test of mAP between the ``subset`` configurations with the group enabled
-    and those without (option ``ttest_kinds``):
-    ``group``, ``family``, ``n_on``, ``n_off``, ``mean_on``, ``mean_off``, ``diff`` (on - off),
-    ``ci_low``, ``ci_high`` (Welch interval of ``diff``), ``t``, ``df`` (Welch–Satterthwaite),
-    ``p``, ``p_holm``, ``p_bh``, ``cohens_d`` (``diff`` over the pooled standard deviation
-    ``sqrt(((n_on-1) s_on² + (n_off-1) s_off²) / (n_on + n_off - 2))``), ``status``, ``reason``.
+    Per group, mAP of the ``subset`` configurations with the group enabled minus those without
+    (option ``ttest_kinds``): ``group``, ``family``, ``n_on``, ``n_off``, ``mean_on``,
+    ``mean_off``, ``diff`` (on - off), the decision columns (identity-resampled ``diff``),
+    ``cohens_d`` (``diff`` over the pooled standard deviation of the configurations),
+    ``resampled``, ``n_ids``, ``n_resamples``, and the paper's Welch test beside them:
+    ``ci_low_conditional``, ``ci_high_conditional``, ``t_conditional``, ``df_conditional``
+    (Welch–Satterthwaite), ``p_conditional``.
+
+Every interval is at ``ci_level``; ``alpha`` only decides.
 
 Too few configurations (no ``subset:*`` conditions, or fewer than the number of GLM parameters
 plus ``min_extra_configs``) make every row ``not tested`` with the reason; a group whose indicator
 never varies across the configurations is ``not estimable`` in every table.
 
 Options (``AnalysisSettings.options["configuration"]``) are the fields of
-:class:`ConfigurationOptions`; ``alpha`` and ``seed`` come from the shared settings.
+:class:`ConfigurationOptions`; ``alpha``, ``ci_level``, ``n_bootstrap`` and ``seed`` come from the
+shared settings.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from analysis.glm import INTERCEPT, NOT_ESTIMABLE, NOT_TESTED, OK, adjusted, as_settings, fit_glm, small_blas
+from analysis.config_inference import (
+    RESAMPLED_UNIT, WALD_COLUMNS, IdentityOutcomes, identity_outcomes, logistic_refit, ols_refit, resampled_wald,
+)
+from analysis.config_ttest import config_ttest, on_minus_off
+from analysis.resampling import identity_weights
+from analysis.config_surrogate import SURROGATES, config_surrogate
+from analysis.corrections import add_corrections
+from analysis.glm import INTERCEPT, as_settings, fit_glm, small_blas
+from analysis.status import NOT_ESTIMABLE, NOT_TESTED, OK
 from mosaic.errors import MosaicError
 
 __all__ = ["configuration_level", "ConfigurationOptions", "ConfigurationDesign", "configuration_design", "SURROGATES"]
@@ -90,6 +117,8 @@ class ConfigurationOptions:
     xgb_n_estimators, xgb_max_depth, xgb_learning_rate : XGBoost surrogate size; shallow trees
         because there are few configurations and the indicators act mostly additively.
     permutation_repeats : shuffles per indicator in the permutation importance.
+    surrogate_resamples : identity resamples on which both surrogates are refitted (the first
+        rows of the weight matrix the GLMs use); each costs two surrogate fits.
     cv_folds : folds of the cross-validated R² of each surrogate.
     n_jobs : threads for the surrogates.
     """
@@ -105,16 +134,22 @@ class ConfigurationOptions:
     xgb_max_depth: int = 2
     xgb_learning_rate: float = 0.1
     permutation_repeats: int = 10
+    surrogate_resamples: int = 25
     cv_folds: int = 5
     n_jobs: int = 1
 
+    bounds: ClassVar[dict[str, tuple]] = {
+        "min_extra_configs": (0, None), "rf_n_estimators": (1, None), "rf_min_samples_leaf": (1, None),
+        "xgb_n_estimators": (1, None), "xgb_max_depth": (1, None), "xgb_learning_rate": (0, None),
+        "permutation_repeats": (1, None), "surrogate_resamples": (10, None), "cv_folds": (2, None),
+        "n_jobs": (-1, None),
+    }
+
     @classmethod
     def from_settings(cls, settings) -> "ConfigurationOptions":
-        given = settings.options_for(METHOD, cls)
-        for name in ("kinds", "ttest_kinds"):
-            if name in given:
-                given[name] = tuple([given[name]] if isinstance(given[name], str) else given[name])
-        options = cls(**given)
+        options = cls(**settings.options_for(METHOD, cls))
+        if isinstance(options.binomial_scale, str) and options.binomial_scale != "X2":
+            raise MosaicError(f"configuration option binomial_scale must be 'X2' or a number, got {options.binomial_scale!r}")
         if not set(options.ttest_kinds) <= set(options.kinds):
             raise MosaicError(
                 f"configuration option ttest_kinds={list(options.ttest_kinds)} must be among kinds={list(options.kinds)}"
@@ -138,10 +173,24 @@ class ConfigurationDesign:
     families: dict[str, str]
     varying: list[str]
     not_tested: str = ""
+    outcomes: IdentityOutcomes | None = None   # per-identity sums of every configuration's outcomes
+    weights: np.ndarray | None = None          # identity resamples (B, n_ids)
 
     @property
     def n_configs(self) -> int:
         return len(self.configs)
+
+    @property
+    def resamplable(self) -> bool:
+        return not self.not_resamplable
+
+    @property
+    def not_resamplable(self) -> str:
+        """Why identity-valid inference is impossible ("" when it is possible)."""
+        n_ids = self.outcomes.n_ids if self.outcomes is not None else 0
+        if n_ids < 2:
+            return f"{n_ids} identity among the valid queries: identity-resampled inference needs at least 2"
+        return ""
 
     def never_varies(self, group: str) -> str:
         on = int(self.indicators[group].sum())
@@ -149,10 +198,12 @@ class ConfigurationDesign:
         return f"never varies: {state} in all {self.n_configs} configurations"
 
 
-def configuration_design(trace, options: ConfigurationOptions) -> ConfigurationDesign:
-    """Select the configurations of ``trace`` and build the indicator design."""
+def configuration_design(trace, options: ConfigurationOptions, *, n_bootstrap: int = 1000,
+                         seed: int = 0) -> ConfigurationDesign:
+    """Select the configurations of ``trace`` and build the indicator design and its identity resamples."""
     conditions = trace.conditions
-    selected = conditions[conditions["kind"].isin(options.kinds)].reset_index(drop=True)
+    chosen = conditions["kind"].isin(options.kinds).to_numpy()
+    selected = conditions[chosen].reset_index(drop=True)
     groups = list(trace.schema.group_names)
     families = {g: trace.schema.group(g).family for g in groups}
     indicators = pd.DataFrame(
@@ -170,7 +221,9 @@ def configuration_design(trace, options: ConfigurationOptions) -> ConfigurationD
         }
     )
     varying = [g for g in groups if indicators[g].nunique() > 1]
-    design = ConfigurationDesign(configs, indicators, groups, families, varying)
+    outcomes = identity_outcomes(trace.data, np.flatnonzero(chosen))
+    weights = identity_weights(outcomes.n_ids, n_bootstrap, seed) if outcomes.n_ids else np.zeros((0, 0))
+    design = ConfigurationDesign(configs, indicators, groups, families, varying, outcomes=outcomes, weights=weights)
     n_params = 1 + len(varying)
     n_subsets = int((selected["kind"] == "subset").sum())
     if options.require_subsets and "subset" in options.kinds and n_subsets == 0:
@@ -191,208 +244,134 @@ def configuration_design(trace, options: ConfigurationOptions) -> ConfigurationD
 
 
 # ---------------------------------------------------------------------------- GLMs
-def _glm_table(design: ConfigurationDesign, kind: str, alpha: float, scale) -> pd.DataFrame:
+def _point_fit(design: ConfigurationDesign, binomial: bool, ci_level: float, scale):
+    X = design.indicators[design.varying].rename(columns=lambda g: f"enabled:{g}")
+    if binomial:
+        return fit_glm(design.configs["hits"].to_numpy(), X, family="binomial",
+                       trials=design.configs["n_valid"].to_numpy(), ci_level=ci_level, scale=scale)
+    return fit_glm(design.configs["mAP"].to_numpy(), X, family="gaussian", ci_level=ci_level, use_t=True)
+
+
+def _resampled_coefficients(design: ConfigurationDesign, result, binomial: bool) -> np.ndarray:
+    """The fitted model's coefficients refitted on every identity resample ``(B, n_estimated)``."""
+    terms = result.table[result.table["status"] == OK]
+    columns = [INTERCEPT if t == INTERCEPT else t.split(":", 1)[1] for t in terms["term"]]
+    rows = result.rows_used
+    X = np.column_stack([np.ones(design.n_configs) if c == INTERCEPT else design.indicators[c].to_numpy()
+                         for c in columns])[rows]
+    outcomes, weights = design.outcomes, design.weights
+    if binomial:
+        hits, trials = outcomes.hit_counts(weights)
+        return logistic_refit(X, hits[:, rows], np.broadcast_to(trials, hits.shape)[:, rows],
+                              terms["coef"].to_numpy())
+    return ols_refit(X, outcomes.mean_ap(weights)[:, rows])
+
+
+def _glm_table(design: ConfigurationDesign, kind: str, alpha: float, ci_level: float, scale) -> pd.DataFrame:
     binomial = kind == "binomial"
-    stat = "z" if binomial else "t"
-    result = None
+    paper_stat = "z" if binomial else "t"
+    result = identity = None
     if not design.not_tested:
-        X = design.indicators[design.varying].rename(columns=lambda g: f"enabled:{g}")
-        if binomial:
-            result = fit_glm(
-                design.configs["hits"].to_numpy(), X, family="binomial",
-                trials=design.configs["n_valid"].to_numpy(), alpha=alpha, scale=scale,
-            )
-        else:
-            result = fit_glm(design.configs["mAP"].to_numpy(), X, family="gaussian", alpha=alpha, use_t=True)
+        result = _point_fit(design, binomial, ci_level, scale)
         fitted = result.table.set_index("term")
+        if result.fit is not None and design.resamplable:
+            estimated = fitted[fitted["status"] == OK]
+            draws = _resampled_coefficients(design, result, binomial)
+            identity = pd.DataFrame(resampled_wald(estimated["coef"].to_numpy(), draws, design.outcomes.n_ids,
+                                                   ci_level), index=estimated.index)
     rows = []
     for group in [""] + design.groups:
         term = f"enabled:{group}" if group else INTERCEPT
         row = {"term": term, "group": group, "family": design.families.get(group, ""),
-               "coef": np.nan, "se": np.nan, "ci_low": np.nan, "ci_high": np.nan, stat: np.nan, "p": np.nan}
+               **dict.fromkeys(_IDENTITY_NUMBERS + _CONDITIONAL_NUMBERS, np.nan)}
         if result is None:
             row.update(status=NOT_TESTED, reason=design.not_tested)
         elif group and group not in design.varying:
             row.update(status=NOT_ESTIMABLE, reason=design.never_varies(group))
         else:
             fit = fitted.loc[term]
-            row.update(coef=fit["coef"], se=fit["se"], ci_low=fit["ci_low"], ci_high=fit["ci_high"],
-                       p=fit["p"], status=fit["status"], reason=fit["reason"])
-            row[stat] = fit["stat"]
-        if not binomial:
-            row["df"] = result.df_resid if result is not None and row["status"] == OK else np.nan
+            row.update(coef=fit["coef"], se_conditional=fit["se"], ci_low_conditional=fit["ci_low"],
+                       ci_high_conditional=fit["ci_high"], stat_conditional=fit["stat"], p_conditional=fit["p"],
+                       status=fit["status"], reason=fit["reason"])
+            if fit["status"] == OK and not binomial:
+                row["df_conditional"] = result.df_resid
+            if fit["status"] == OK and identity is not None:
+                row.update({k: identity.at[term, v] for k, v in WALD_COLUMNS.items()})
+            elif fit["status"] == OK:
+                row.update(status=NOT_TESTED, reason=design.not_resamplable)
         rows.append(row)
-    frame = pd.DataFrame(rows)
-    tested = (frame["term"] != INTERCEPT) & (frame["status"] == OK)
-    for name, values in adjusted(frame["p"].where(tested).to_numpy()).items():
-        frame[name] = values
+    frame = add_corrections(pd.DataFrame(rows), alpha, by=None)
+    # the intercept is no hypothesis about a group: it stays out of the family
+    intercept = frame["term"] == INTERCEPT
+    frame.loc[intercept, ["p_holm", "p_bh"]] = np.nan
+    frame.loc[intercept, ["reject_holm", "reject_bh"]] = False
+    frame = frame.rename(columns={"stat_conditional": f"{paper_stat}_conditional"})
     if binomial:
         frame["odds_ratio"] = np.exp(frame["coef"])
         frame["dispersion"] = result.scale if result is not None else np.nan
+    frame["resampled"] = RESAMPLED_UNIT
+    frame["n_ids"] = design.outcomes.n_ids if design.outcomes is not None else 0
     frame["n_configs"] = design.n_configs
-    order = ["term", "group", "family", "coef", "se", "ci_low", "ci_high", stat] + ([] if binomial else ["df"])
-    order += ["p", "p_holm", "p_bh"] + (["odds_ratio", "dispersion"] if binomial else []) + ["n_configs", "status", "reason"]
+    order = ["term", "group", "family", "coef", "se", "ci_low", "ci_high", "t", "df", "p", "p_holm", "p_bh",
+             "reject_holm", "reject_bh", "resampled", "n_ids", "n_resamples", "se_conditional", "ci_low_conditional", "ci_high_conditional",
+             f"{paper_stat}_conditional"] + ([] if binomial else ["df_conditional"]) + ["p_conditional"]
+    order += (["odds_ratio", "dispersion"] if binomial else []) + ["n_configs", "status", "reason"]
     return frame[order]
 
 
-def config_glm_binomial(design: ConfigurationDesign, options: ConfigurationOptions, alpha: float) -> pd.DataFrame:
+# identity-valid numbers (decisions are made on these) and the paper's, conditional on the
+# test set's identities (beside them, never in p_holm / p_bh)
+_IDENTITY_NUMBERS = ("coef", "se", "ci_low", "ci_high", "t", "df", "p", "n_resamples")
+_CONDITIONAL_NUMBERS = ("se_conditional", "ci_low_conditional", "ci_high_conditional", "stat_conditional",
+                        "df_conditional", "p_conditional")
+
+
+def config_glm_binomial(design: ConfigurationDesign, options: ConfigurationOptions, alpha: float,
+                        ci_level: float = 0.95) -> pd.DataFrame:
     """Binomial GLM of Rank-1 hits out of valid queries on the enabled indicators."""
-    return _glm_table(design, "binomial", alpha, options.binomial_scale)
+    return _glm_table(design, "binomial", alpha, ci_level, options.binomial_scale)
 
 
-def config_glm_gaussian(design: ConfigurationDesign, options: ConfigurationOptions, alpha: float) -> pd.DataFrame:
+def config_glm_gaussian(design: ConfigurationDesign, options: ConfigurationOptions, alpha: float,
+                        ci_level: float = 0.95) -> pd.DataFrame:
     """Gaussian GLM of mAP on the enabled indicators."""
-    return _glm_table(design, "gaussian", alpha, None)
+    return _glm_table(design, "gaussian", alpha, ci_level, None)
 
 
-# ----------------------------------------------------------------------- surrogates
-def _random_forest(options: ConfigurationOptions, seed: int):
-    from sklearn.ensemble import RandomForestRegressor
+# ------------------------------------------------------------------------ resampled scores
+def group_replicates(trace, settings, table: str) -> pd.DataFrame | None:
+    """Each group's estimate in ``table`` recomputed on every identity resample, ``(B, groups)``.
 
-    def fit(X: np.ndarray, y: np.ndarray):
-        return RandomForestRegressor(
-            n_estimators=options.rf_n_estimators, min_samples_leaf=options.rf_min_samples_leaf,
-            random_state=seed, n_jobs=options.n_jobs,
-        ).fit(X, y)
-
-    def explain(model, X: np.ndarray) -> np.ndarray:
-        import shap
-
-        return np.asarray(shap.TreeExplainer(model).shap_values(X, check_additivity=False))
-
-    return fit, explain
-
-
-def _xgboost(options: ConfigurationOptions, seed: int):
-    import xgboost as xgb
-
-    def fit(X: np.ndarray, y: np.ndarray):
-        return xgb.XGBRegressor(
-            n_estimators=options.xgb_n_estimators, max_depth=options.xgb_max_depth,
-            learning_rate=options.xgb_learning_rate, random_state=seed, n_jobs=options.n_jobs,
-            tree_method="exact",
-        ).fit(X, y)
-
-    def explain(model, X: np.ndarray) -> np.ndarray:
-        # XGBoost's own TreeSHAP; the last column is the bias (expected value).
-        return model.get_booster().predict(xgb.DMatrix(X), pred_contribs=True)[:, :-1]
-
-    return fit, explain
-
-
-# model name -> factory(options, seed) -> (fit(X, y) -> model, explain(model, X) -> SHAP (n, p))
-SURROGATES: dict[str, Callable] = {"random_forest": _random_forest, "xgboost": _xgboost}
-
-_SURROGATE_NUMBERS = (
-    "perm_importance_mean", "perm_importance_sd", "mean_abs_shap", "shap_direction",
-    "rank_permutation", "rank_shap", "r2_cv",
-)
-
-
-def config_surrogate(design: ConfigurationDesign, options: ConfigurationOptions, seed: int) -> pd.DataFrame:
-    """Random-forest and XGBoost surrogates of mAP, explained by permutation importance and SHAP."""
-    rows = []
-    y = design.configs["mAP"].to_numpy()
-    reason_all = design.not_tested
-    status_all = NOT_TESTED if reason_all else OK
-    if not reason_all and np.ptp(y) == 0:
-        status_all, reason_all = NOT_ESTIMABLE, f"mAP is identical in all {design.n_configs} configurations"
-    for model_name, factory in SURROGATES.items():
-        numbers = {g: dict.fromkeys(_SURROGATE_NUMBERS, np.nan) for g in design.groups}
-        if status_all == OK:
-            numbers.update(_explain_surrogate(design, factory(options, seed), y, options, seed))
-        for g in design.groups:
-            status, reason = status_all, reason_all
-            if status == OK and g not in design.varying:
-                status, reason = NOT_ESTIMABLE, design.never_varies(g)
-            rows.append(
-                {"model": model_name, "group": g, "family": design.families[g], **numbers[g],
-                 "n_configs": design.n_configs, "status": status, "reason": reason}
-            )
-    return pd.DataFrame(rows)
-
-
-def _explain_surrogate(design, model_fns, y, options, seed) -> dict[str, dict[str, float]]:
-    from sklearn.inspection import permutation_importance
-    from sklearn.model_selection import KFold
-
-    fit, explain = model_fns
-    X = design.indicators[design.varying].to_numpy()
-    model = fit(X, y)
-    perm = permutation_importance(
-        model, X, y, n_repeats=options.permutation_repeats, random_state=seed, n_jobs=1
-    )
-    shap_values = explain(model, X)
-    folds = min(options.cv_folds, design.n_configs)
-    held_out = np.empty_like(y)
-    for train, test in KFold(folds, shuffle=True, random_state=seed).split(X):
-        held_out[test] = fit(X[train], y[train]).predict(X[test])
-    r2_cv = 1.0 - np.sum((y - held_out) ** 2) / np.sum((y - y.mean()) ** 2)
-    mean_abs = np.abs(shap_values).mean(axis=0)
-    direction = np.array(
-        [shap_values[X[:, j] == 1, j].mean() - shap_values[X[:, j] == 0, j].mean() for j in range(X.shape[1])]
-    )
-    rank_perm = pd.Series(-perm.importances_mean).rank(method="min").to_numpy()
-    rank_shap = pd.Series(-mean_abs).rank(method="min").to_numpy()
-    return {
-        g: {
-            "perm_importance_mean": float(perm.importances_mean[j]),
-            "perm_importance_sd": float(perm.importances_std[j]),
-            "mean_abs_shap": float(mean_abs[j]),
-            "shap_direction": float(direction[j]),
-            "rank_permutation": float(rank_perm[j]),
-            "rank_shap": float(rank_shap[j]),
-            "r2_cv": float(r2_cv),
-        }
-        for j, g in enumerate(design.varying)
-    }
-
-
-# --------------------------------------------------------------------------- t-tests
-def config_ttest(design: ConfigurationDesign, options: ConfigurationOptions, alpha: float) -> pd.DataFrame:
-    """Per group, Welch's t-test of mAP between configurations with the group on and off."""
-    from scipy import stats
-
-    compared = design.configs["kind"].isin(options.ttest_kinds).to_numpy()
-    y = design.configs["mAP"].to_numpy()[compared]
-    rows = []
-    for g in design.groups:
-        on_mask = design.indicators[g].to_numpy()[compared] == 1
-        on, off = y[on_mask], y[~on_mask]
-        row = {"group": g, "family": design.families[g], "n_on": int(len(on)), "n_off": int(len(off))}
-        row.update(mean_on=on.mean() if len(on) else np.nan, mean_off=off.mean() if len(off) else np.nan)
-        row["diff"] = row["mean_on"] - row["mean_off"]
-        row.update(dict.fromkeys(("ci_low", "ci_high", "t", "df", "p", "cohens_d"), np.nan))
-        status, reason = OK, ""
-        if design.not_tested:
-            status, reason = NOT_TESTED, design.not_tested
-        elif g not in design.varying:
-            status, reason = NOT_ESTIMABLE, design.never_varies(g)
-        elif min(len(on), len(off)) < 2:
-            side = "enabled" if len(on) < 2 else "disabled"
-            kinds = "/".join(options.ttest_kinds)
-            status, reason = NOT_ESTIMABLE, (
-                f"only {min(len(on), len(off))} {kinds} configuration(s) with the group {side}: need 2 on each side"
-            )
-        elif np.var(on) == 0 and np.var(off) == 0:
-            status, reason = NOT_ESTIMABLE, "mAP does not vary within either side: the t statistic is undefined"
-        else:
-            res = stats.ttest_ind(on, off, equal_var=False)
-            ci = res.confidence_interval(confidence_level=1 - alpha)
-            pooled = np.sqrt(((len(on) - 1) * on.var(ddof=1) + (len(off) - 1) * off.var(ddof=1)) / (len(on) + len(off) - 2))
-            row.update(
-                t=float(res.statistic), df=float(res.df), p=float(res.pvalue),
-                ci_low=float(ci.low), ci_high=float(ci.high),
-                cohens_d=float(row["diff"] / pooled) if pooled > 0 else np.nan,
-            )
-        row.update(status=status, reason=reason)
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    for name, values in adjusted(frame["p"].where(frame["status"] == OK).to_numpy()).items():
-        frame[name] = values
-    order = ["group", "family", "n_on", "n_off", "mean_on", "mean_off", "diff", "ci_low", "ci_high",
-             "t", "df", "p", "p_holm", "p_bh", "cohens_d", "status", "reason"]
-    return frame[order]
+    ``table`` is ``config_glm_gaussian``, ``config_glm_binomial`` (the group's coefficient) or
+    ``config_ttest`` (``diff``); the resamples are those of the tables themselves (same seed, same
+    identities), so a ranking built from them is resampled jointly with every other method's.
+    ``None`` when the design cannot be resampled; NaN where a group has no estimate.
+    """
+    settings = as_settings(settings)
+    options = ConfigurationOptions.from_settings(settings)
+    design = configuration_design(trace, options, n_bootstrap=settings.n_bootstrap, seed=settings.seed)
+    if design.not_tested or not design.resamplable:
+        return None
+    out = pd.DataFrame(np.nan, index=range(design.weights.shape[0]), columns=design.groups)
+    with small_blas():
+        if table == "config_ttest":
+            compared = design.configs["kind"].isin(options.ttest_kinds).to_numpy()
+            resampled_map = design.outcomes.mean_ap(design.weights)[:, compared]
+            for g in design.varying:
+                on = design.indicators[g].to_numpy()[compared] == 1
+                if 2 <= on.sum() <= len(on) - 2:
+                    out[g] = on_minus_off(resampled_map, on)
+            return out
+        binomial = table == "config_glm_binomial"
+        result = _point_fit(design, binomial, settings.ci_level, options.binomial_scale)
+        if result.fit is None:
+            return None
+        draws = _resampled_coefficients(design, result, binomial)
+        terms = result.table.loc[result.table["status"] == OK, "term"].tolist()
+    for k, term in enumerate(terms):
+        if term != INTERCEPT:
+            out[term.split(":", 1)[1]] = draws[:, k]
+    return out
 
 
 # ------------------------------------------------------------------------ entry point
@@ -413,11 +392,12 @@ def configuration_level(trace, settings=None) -> dict[str, pd.DataFrame]:
     """
     settings = as_settings(settings)
     options = ConfigurationOptions.from_settings(settings)
-    design = configuration_design(trace, options)
+    design = configuration_design(trace, options, n_bootstrap=settings.n_bootstrap, seed=settings.seed)
+    level = settings.ci_level
     with small_blas():
         return {
-            "config_glm_binomial": config_glm_binomial(design, options, settings.alpha),
-            "config_glm_gaussian": config_glm_gaussian(design, options, settings.alpha),
-            "config_surrogate": config_surrogate(design, options, settings.seed),
-            "config_ttest": config_ttest(design, options, settings.alpha),
+            "config_glm_binomial": config_glm_binomial(design, options, settings.alpha, level),
+            "config_glm_gaussian": config_glm_gaussian(design, options, settings.alpha, level),
+            "config_surrogate": config_surrogate(design, options, settings.seed, level, settings.alpha),
+            "config_ttest": config_ttest(design, options, settings.alpha, level),
         }

@@ -25,14 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize
 
+from analysis.status import NOT_ESTIMABLE, NOT_TESTED, OK
 from mosaic.errors import MosaicError
-
-OK = "ok"
-NOT_ESTIMABLE = "not estimable"
-NOT_TESTED = "not tested"
-STATUSES = (OK, NOT_ESTIMABLE, NOT_TESTED)
 
 INTERCEPT = "Intercept"
 
@@ -198,7 +194,7 @@ def fit_glm(
     family: str,
     trials: np.ndarray | None = None,
     clusters: np.ndarray | None = None,
-    alpha: float = 0.05,
+    ci_level: float = 0.95,
     intercept: bool = True,
     scale: str | float | None = None,
     use_t: bool = False,
@@ -214,7 +210,7 @@ def fit_glm(
     trials : binomial trials per row (ones when omitted).
     clusters : labels for cluster-robust (sandwich) standard errors, e.g. the query's identity;
         statsmodels' finite-sample correction ``G/(G-1) * (N-1)/(N-K)`` is applied.
-    alpha : 1 - confidence level of the intervals.
+    ci_level : coverage of the intervals (decisions, made elsewhere, use ``alpha``).
     scale : dispersion, as statsmodels' ``scale`` argument (``"X2"`` = Pearson chi² / df).
     use_t : t instead of normal reference distribution (the Gaussian GLM then equals OLS).
 
@@ -251,7 +247,7 @@ def fit_glm(
         table["status"] = [status[n] for n in names]
         table["reason"] = [reason[n] for n in names]
         if fit is not None:
-            ci = np.asarray(fit.conf_int(alpha=alpha))
+            ci = np.asarray(fit.conf_int(alpha=1.0 - ci_level))
             values = {
                 "coef": fit.params, "se": fit.bse, "stat": fit.tvalues, "p": fit.pvalues,
                 "ci_low": ci[:, 0], "ci_high": ci[:, 1],
@@ -361,19 +357,6 @@ def fit_glm(
     raise RuntimeError("fit_glm did not settle")  # pragma: no cover - each pass removes a term
 
 
-def wald_test(fit, columns: list[int]) -> tuple[float, int, float]:
-    """Joint Wald test that the coefficients at ``columns`` (positions in the fit) are all zero.
-
-    Uses the fit's own covariance (cluster-robust when the fit is), so it tests a whole attribute
-    group at once. Returns ``(chi2, df, p)``.
-    """
-    params = np.asarray(fit.params)[columns]
-    cov = np.asarray(fit.cov_params())[np.ix_(columns, columns)]
-    chi2 = float(params @ np.linalg.pinv(cov) @ params)
-    df = int(np.linalg.matrix_rank(cov))
-    return chi2, df, float(stats.chi2.sf(chi2, df)) if df else np.nan
-
-
 def as_settings(settings):
     """Accept an :class:`analysis.settings.AnalysisSettings`, a plain dict of its fields, or ``None``."""
     from analysis.settings import AnalysisSettings
@@ -386,10 +369,3 @@ def as_settings(settings):
     if unknown:
         raise MosaicError(f"unknown analysis setting(s) {unknown}: use any of {sorted(known)}")
     return AnalysisSettings(**given)
-
-
-def adjusted(p: np.ndarray) -> dict[str, np.ndarray]:
-    """Holm and Benjamini–Hochberg adjustments of one family of tests (NaN entries stay out)."""
-    from analysis.corrections import CORRECTIONS
-
-    return {f"p_{name}": correct(np.asarray(p, dtype=float)) for name, correct in CORRECTIONS.items()}

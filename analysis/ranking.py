@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from functools import partial
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from analysis.paired import NOT_ESTIMABLE, NOT_TESTED, OK, identity_deltas
-from analysis.resampling import cluster_bootstrap
+from analysis.rank_intervals import configuration_replicates, paired_replicates
+from analysis.resampling import cluster_bootstrap, percentile_interval
 from analysis.settings import AnalysisSettings, MethodNotApplicable
 
 __all__ = [
@@ -53,33 +55,43 @@ class ScoreSource:
     where: Mapping[str, Any] = field(default_factory=dict)
     reduce: str = "mean"            # how several rows of one group combine: mean | max | sum
     description: str = ""
+    # (trace, settings) -> the scores recomputed on each identity resample, (B, groups), before
+    # ``sign``; a method without one has no identity-valid score and stays out of the consensus
+    replicate: Callable | None = None
 
 
 SCORE_SOURCES: tuple[ScoreSource, ...] = (
     # paired query-level tests (this project's extension)
     ScoreSource("identity:drop", "paired_identity", "delta_map", -1.0, {"comparison": "drop"},
-                description="loss of mAP when the group's experts are dropped"),
+                description="loss of mAP when the group's experts are dropped",
+                replicate=partial(paired_replicates, comparison="drop", outcome="ap")),
     ScoreSource("identity:counterfactual", "paired_identity", "delta_map", -1.0, {"comparison": "counterfactual"},
-                description="loss of mAP when the queries' group is routed by another identity's state"),
+                description="loss of mAP when the queries' group is routed by another identity's state",
+                replicate=partial(paired_replicates, comparison="counterfactual", outcome="ap")),
     ScoreSource("mcnemar:drop", "paired_mcnemar", "delta_rank1", -1.0, {"comparison": "drop"},
-                description="loss of rank-1 accuracy when the group's experts are dropped"),
+                description="loss of rank-1 accuracy when the group's experts are dropped",
+                replicate=partial(paired_replicates, comparison="drop", outcome="rank1")),
     ScoreSource("mcnemar:counterfactual", "paired_mcnemar", "delta_rank1", -1.0, {"comparison": "counterfactual"},
-                description="loss of rank-1 accuracy under counterfactual routing"),
+                description="loss of rank-1 accuracy under counterfactual routing",
+                replicate=partial(paired_replicates, comparison="counterfactual", outcome="rank1")),
     ScoreSource("wilcoxon:drop", "paired_wilcoxon", "rbc", -1.0, {"comparison": "drop"},
                 description="rank-biserial correlation of the AP change when dropped (negated)"),
     ScoreSource("wilcoxon:counterfactual", "paired_wilcoxon", "rbc", -1.0, {"comparison": "counterfactual"},
                 description="rank-biserial correlation of the AP change under counterfactual routing (negated)"),
     # configuration level (the paper's)
     ScoreSource("config_glm_gaussian", "config_glm_gaussian", "coef",
-                description="Gaussian GLM coefficient: mAP gained when the group is enabled"),
+                description="Gaussian GLM coefficient: mAP gained when the group is enabled",
+                replicate=partial(configuration_replicates, table="config_glm_gaussian")),
     ScoreSource("config_glm_binomial", "config_glm_binomial", "coef",
-                description="binomial GLM coefficient: rank-1 log-odds gained when the group is enabled"),
+                description="binomial GLM coefficient: rank-1 log-odds gained when the group is enabled",
+                replicate=partial(configuration_replicates, table="config_glm_binomial")),
     ScoreSource("config_rf_permutation", "config_surrogate", "perm_importance_mean", 1.0, {"model": "random_forest"},
                 description="random-forest surrogate: permutation importance of the group's indicator"),
     ScoreSource("config_xgb_shap", "config_surrogate", "mean_abs_shap", 1.0, {"model": "xgboost"},
                 description="XGBoost surrogate: mean |SHAP| of the group's indicator"),
     ScoreSource("config_ttest", "config_ttest", "diff",
-                description="Welch t-test: mAP with the group enabled minus without"),
+                description="mAP of the configurations with the group enabled minus without",
+                replicate=partial(configuration_replicates, table="config_ttest")),
     # query level, explanatory
     ScoreSource("query_surrogate_shap", "query_surrogate", "mean_shap", -1.0, {"level": "group"},
                 description="XGBoost surrogate of the per-query AP change: AP lost (mean SHAP, negated) "
@@ -147,33 +159,48 @@ def kendalls_w(ranks: np.ndarray) -> dict[str, float]:
     return {"w": w, "chi2": chi2, "df": float(n - 1), "p": float(stats.chi2.sf(chi2, n - 1))}
 
 
-def rank_groups(trace, tables: Mapping[str, pd.DataFrame],
-                sources: tuple[ScoreSource, ...] = SCORE_SOURCES) -> tuple[pd.DataFrame, list[str], list[dict]]:
-    """The ``ranking_groups`` table, the methods in the consensus, and warning rows."""
+def rank_groups(trace, tables: Mapping[str, pd.DataFrame], sources: tuple[ScoreSource, ...] = SCORE_SOURCES,
+                settings: AnalysisSettings | None = None,
+                replicated: tuple[dict, list] | None = None) -> tuple[pd.DataFrame, list[str], list[dict]]:
+    """The ``ranking_groups`` table, the methods in the consensus, and warning rows.
+
+    The consensus uses only identity-valid scores (sources with a ``replicate``) that score every
+    group; its rank interval is the ``ci_level`` percentile interval of the consensus rank over
+    identity resamples, every method's scores recomputed on the same resample. ``replicated`` is
+    :func:`identity_replicates`' result when the caller has it already.
+    """
+    settings = settings or AnalysisSettings()
     schema = getattr(trace, "data", trace).schema
     groups = list(schema.group_names)
     scores = method_scores(tables, groups, sources)
-    warnings = []
     if scores.shape[1] == 0:
         raise MethodNotApplicable("no method produced group scores, so there is nothing to rank")
-    complete = [m for m in scores.columns if scores[m].notna().all()]
-    for m in scores.columns:
-        if m not in complete:
-            missing = ", ".join(scores.index[scores[m].isna()])
-            warnings.append({"method": "ranking", "group": "", "comparison": m,
-                             "reason": f"{m} scores no {missing}; left out of the consensus"})
-    consensus_methods = complete or list(scores.columns)
+    replicates, warnings = replicated or identity_replicates(trace, scores, sources, settings)
+    warnings = list(warnings)
+    consensus_methods = list(replicates)
+    if not consensus_methods:
+        raise MethodNotApplicable(
+            "no identity-valid method (paired ΔmAP / Δrank-1 or a configuration-level model) scored every "
+            "group, so there is no consensus ranking"
+        )
     ranks = scores.apply(_ranks)
     mean_rank = ranks[consensus_methods].mean(axis=1)
+    boot_ranks = _consensus_rank_replicates(replicates)
+    low, high = (percentile_interval(boot_ranks, settings.ci_level) if len(boot_ranks)
+                 else (np.full(len(groups), np.nan),) * 2)
     n = len(groups)
     frame = pd.DataFrame({
         "group": groups,
         "family": [g.family for g in schema.groups],
         "coarse_family": [g.coarse_family for g in schema.groups],
         "consensus_rank": mean_rank.rank(method="average").to_numpy(),
+        "rank_low": np.floor(low),
+        "rank_high": np.ceil(high),
         "consensus_score": (1.0 - (mean_rank - 1.0) / max(n - 1, 1)).to_numpy(),
         "mean_rank": mean_rank.to_numpy(),
         "n_methods": ranks[consensus_methods].notna().sum(axis=1).to_numpy().astype(np.int64),
+        "resampled": "identities",
+        "n_resamples": int(len(boot_ranks)),
     })
     for m in scores.columns:
         frame[f"rank:{m}"] = ranks[m].to_numpy()
@@ -183,8 +210,48 @@ def rank_groups(trace, tables: Mapping[str, pd.DataFrame],
     return frame, consensus_methods, warnings
 
 
-def agreement(scores: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
-    """Kendall's W over ``methods`` (complete rows only) and Spearman's rho for every pair."""
+def identity_replicates(trace, scores: pd.DataFrame, sources: tuple[ScoreSource, ...],
+                        settings: AnalysisSettings) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """Signed scores on every identity resample ``{method: (B, groups)}`` of the identity-valid
+    methods that score every group (the consensus), and warning rows for those left out."""
+    by_method = {s.method: s for s in sources}
+    valid = [m for m in scores.columns if by_method[m].replicate is not None]
+    warnings, replicates = [], {}
+    for m in valid:
+        if scores[m].isna().any():
+            missing = ", ".join(scores.index[scores[m].isna()])
+            warnings.append({"method": "ranking", "group": "", "comparison": m,
+                             "reason": f"{m} scores no {missing}; left out of the consensus"})
+            continue
+        draws = by_method[m].replicate(trace, settings)
+        if draws is None:
+            warnings.append({"method": "ranking", "group": "", "comparison": m,
+                             "reason": f"{m} cannot be recomputed on identity resamples; left out of the consensus"})
+        else:
+            replicates[m] = by_method[m].sign * draws.reindex(columns=list(scores.index)).to_numpy(dtype=float)
+    return replicates, warnings
+
+
+def _method_rank_replicates(replicates: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``(methods, B, groups)`` ranks (1 = largest score) on the resamples every method could score."""
+    stacked = np.stack(list(replicates.values()))                                   # (m, B, G)
+    usable = np.isfinite(stacked).all(axis=(0, 2))
+    return stats.rankdata(-stacked[:, usable], axis=2, method="average")
+
+
+def _consensus_rank_replicates(replicates: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The consensus rank of every group on each identity resample, ``(B, groups)``."""
+    return stats.rankdata(_method_rank_replicates(replicates).mean(0), axis=1, method="average")
+
+
+def agreement(scores: pd.DataFrame, methods: list[str], replicates: Mapping[str, np.ndarray] | None = None,
+              ci_level: float = 0.95) -> pd.DataFrame:
+    """Kendall's W over ``methods`` (complete rows only) and Spearman's rho for every pair.
+
+    With the methods' identity ``replicates`` (see :func:`identity_replicates`), W gets the
+    ``ci_level`` percentile interval of its value over the identity resamples (``ci_low``,
+    ``ci_high``); the chi-square p of W treats the groups' ranks as the random part only.
+    """
     data = scores[methods].dropna()
     m, n = len(methods), len(data)
     rows = []
@@ -198,8 +265,8 @@ def agreement(scores: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
         w = kendalls_w(ranks)
         ok = np.isfinite(w["w"])
         rows.append({"statistic": "kendall_w", "method_a": "", "method_b": "", "value": w["w"], "p": w["p"],
-                     "chi2": w["chi2"], "df": w["df"], **base, "status": OK if ok else NOT_ESTIMABLE,
-                     "reason": "" if ok else "every method ties every group"})
+                     "chi2": w["chi2"], "df": w["df"], **base, **_w_interval(replicates, methods, ci_level),
+                     "status": OK if ok else NOT_ESTIMABLE, "reason": "" if ok else "every method ties every group"})
     for a, b in itertools.combinations(methods, 2):
         pair = scores[[a, b]].dropna()
         rho, p, status, reason = np.nan, np.nan, OK, ""
@@ -214,6 +281,15 @@ def agreement(scores: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
                      "chi2": np.nan, "df": np.nan, "n_methods": 2, "n_groups": len(pair),
                      "status": status, "reason": reason})
     return pd.DataFrame(rows)
+
+
+def _w_interval(replicates, methods, ci_level) -> dict[str, float]:
+    if not replicates or any(m not in replicates for m in methods):
+        return {"ci_low": np.nan, "ci_high": np.nan}
+    ranks = _method_rank_replicates({m: replicates[m] for m in methods})          # (m, B, G)
+    values = np.array([kendalls_w(ranks[:, b])["w"] for b in range(ranks.shape[1])])
+    low, high = percentile_interval(values, ci_level)
+    return {"ci_low": float(low[0]), "ci_high": float(high[0])}
 
 
 def rank_families(trace, settings: AnalysisSettings) -> pd.DataFrame:
@@ -264,20 +340,39 @@ def rank_families(trace, settings: AnalysisSettings) -> pd.DataFrame:
             effects = pd.Series([r["effect"] for r in block])
             for r, rank in zip(block, effects.rank(method="average").to_numpy()):
                 r["rank"] = rank
+            _family_rank_interval(block, families, index, boot, settings.ci_level, n_ids)
             rows.extend(block)
     columns = ["family", "level", "comparison", "effect", "ci_low", "ci_high", "n_groups", "groups", "rank",
-               "status", "reason"]
+               "rank_low", "rank_high", "resampled", "n_resamples", "status", "reason"]
     return pd.DataFrame(rows, columns=columns).astype({"n_groups": np.int64})
+
+
+def _family_rank_interval(block, families, index, boot, ci_level, n_ids) -> None:
+    """Add each family's ``ci_level`` rank interval (1 = largest loss) over the identity resamples."""
+    members = [[index[g] for g in groups if g in index] for groups in families.values()]
+    scored = [k for k, m in enumerate(members) if m]
+    for r in block:
+        r.update(rank_low=np.nan, rank_high=np.nan, resampled="identities", n_resamples=int(boot.shape[0]))
+    if n_ids < 2 or not scored:
+        return
+    effects = np.column_stack([boot[:, members[k]].mean(1) for k in scored])      # (B, families)
+    low, high = percentile_interval(stats.rankdata(effects, axis=1, method="average"), ci_level)
+    for j, k in enumerate(scored):
+        block[k].update(rank_low=float(np.floor(low[j])), rank_high=float(np.ceil(high[j])))
 
 
 def ranking_tables(trace, tables: Mapping[str, pd.DataFrame],
                    settings: AnalysisSettings | None = None) -> tuple[dict[str, pd.DataFrame], list[dict]]:
     """``ranking_groups``, ``agreement`` and ``ranking_families``, plus warning rows."""
     settings = settings or AnalysisSettings()
-    groups_table, methods, warnings = rank_groups(trace, tables)
     schema = getattr(trace, "data", trace).schema
     scores = method_scores(tables, list(schema.group_names))
-    out = {"ranking_groups": groups_table, "agreement": agreement(scores, methods)}
+    if scores.shape[1] == 0:
+        raise MethodNotApplicable("no method produced group scores, so there is nothing to rank")
+    replicated = identity_replicates(trace, scores, SCORE_SOURCES, settings)
+    groups_table, methods, warnings = rank_groups(trace, tables, settings=settings, replicated=replicated)
+    replicates = replicated[0]
+    out = {"ranking_groups": groups_table, "agreement": agreement(scores, methods, replicates, settings.ci_level)}
     try:
         out["ranking_families"] = rank_families(trace, settings)
     except MethodNotApplicable as exc:

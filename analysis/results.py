@@ -48,27 +48,36 @@ queries of one identity share its attribute states, so their outcomes are not in
 
 ``ranking_groups``  one row per group, most relied-on first
     ``group``, ``family``, ``coarse_family``, ``consensus_rank`` (1 = most relied on; ties
-    averaged), ``consensus_score`` (1 = first in every method, 0 = last in every method),
-    ``mean_rank``, ``n_methods`` (methods that ranked the group), then ``rank:<method>`` and
-    ``score:<method>`` per method (score: larger = more relied on; see
-    :data:`analysis.ranking.SCORE_SOURCES` for what each method's score is).
+    averaged; the mean rank over the identity-valid methods only, those whose score is
+    recomputed on identity resamples), ``rank_low``, ``rank_high`` (``ci_level`` interval of the
+    consensus rank over identity resamples, every consensus method recomputed on each),
+    ``consensus_score`` (1 = first in every method, 0 = last in every method), ``mean_rank``,
+    ``n_methods`` (methods in the consensus that ranked the group), ``resampled``
+    (``"identities"``), ``n_resamples``, then ``rank:<method>`` and ``score:<method>`` per method,
+    consensus or not (score: larger = more relied on; see :data:`analysis.ranking.SCORE_SOURCES`
+    for what each method's score is and whether it is identity-valid).
 ``ranking_families``  one row per family x level x comparison
     ``family``, ``level`` (``"coarse"``: intrinsic | extrinsic; ``"fine"``: intrinsic,
     extrinsic-colour, extrinsic-shape, extrinsic-accessory), ``comparison``, ``effect`` (mean over
     the family's groups of ΔmAP under that comparison), ``ci_low``, ``ci_high`` (identity-cluster
     bootstrap), ``n_groups``, ``groups`` (comma-separated), ``rank`` (within level and comparison,
-    1 = largest loss), ``status``, ``reason``.
+    1 = largest loss), ``rank_low``, ``rank_high`` (its ``ci_level`` interval over the same
+    identity resamples), ``resampled``, ``n_resamples``, ``status``, ``reason``.
 ``agreement``  agreement between the methods' rankings (long form)
     ``statistic`` (``"kendall_w"`` for the one all-method row, ``"spearman"`` for each pair of
     methods), ``method_a``, ``method_b`` (empty for Kendall's W), ``value`` (W or rho), ``p``
     (chi-square p of W with the tie correction; Spearman's p), ``chi2``, ``df`` (NaN for
-    Spearman rows), ``n_methods``, ``n_groups``, ``status``, ``reason``.
+    Spearman rows), ``n_methods``, ``n_groups``, ``ci_low``, ``ci_high`` (W only: its
+    ``ci_level`` interval over identity resamples of the consensus methods' scores),
+    ``status``, ``reason``. Kendall's W runs over the consensus (identity-valid) methods.
 
 ``config_glm_binomial``, ``config_glm_gaussian``, ``config_surrogate``, ``config_ttest``
     configuration-level tables (the paper's analysis) from :mod:`analysis.configuration`;
-    their columns are documented there.
+    their columns are documented there. Decision columns resample identities; the paper's own
+    numbers, conditional on the test set's identities, are the ``*_conditional`` columns.
 ``query_glm``, ``query_surrogate``, ``query_surrogate_fit``
-    query-level explanatory tables from :mod:`analysis.explanatory`; columns documented there.
+    query-level explanatory tables from :mod:`analysis.explanatory`; columns documented there
+    (the query GLM's errors are identity-clustered CR2 with Satterthwaite degrees of freedom).
 
 ``conditions``  the trace's condition table (``analysis.trace.Trace.conditions``): ``condition``,
     ``kind``, ``group``, ``n_enabled``, ``mAP``, ``mINP``, ``rank1`` ..., ``n_valid``,

@@ -118,16 +118,19 @@ class BuildContext:
 HIDDEN_COLUMNS = frozenset({"baseline", "condition"})
 _KEYS = (Column("group"), Column("family"), Column("comparison"))
 _P = (Column("p"), Column("p_holm", "p Holm"), Column("p_bh", "p BH"), Column("test"))
+# the unit a configuration-level table resamples, and how many of them
+_RESAMPLED = (Column("resampled", "unit resampled"), Column("n_ids", "identities"))
 
 # The test behind each table's p-values.
 TABLE_TESTS: dict[str, str] = {
     "paired_mcnemar": "clustered McNemar (Durkalski), identity as unit",
     "paired_wilcoxon": "clustered signed-rank (Datta–Satten), identity as unit",
     "paired_identity": "sign-flip permutation over identities",
-    "config_glm_gaussian": "Wald t (Gaussian GLM)",
-    "config_glm_binomial": "Wald z (binomial GLM)",
-    "config_ttest": "Welch t",
-    "query_glm": "Wald (identity-clustered)",
+    "config_glm_gaussian": "t, identity-resampled SE (Gaussian GLM)",
+    "config_glm_binomial": "t, identity-resampled SE (binomial GLM)",
+    "config_ttest": "t, identity-resampled SE",
+    "config_surrogate": "t of the SHAP direction, identity-resampled SE",
+    "query_glm": "CR2 t (Satterthwaite df) / HTZ F, identity clusters",
     "agreement": "Kendall W chi² / Spearman",
 }
 TABLE_COLUMNS: dict[str, tuple[Column, ...]] = {
@@ -147,23 +150,28 @@ TABLE_COLUMNS: dict[str, tuple[Column, ...]] = {
         Column("ci_low", "CI low"), Column("ci_high", "CI high"),
     ) + _P,
     "config_glm_gaussian": (Column("term"), Column("family"), Column("coef"), Column("ci_low", "CI low"),
-                            Column("ci_high", "CI high"), Column("se")) + _P,
+                            Column("ci_high", "CI high"), Column("se")) + _P + _RESAMPLED,
     "config_glm_binomial": (Column("term"), Column("family"), Column("coef", "coef (log-odds)"),
-                            Column("ci_low", "CI low"), Column("ci_high", "CI high"), Column("se")) + _P,
+                            Column("ci_low", "CI low"), Column("ci_high", "CI high"), Column("se")) + _P + _RESAMPLED,
     "config_ttest": (Column("group"), Column("family"), Column("diff", "mAP on − off"), Column("ci_low", "CI low"),
-                     Column("ci_high", "CI high"), Column("cohens_d", "Cohen's d")) + _P,
+                     Column("ci_high", "CI high"), Column("cohens_d", "Cohen's d")) + _P + _RESAMPLED,
     "query_glm": (Column("level"), Column("term"), Column("group"), Column("reference"), Column("coef", "coef (log-odds)"),
                   Column("ci_low", "CI low"), Column("ci_high", "CI high"), Column("odds_ratio", "odds ratio"),
-                  Column("chi2"), Column("df")) + _P + (Column("n"),),
+                  Column("t"), Column("F"), Column("df_num", "df (num.)"), Column("df")) + _P
+                 + (Column("resampled", "unit"), Column("n_clusters", "identities"), Column("n")),
     "query_surrogate": (Column("level"), Column("group"), Column("family"), Column("mean_abs_shap", "mean |SHAP|"),
                         Column("mean_abs_shap_drop", "|SHAP| of the drop"),
                         Column("mean_abs_shap_state", "|SHAP| of the state"), Column("mean_shap", "mean SHAP when dropped"),
                         Column("share"), Column("rank")),
     "agreement": (Column("statistic"), Column("method_a", "method A"), Column("method_b", "method B"),
-                  Column("value", "W or rho"), Column("p"), Column("test"), Column("chi2"), Column("df"), Column("n_methods", "methods"),
+                  Column("value", "W or rho"), Column("ci_low", "CI low"), Column("ci_high", "CI high"), Column("p"), Column("test"), Column("chi2"), Column("df"), Column("n_methods", "methods"),
                   Column("n_groups", "groups")),
     "config_surrogate": (Column("model"), Column("group"), Column("family"), Column("mean_abs_shap", "mean |SHAP|"),
-                         Column("perm_importance_mean", "permutation importance")),
+                         Column("mean_abs_shap_ci_low", "CI low"), Column("mean_abs_shap_ci_high", "CI high"),
+                         Column("perm_importance_mean", "permutation importance"),
+                         Column("perm_importance_ci_low", "CI low"), Column("perm_importance_ci_high", "CI high"),
+                         Column("shap_direction", "SHAP direction"), Column("shap_direction_ci_low", "CI low"),
+                         Column("shap_direction_ci_high", "CI high")) + _P + _RESAMPLED,
 }
 
 
@@ -189,9 +197,12 @@ RETRIEVAL_COLUMNS = (
 )
 
 SUMMARY_GROUP_COLUMNS = (
-    Column("consensus_rank", "rank", help="consensus rank across methods (1 = most relied on; ties averaged)"),
+    Column("consensus_rank", "rank", help="consensus rank across the identity-valid methods (1 = most relied on; "
+                                          "ties averaged)"),
     Column("group"),
     Column("family"),
+    Column("rank_low", "rank from", help="lower end of the rank interval over identity resamples"),
+    Column("rank_high", "rank to", help="upper end of the rank interval over identity resamples"),
     Column("consensus_score", "score", help="1 = first in every method, 0 = last in every method"),
     Column("n_methods", "methods"),
     Column("delta_map_drop", "ΔmAP drop", help="mAP(drop:<group>) − mAP(oracle)"),
@@ -210,6 +221,8 @@ SUMMARY_FAMILY_COLUMNS = (
     Column("level"),
     Column("comparison"),
     Column("rank"),
+    Column("rank_low", "rank from"),
+    Column("rank_high", "rank to"),
     Column("family"),
     Column("effect", "mean ΔmAP"),
     Column("ci_low", "CI low"),
@@ -266,7 +279,9 @@ def build_summary(ctx: BuildContext) -> Section:
                 groups, id="summary-groups", caption="Ranking of attribute groups", columns=SUMMARY_GROUP_COLUMNS,
                 note="Negative Δ = retrieval gets worse without the group's expert (drop) or with a wrong state "
                      "(counterfactual). ΔmAP intervals: identity-cluster bootstrap; p Holm: identity-level sign-flip "
-                     "permutation test, Holm-adjusted across groups within each comparison.",
+                     "permutation test, Holm-adjusted across groups within each comparison. Rank from–to: the "
+                     "consensus rank's interval over identity resamples, every identity-valid method recomputed "
+                     "on each resample (unit resampled: identity).",
             )
         )
     else:
@@ -277,7 +292,8 @@ def build_summary(ctx: BuildContext) -> Section:
         section.add(
             Table.from_frame(
                 families.sort_values(sort, kind="stable") if sort else families, id="summary-families",
-                caption="Ranking of attribute families", columns=SUMMARY_FAMILY_COLUMNS,
+                caption="Ranking of attribute families (rank interval: identity resamples)",
+                columns=SUMMARY_FAMILY_COLUMNS,
             )
         )
     conditions = ctx.table("conditions")
@@ -332,12 +348,17 @@ def build_config_glm(ctx: BuildContext) -> Section:
          ("rank-1 hits (binomial GLM)", ctx.table("config_glm_binomial"), "change in log-odds")],
         fig_id="fig-config-glm", title="Configuration-level GLM coefficients",
         caption="Effect of enabling each group's experts on configuration mAP (left) and on the log-odds of a "
-                "rank-1 hit (right), with confidence intervals. Filled markers: the interval excludes 0.",
+                "rank-1 hit (right), with confidence intervals from identity resamples (each configuration's "
+                "outcome recomputed and the GLM refitted). Filled markers: the interval excludes 0.",
     )
     for block in (
         figure,
-        ctx.frame_table("config_glm_gaussian", "Gaussian GLM of configuration mAP"),
-        ctx.frame_table("config_glm_binomial", "Binomial GLM of configuration rank-1 hits"),
+        ctx.frame_table("config_glm_gaussian", "Gaussian GLM of configuration mAP (unit resampled: identity; "
+                                               "the paper's numbers, conditional on this test set's identities, "
+                                               "in the *_conditional columns)"),
+        ctx.frame_table("config_glm_binomial", "Binomial GLM of configuration rank-1 hits (unit resampled: identity; "
+                                               "the paper's numbers, conditional on this test set's identities, "
+                                               "in the *_conditional columns)"),
     ):
         if block is not None:
             section.add(block)
@@ -368,7 +389,8 @@ def build_config_surrogate(ctx: BuildContext) -> Section:
     )
     if figure is not None:
         section.add(figure)
-    section.add(ctx.frame_table("config_surrogate", "Configuration-level surrogate importances"))
+    section.add(ctx.frame_table("config_surrogate", "Configuration-level surrogate importances (intervals: surrogates "
+                                                    "refitted on identity resamples; unit resampled: identity)"))
     return section
 
 
@@ -377,18 +399,20 @@ def build_config_ttest(ctx: BuildContext) -> Section:
     frame = ctx.table("config_ttest")
     if frame is not None:
         if "diff" in frame:
-            # The interval in the table is Welch's interval of the mAP difference, so that is what
-            # the figure draws; Cohen's d (no interval) stays in the table.
+            # The interval in the table is the identity-resampled interval of the mAP difference, so
+            # that is what the figure draws; Cohen's d (no interval) stays in the table.
             figure = figures.coefficient_forest(
                 [("mAP with − without the group", frame[[c for c in frame.columns if c != "coef"]]
                   .rename(columns={"diff": "estimate"}), "difference in mean mAP")],
                 fig_id="fig-config-ttest", title="Configuration-level t-tests: mAP difference",
-                caption="Mean mAP of configurations with the group's experts enabled minus without, with Welch "
-                        "confidence intervals; Cohen's d is in the table.",
+                caption="Mean mAP of configurations with the group's experts enabled minus without, with "
+                        "confidence intervals from identity resamples; Cohen's d is in the table.",
             )
             if figure is not None:
                 section.add(figure)
-        section.add(ctx.frame_table("config_ttest", "Welch t-tests with Cohen's d"))
+        section.add(ctx.frame_table("config_ttest", "mAP with − without each group, with Cohen's d (unit resampled: "
+                                                "identity; the paper's Welch test, conditional on this test set's "
+                                                "identities, in the *_conditional columns)"))
     return section
 
 
@@ -424,11 +448,13 @@ def build_query_glm(ctx: BuildContext) -> Section:
         terms = frame[frame["level"].astype(str) == "term"] if "level" in frame else frame
         figure = figures.coefficient_forest(
             [("rank-1 hit vs the group's reference state", terms, "log-odds ratio")], fig_id="fig-query-glm", title="Query-level GLM coefficients",
-            caption="Binomial GLM of the rank-1 hit on the query's attribute states (identity-clustered intervals).",
+            caption="Binomial GLM of the rank-1 hit on the query's attribute states (identity-clustered CR2 "
+                    "intervals, Satterthwaite degrees of freedom).",
         )
         if figure is not None:
             section.add(figure)
-        section.add(ctx.frame_table("query_glm", "Query-level binomial GLM"))
+        section.add(ctx.frame_table("query_glm", "Query-level binomial GLM (unit: identity; CR2 cluster-robust errors, "
+                                             "Satterthwaite t per term, HTZ F per group)"))
     return section
 
 
@@ -476,8 +502,9 @@ def _level_rows(frame: pd.DataFrame, level: str) -> pd.DataFrame | None:
 def build_ranking(ctx: BuildContext) -> Section:
     section = _method_section(ctx, "ranking")
     for block in (
-        ctx.frame_table("ranking_groups", "Per-method ranks and scores of each group"),
-        ctx.frame_table("agreement", "Agreement between methods"),
+        ctx.frame_table("ranking_groups", "Per-method ranks and scores of each group (consensus from the "
+                                          "identity-valid methods only; rank interval: identity resamples)"),
+        ctx.frame_table("agreement", "Agreement between methods (Kendall's W interval: identity resamples)"),
     ):
         if block is not None:
             section.add(block)

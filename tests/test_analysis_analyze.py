@@ -17,7 +17,8 @@ FAST = dict(
     n_permutations=200,
     seed=0,
     options={
-        "configuration": {"rf_n_estimators": 40, "xgb_n_estimators": 40, "permutation_repeats": 3, "cv_folds": 3},
+        "configuration": {"rf_n_estimators": 40, "xgb_n_estimators": 40, "permutation_repeats": 3, "cv_folds": 3,
+                          "surrogate_resamples": 10},
         "explanatory": {"n_estimators": 40, "n_folds": 3},
     },
 )
@@ -63,6 +64,45 @@ def test_consensus_recovers_planted_order(full_results):
     ranking = results.table("ranking_groups").set_index("group")
     assert stats.spearmanr(-ranking["consensus_rank"], truth[ranking.index]).statistic >= 0.9
     assert ranking.index[0] == "g04"
+
+
+def test_every_method_recovers_the_planted_order_and_the_consensus_is_identity_valid():
+    # enough random configurations for the configuration-level surrogates to learn five effects
+    truth = pd.Series({"g00": 0.3, "g01": 0.7, "g02": 1.1, "g03": 1.5, "g04": 1.9})
+    trace = analysis.simulate(n_ids=100, groups=5, effects=truth.to_dict(), effect_sd=0.3, n_subsets=60, seed=4)
+    results = analysis.analyze(trace, **FAST)
+    ranking = results.table("ranking_groups").set_index("group")
+    methods = [c[len("rank:"):] for c in ranking.columns if c.startswith("rank:")]
+    # the paired, configuration-level and query-surrogate methods all rank the groups
+    assert {"identity:drop", "mcnemar:drop", "config_glm_gaussian", "config_glm_binomial", "config_ttest",
+            "config_rf_permutation", "config_xgb_shap", "query_surrogate_shap"} <= set(methods)
+    for method in methods:
+        rho = stats.spearmanr(-ranking[f"rank:{method}"], truth[ranking.index]).statistic
+        assert rho >= 0.9 - 1e-9, (method, rho)  # one adjacent swap of five groups is 0.9
+    assert (ranking["rank_low"] <= ranking["consensus_rank"]).all()
+    assert (ranking["consensus_rank"] <= ranking["rank_high"]).all()
+    assert (ranking["resampled"] == "identities").all()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"configuration": {"rf_n_estimators": "20"}}, "configuration option rf_n_estimators must be an integer"),
+    ({"explanatory": {"n_estimators": 20.5}}, "explanatory option n_estimators must be an integer, got 20.5"),
+    ({"explanatory": {"learning_rate": -1}}, "explanatory option learning_rate must be at least 0, got -1"),
+])
+def test_a_wrong_typed_option_is_an_error_not_a_warning_row(options, message):
+    trace = analysis.simulate(n_ids=10, groups=2, n_subsets=8, seed=0)
+    with pytest.raises(MosaicError, match=message):
+        analysis.analyze(trace, options=options, n_bootstrap=100, n_permutations=100)
+
+
+def test_a_missing_declared_dependency_is_an_error_not_a_warning_row(monkeypatch):
+    import sys
+
+    trace = analysis.simulate(n_ids=10, groups=2, n_subsets=8, seed=0)
+    monkeypatch.setitem(sys.modules, "statsmodels", None)
+    monkeypatch.setitem(sys.modules, "statsmodels.api", None)
+    with pytest.raises(MosaicError, match="needs the package 'statsmodels'"):
+        analysis.analyze(trace, methods="configuration", n_bootstrap=100, n_permutations=100)
 
 
 def test_recovery_of_ten_distinct_effects_by_paired_methods():

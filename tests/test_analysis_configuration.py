@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ GROUPS = [f"g{i:02d}" for i in range(10)]
 # roughly linear in the number of enabled groups
 TRUTH = 0.05 * np.array([3, -4, 5, 6, -7, 8, 9, 10, 11, 12])
 KINDS = ("oracle", "none", "drop", "only", "subset")
-FAST = {"configuration": {"rf_n_estimators": 50, "permutation_repeats": 5, "cv_folds": 3}}
+FAST = {"configuration": {"rf_n_estimators": 50, "permutation_repeats": 5, "cv_folds": 3, "surrogate_resamples": 10}}
 TABLES = ("config_glm_binomial", "config_glm_gaussian", "config_surrogate", "config_ttest")
 
 
@@ -94,18 +95,18 @@ def test_welch_t_test_matches_scipy_and_pingouin(planted):
     on = subsets.loc[subsets["enabled:g07"], "mAP"].to_numpy()
     off = subsets.loc[~subsets["enabled:g07"], "mAP"].to_numpy()
     ref = stats.ttest_ind(on, off, equal_var=False)
-    assert row["t"] == pytest.approx(ref.statistic)
-    assert row["p"] == pytest.approx(ref.pvalue)
+    assert row["t_conditional"] == pytest.approx(ref.statistic)
+    assert row["p_conditional"] == pytest.approx(ref.pvalue)
     assert (row["n_on"], row["n_off"]) == (len(on), len(off))
     ci = ref.confidence_interval(0.95)
-    assert [row["ci_low"], row["ci_high"]] == pytest.approx([ci.low, ci.high])
+    assert [row["ci_low_conditional"], row["ci_high_conditional"]] == pytest.approx([ci.low, ci.high])
     pg = pingouin.ttest(on, off, correction=True)
     pg_cols = {c.lower().replace("-", "_"): c for c in pg.columns}
-    assert row["t"] == pytest.approx(float(pg[pg_cols["t"]].iloc[0]))
-    assert row["df"] == pytest.approx(float(pg[pg_cols["dof"]].iloc[0]))
-    assert row["p"] == pytest.approx(float(pg[pg_cols.get("p_val", pg_cols.get("p_value"))].iloc[0]))
+    assert row["t_conditional"] == pytest.approx(float(pg[pg_cols["t"]].iloc[0]))
+    assert row["df_conditional"] == pytest.approx(float(pg[pg_cols["dof"]].iloc[0]))
+    assert row["p_conditional"] == pytest.approx(float(pg[pg_cols.get("p_val", pg_cols.get("p_value"))].iloc[0]))
     pg_ci = np.asarray(pg[[c for k, c in pg_cols.items() if k.startswith("ci")][0]].iloc[0], dtype=float)
-    assert [row["ci_low"], row["ci_high"]] == pytest.approx(list(pg_ci), abs=0.005)  # pingouin rounds to 2 digits
+    assert [row["ci_low_conditional"], row["ci_high_conditional"]] == pytest.approx(list(pg_ci), abs=0.005)  # pingouin rounds to 2 digits
     # pingouin's Cohen's d uses the pooled standard deviation, as documented in our table
     assert row["cohens_d"] == pytest.approx(float(pg[pg_cols["cohen_d"]].iloc[0]), rel=1e-6)
 
@@ -119,9 +120,9 @@ def test_gaussian_glm_equals_ols(planted):
     ols = sm.OLS(design.configs["mAP"].to_numpy(), X).fit()
     table = results["config_glm_gaussian"]
     np.testing.assert_allclose(table["coef"], ols.params, rtol=1e-8)
-    np.testing.assert_allclose(table["se"], ols.bse, rtol=1e-8)
-    np.testing.assert_allclose(table["p"], ols.pvalues, rtol=1e-6, atol=1e-300)
-    np.testing.assert_allclose(table[["ci_low", "ci_high"]], ols.conf_int(0.05), rtol=1e-8)
+    np.testing.assert_allclose(table["se_conditional"], ols.bse, rtol=1e-8)
+    np.testing.assert_allclose(table["p_conditional"], ols.pvalues, rtol=1e-6, atol=1e-300)
+    np.testing.assert_allclose(table[["ci_low_conditional", "ci_high_conditional"]], ols.conf_int(0.05), rtol=1e-8)
 
 
 def test_binomial_glm_counts_rank1_hits_of_valid_queries(planted):
@@ -137,7 +138,7 @@ def test_binomial_glm_counts_rank1_hits_of_valid_queries(planted):
     endog = np.column_stack([hits, d.valid.sum() - hits])
     ref = sm.GLM(endog, X, family=sm.families.Binomial()).fit(scale="X2")
     np.testing.assert_allclose(results["config_glm_binomial"]["coef"], ref.params, rtol=1e-6)
-    np.testing.assert_allclose(results["config_glm_binomial"]["se"], ref.bse, rtol=1e-6)
+    np.testing.assert_allclose(results["config_glm_binomial"]["se_conditional"], ref.bse, rtol=1e-6)
 
 
 def test_xgboost_contributions_sum_to_the_prediction(planted):
@@ -237,10 +238,14 @@ def test_a_group_that_never_varies_is_not_estimable_and_the_rest_still_fit(enabl
         assert (others["status"] == "ok").all(), name
 
 
-def test_one_identity_still_runs():
+def test_one_identity_still_runs_but_nothing_is_tested():
     results = configuration_level(_small(n_ids=1, queries_per_id=6), {"options": FAST})
     _assert_clean(results)
-    assert (results["config_glm_gaussian"]["status"] == "ok").any()
+    table = results["config_glm_gaussian"]
+    assert (table["status"] == "not tested").all()
+    assert table["reason"].str.contains("1 identity").all()
+    # the paper's numbers, conditional on the one identity, are still there beside the empty test
+    assert np.isfinite(table["coef"]).all() and np.isfinite(table["p_conditional"]).all()
 
 
 def test_two_groups_always_enabled_together_are_reported_as_aliased():
@@ -328,3 +333,91 @@ def test_fit_glm_reports_a_constant_column_without_fitting_it():
     table = fit_glm(y, X, family="gaussian").table.set_index("term")
     assert table.loc["const", "status"] == "not estimable"
     assert table.loc["a", "coef"] == pytest.approx(2, abs=0.5)
+
+
+# ------------------------------------------------------------------- identity-resampled inference
+def test_resampled_refits_equal_statsmodels_on_explicit_resamples(planted):
+    """The vectorised refits equal a statsmodels fit on the queries of each resample's identities."""
+    import statsmodels.api as sm
+
+    from analysis.config_inference import logistic_refit, ols_refit
+
+    trace, _ = planted
+    design = configuration_design(trace, ConfigurationOptions(), n_bootstrap=100, seed=4)
+    d = trace.data
+    X = sm.add_constant(design.indicators[GROUPS].to_numpy())
+    keep = np.isin(d.condition_kind, KINDS)
+    pids = np.unique(d.query_pid[d.valid])
+    mean_ap = design.outcomes.mean_ap(design.weights[:3])
+    hits, trials = design.outcomes.hit_counts(design.weights[:3])
+    start = sm.GLM(design.configs["hits"].to_numpy() / design.configs["n_valid"].to_numpy(), X,
+                   family=sm.families.Binomial(), var_weights=design.configs["n_valid"].to_numpy()).fit().params
+    logistic = logistic_refit(X, hits, np.broadcast_to(trials, hits.shape), start)
+    for b in range(3):
+        # the resample as an explicit list of queries: each identity's valid queries, repeated
+        count = dict(zip(pids, design.weights[b]))
+        repeat = np.array([count[p] for p in d.query_pid[d.valid]])
+        ap = np.repeat(d.ap[keep][:, d.valid].astype(np.float64), repeat.astype(int), axis=1)
+        hit = np.repeat(d.rank1[keep][:, d.valid], repeat.astype(int), axis=1)
+        np.testing.assert_allclose(mean_ap[b], ap.mean(1), rtol=1e-10)
+        ref = sm.OLS(ap.mean(1), X).fit().params
+        np.testing.assert_allclose(ols_refit(X, mean_ap[b:b + 1])[0], ref, rtol=1e-8, atol=1e-12)
+        endog = np.column_stack([hit.sum(1), hit.shape[1] - hit.sum(1)])
+        ref = sm.GLM(endog, X, family=sm.families.Binomial()).fit().params
+        np.testing.assert_allclose(logistic[b], ref, rtol=1e-6, atol=1e-8)
+
+
+def test_identity_columns_name_their_unit_and_use_ci_level_not_alpha(planted):
+    from analysis.configuration import config_glm_binomial, config_glm_gaussian
+
+    trace, _ = planted
+    options = ConfigurationOptions()
+    design = configuration_design(trace, options, n_bootstrap=200, seed=0)
+    for level in (0.95, 0.80):
+        tables = {"gaussian": config_glm_gaussian(design, options, 0.01, level),
+                  "binomial": config_glm_binomial(design, options, 0.01, level),
+                  "ttest": config_ttest(design, options, 0.01, level)}
+        for name, table in tables.items():
+            ok = table[table["status"] == "ok"]
+            assert (ok["resampled"] == "identities").all() and (ok["n_ids"] == 100).all()
+            estimate = ok["coef"] if "coef" in ok else ok["diff"]
+            multiplier = stats.t.ppf(0.5 + level / 2, ok["df"])
+            np.testing.assert_allclose(ok["ci_high"] - estimate, multiplier * ok["se"], rtol=1e-9)
+            np.testing.assert_allclose(ok["p"], 2 * stats.t.sf(np.abs(estimate / ok["se"]), ok["df"]), rtol=1e-9)
+            assert (ok["reject_holm"] == (ok["p_holm"] <= 0.01)).all()   # alpha decides, nothing else
+        # the paper's interval follows ci_level too, whatever alpha is
+        gaussian = tables["gaussian"]
+        t = stats.t.ppf(0.5 + level / 2, gaussian["df_conditional"])
+        np.testing.assert_allclose(gaussian["ci_high_conditional"] - gaussian["coef"],
+                                   t * gaussian["se_conditional"], rtol=1e-8)
+
+
+def test_population_null_world_conditional_p_values_reject_identity_resampled_do_not():
+    """Each identity's effect of every group is drawn around a population mean of zero.
+
+    Treating every query of the test set as a fixed trial (the paper's numbers) finds groups that
+    matter; resampling identities does not.
+    """
+    trace = simulate(n_ids=60, queries_per_id=4, groups=6, effect_sd=0.8, n_subsets=40, kinds=KINDS, seed=11)
+    results = configuration_level(trace, {"seed": 0, "options": FAST})
+    for name in ("config_glm_binomial", "config_glm_gaussian", "config_ttest"):
+        table = results[name]
+        groups = table[(table["group"] != "") & (table["status"] == "ok")]
+        assert len(groups) == 6
+        assert not (groups["p_holm"] < 0.05).any(), name
+    binomial = results["config_glm_binomial"]
+    conditional = binomial.loc[binomial["group"] != "", "p_conditional"]
+    assert (conditional < 0.05 / 6).any()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"rf_n_estimators": "20"}, "rf_n_estimators must be an integer, got '20'"),
+    ({"xgb_learning_rate": "fast"}, "xgb_learning_rate must be a number, got 'fast'"),
+    ({"surrogate_resamples": 5}, "surrogate_resamples must be at least 10, got 5"),
+    ({"kinds": [1, 2]}, "kinds must be a list of a string"),
+    ({"require_subsets": "yes"}, "require_subsets must be true or false"),
+    ({"binomial_scale": "pearson"}, "binomial_scale must be 'X2' or a number"),
+])
+def test_wrong_option_is_a_one_line_error_naming_option_constraint_and_value(options, message):
+    with pytest.raises(MosaicError, match=re.escape(message)):
+        configuration_level(_small(), {"options": {"configuration": options}})

@@ -93,8 +93,9 @@ def test_query_glm_recovers_planted_state_effects(glm_table):
     assert (np.sign(contrast) == np.sign(STATE_EFFECT)).all()
     groups = glm_table[glm_table["level"] == "group"].set_index("group").loc[GROUPS]
     assert (groups["status"] == "ok").all()
-    assert spearman(groups["chi2"], np.abs(STATE_EFFECT)) >= 0.9
-    assert (groups["df"] >= 2).all()
+    assert spearman(groups["F"] * groups["df_num"], np.abs(STATE_EFFECT)) >= 0.9
+    assert (groups["df_num"] >= 2).all() and (groups["df"] > 1).all()
+    assert (glm_table["resampled"] == "identities").all()
 
 
 def test_query_glm_table_shape_and_coding(glm_trace, glm_table):

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from analysis.paired import paired_tables
-from analysis.ranking import agreement, kendalls_w, method_scores, rank_families, rank_groups
+from analysis.ranking import SCORE_SOURCES, agreement, kendalls_w, method_scores, rank_families, rank_groups
 from analysis.settings import AnalysisSettings
 from analysis.simulate import simulate
 
@@ -46,10 +46,12 @@ def planted():
 
 def test_every_paired_method_and_the_consensus_recover_the_planted_order(planted):
     trace, truth, tables = planted
-    ranking, methods, warnings = rank_groups(trace, tables)
+    ranking, methods, warnings = rank_groups(trace, tables, settings=SETTINGS)
     ranking = ranking.set_index("group")
-    assert len(methods) == 6 and warnings == []
-    for method in methods:
+    # the Wilcoxon rank-biserial score is not recomputed on identity resamples: ranked, not in the consensus
+    assert sorted(methods) == sorted(["identity:drop", "identity:counterfactual", "mcnemar:drop",
+                                      "mcnemar:counterfactual"]) and warnings == []
+    for method in [c[len("rank:"):] for c in ranking.columns if c.startswith("rank:")]:
         rho = stats.spearmanr(-ranking[f"rank:{method}"], truth[ranking.index]).statistic
         assert rho >= 0.9, (method, rho)
         assert (ranking[f"score:{method}"] > 0).all()  # every planted effect is a loss: right sign
@@ -77,7 +79,7 @@ def test_method_missing_a_group_is_left_out_of_the_consensus(planted):
     mcnemar = tables["paired_mcnemar"].copy()
     mcnemar.loc[mcnemar["group"] == "g03", "status"] = "not estimable"
     tables["paired_mcnemar"] = mcnemar
-    ranking, methods, warnings = rank_groups(trace, tables)
+    ranking, methods, warnings = rank_groups(trace, tables, settings=SETTINGS)
     assert "mcnemar:drop" not in methods and "mcnemar:counterfactual" not in methods
     assert any("g03" in w["reason"] for w in warnings)
     assert pd.isna(ranking.set_index("group").loc["g03", "rank:mcnemar:drop"])
@@ -95,5 +97,35 @@ def test_family_effects_with_bootstrap_intervals():
         assert (block["ci_low"] <= block["effect"]).all() and (block["effect"] <= block["ci_high"]).all()
         others = block.drop(index="intrinsic")
         assert (others["ci_low"] < 0.02).all()
+        # the planted family is first on every identity resample; the null ones share the other places
+        assert block.loc["intrinsic", "rank_low"] == 1 and block.loc["intrinsic", "rank_high"] == 1
+        assert (others["rank_low"] >= 2).all() and (block["resampled"] == "identities").all()
     fine = families[(families["level"] == "fine") & (families["comparison"] == "drop")].set_index("family")
     assert fine.loc["intrinsic", "groups"] == "g00,g04,g08" and fine.loc["intrinsic", "n_groups"] == 3
+
+
+def test_consensus_rank_interval_separates_planted_groups_and_covers_tied_ones():
+    # two strong, well separated effects; the remaining eight groups are null and exchangeable
+    effects = {"g00": 1.5, "g01": 0.8}
+    trace = simulate(groups=10, effects=effects, n_ids=150, n_subsets=0, kinds=("oracle", "drop"), seed=4)
+    tables = paired_tables(trace, SETTINGS)
+    ranking, methods, _ = rank_groups(trace, tables, settings=SETTINGS)
+    ranking = ranking.set_index("group")
+    assert (ranking.loc["g00", ["rank_low", "rank_high"]] == [1, 1]).all()
+    assert (ranking.loc["g01", ["rank_low", "rank_high"]] == [2, 2]).all()
+    nulls = ranking.drop(index=["g00", "g01"])
+    assert (nulls["rank_low"] >= 3).all() and (nulls["rank_high"] - nulls["rank_low"] >= 3).all()
+    assert (ranking["rank_low"] <= ranking["consensus_rank"]).all()
+    assert (ranking["consensus_rank"] <= ranking["rank_high"]).all()
+    assert (ranking["n_resamples"] == SETTINGS.n_bootstrap).all()
+
+
+def test_kendalls_w_gets_an_identity_resampled_interval(planted):
+    from analysis.ranking import identity_replicates
+
+    trace, _, tables = planted
+    scores = method_scores(tables, list(trace.group_names))
+    replicates, _ = identity_replicates(trace, scores, SCORE_SOURCES, SETTINGS)
+    methods = list(replicates)
+    w = agreement(scores, methods, replicates, 0.9).set_index("statistic").loc["kendall_w"]
+    assert w["ci_low"] <= w["value"] <= w["ci_high"] <= 1.0

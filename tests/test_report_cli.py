@@ -138,3 +138,26 @@ def test_cli_is_deterministic_apart_from_the_timestamp(trace_path, tmp_path):
         texts.append((out / "report.json").read_text(encoding="utf-8").replace(str(out), "OUT"))
     assert created.sub("T", texts[0]) == created.sub("T", texts[1])
     assert json.loads(texts[0])["format"] == "mosaic-report"
+
+
+def test_ci_level_sets_every_interval_and_alpha_only_the_decisions(trace_path, tmp_path, capsys):
+    from scipy import stats
+
+    out = tmp_path / "r.json"
+    assert main(["report", str(trace_path), "--format", "json", "--out", str(out), "--no-images", "-q",
+                 "--alpha", "0.01", "--ci-level", "0.8", *FAST]) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["metadata"]["analysis_settings"]["ci_level"] == 0.8
+    assert "--ci-level 0.8" in report["metadata"]["command"]
+    table = report["analysis"]["tables"]["config_glm_gaussian"]
+    gaussian = [r for r in (dict(zip(table["columns"], row)) for row in table["data"]) if r["status"] == "ok"]
+    assert gaussian
+    for row in gaussian:
+        multiplier = stats.t.ppf(0.9, row["df"])             # 80 % two-sided, whatever alpha is
+        assert row["ci_high"] - row["coef"] == pytest.approx(multiplier * row["se"], rel=1e-6, abs=1e-9)
+        assert row["reject_holm"] == (row["p_holm"] is not None and row["p_holm"] <= 0.01)
+
+
+def test_ci_level_out_of_range_is_one_error_line(trace_path, capsys):
+    assert main(["report", str(trace_path), "--ci-level", "95", *FAST]) == 2
+    assert "ci_level must lie strictly between 0 and 1" in _error_line(capsys)

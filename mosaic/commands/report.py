@@ -25,7 +25,8 @@ REPORT_HELP = (
     "Examples:\n\n"
     "  mosaic report runs/demo/trace.h5\n\n"
     "  mosaic report trace.h5 --format json --out results.json\n\n"
-    "  mosaic report trace.h5 --no-images --bootstrap 2000 --permutations 5000 --seed 1"
+    "  mosaic report trace.h5 --no-images --bootstrap 2000 --permutations 5000 --seed 1\n\n"
+    "  mosaic report trace.h5 --alpha 0.01 --ci-level 0.99"
 )
 
 
@@ -70,10 +71,11 @@ def resolve_output(trace: Path, out: Optional[Path], format: Optional[str]):
 
 
 def canonical_command(trace: Path, fmt: str, out: Path, images: bool, alpha: float, bootstrap: int,
-                      permutations: int, seed: int) -> str:
+                      permutations: int, seed: int, ci_level: float = 0.95) -> str:
     """The command as it would reproduce this report (recorded in the provenance)."""
     args = ["mosaic", "report", str(trace), "--format", fmt, "--out", str(out), "--alpha", repr(alpha),
-            "--bootstrap", str(bootstrap), "--permutations", str(permutations), "--seed", str(seed)]
+            "--ci-level", repr(ci_level), "--bootstrap", str(bootstrap), "--permutations", str(permutations),
+            "--seed", str(seed)]
     if not images:
         args.append("--no-images")
     return shlex.join(args)
@@ -95,7 +97,10 @@ def report(
         help="Embed small thumbnails of the ranked-list images (read from the dataset root recorded in the trace). "
              "--no-images shows identities only.",
     ),
-    alpha: float = typer.Option(0.05, "--alpha", help="Significance level of the tests (Holm / BH decisions)."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level of the decisions (Holm / BH rejections); "
+                                                       "it sets no interval."),
+    ci_level: float = typer.Option(0.95, "--ci-level", help="Coverage of every confidence interval in the report "
+                                                            "(bootstrap, exact, t, GLM and rank intervals alike)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Identity-cluster bootstrap resamples for the intervals."),
     permutations: int = typer.Option(2000, "--permutations", help="Sign-flip permutations of the identity-level test."),
     seed: int = typer.Option(0, "--seed", help="Seed of every resampling and model fit: same seed, same numbers."),
@@ -109,7 +114,8 @@ def report(
         typer.echo(f"mosaic report: {trace} -> {path}", err=True)
     try:
         document, text = _analyse_and_render(trace, fmt, path, progress, images=images, alpha=alpha,
-                                             bootstrap=bootstrap, permutations=permutations, seed=seed)
+                                             bootstrap=bootstrap, permutations=permutations, seed=seed,
+                                             ci_level=ci_level)
         progress(f"writing {path.name}")
         with atomic_path(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
@@ -126,7 +132,7 @@ def report(
 def analyse_trace(trace: Path, progress, *, images: bool = True, command: str = "", **settings):
     """Read a trace, analyse it and build the report document (rendered by any format).
 
-    ``settings`` go to :func:`analysis.analyze` (alpha, n_bootstrap, n_permutations, seed).
+    ``settings`` go to :func:`analysis.analyze` (alpha, ci_level, n_bootstrap, n_permutations, seed).
     """
     progress("reading trace")
     import analysis
@@ -139,11 +145,11 @@ def analyse_trace(trace: Path, progress, *, images: bool = True, command: str = 
 
 
 def _analyse_and_render(trace: Path, fmt, path: Path, progress: StageProgress, *, images: bool, alpha: float,
-                        bootstrap: int, permutations: int, seed: int):
+                        bootstrap: int, permutations: int, seed: int, ci_level: float = 0.95):
     document = analyse_trace(
         trace, progress, images=images,
-        command=canonical_command(trace, fmt.name, path, images, alpha, bootstrap, permutations, seed),
-        alpha=alpha, n_bootstrap=bootstrap, n_permutations=permutations, seed=seed,
+        command=canonical_command(trace, fmt.name, path, images, alpha, bootstrap, permutations, seed, ci_level),
+        alpha=alpha, n_bootstrap=bootstrap, n_permutations=permutations, seed=seed, ci_level=ci_level,
     )
     progress(f"rendering {fmt.name}")
     return document, fmt.render(document)
