@@ -62,6 +62,9 @@ comparison, across groups: ``p_holm`` / ``p_bh`` are adjusted within it, ``rejec
     their columns are documented there.
 ``query_glm``, ``query_surrogate``, ``query_surrogate_fit``
     query-level explanatory tables from :mod:`analysis.explanatory`; columns documented there.
+``decomposition``, ``decomposition_code``
+    information, capacity, misrouting and semantics per group, and the code share per trace, from
+    :mod:`analysis.decomposition`; columns documented there.
 
 ``conditions``  the trace's condition table (``analysis.trace.Trace.conditions``): ``condition``,
     ``kind``, ``group``, ``n_enabled``, ``mAP``, ``mINP``, ``rank1`` ..., ``n_valid``,
@@ -107,6 +110,8 @@ TABLE_NAMES = (
     "query_glm",
     "query_surrogate",
     "query_surrogate_fit",
+    "decomposition",
+    "decomposition_code",
     "conditions",
     "cmc",
     "gates",
