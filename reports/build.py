@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from reports import figures
+from reports import decomposition, figures
 from reports.document import (
     BulletList,
     Column,
@@ -278,6 +278,8 @@ def build_summary(ctx: BuildContext) -> Section:
                 caption="Ranking of attribute families", columns=SUMMARY_FAMILY_COLUMNS,
             )
         )
+    for block in decomposition.summary_blocks(ctx):
+        section.add(block)
     conditions = ctx.table("conditions")
     if conditions is None:
         conditions = ctx.trace.conditions
@@ -579,6 +581,7 @@ SECTION_BUILDERS: tuple[tuple[str, Callable[[BuildContext], Section]], ...] = (
     ("method-paired", build_paired),
     ("method-query-glm", build_query_glm),
     ("method-query-surrogate", build_query_surrogate),
+    (decomposition.SECTION_ID, decomposition.build_decomposition),
     ("method-ranking", build_ranking),
     ("retrieval", build_retrieval),
     ("ranked-lists", build_ranked_lists_section),
