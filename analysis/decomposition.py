@@ -60,7 +60,6 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.paired import bootstrap_weights
 from analysis.settings import AnalysisSettings, MethodNotApplicable
 
 __all__ = [
@@ -70,6 +69,7 @@ __all__ = [
     "RESAMPLING_UNIT",
     "decomposition_tables",
     "point_decomposition",
+    "unavailable_quantities",
     "unavailable_reason",
 ]
 
@@ -137,6 +137,28 @@ def unavailable_reason(missing: Sequence[str], schema_version: str | None = None
     return reason
 
 
+def unavailable_quantities(table: pd.DataFrame | None) -> dict[str, str]:
+    """``{quantity: reason}`` for every quantity some row of ``table`` marks unavailable.
+
+    The reason is the first row's, with its group written as ``<group>``, and says for how many
+    groups when not all of them.
+    """
+    out: dict[str, str] = {}
+    if table is None or not len(table) or "status" not in table:
+        return out
+    bad = table[table["status"].astype(str) == UNAVAILABLE]
+    for quantity, rows in bad.groupby("quantity", sort=False):
+        first = rows.iloc[0]
+        reason = str(first["reason"])
+        if "group" in rows:
+            reason = reason.replace(f":{first['group']}'", ":<group>'")
+            total = table.loc[table["quantity"] == quantity, "group"].nunique()
+            if rows["group"].nunique() < total:
+                reason += f" (for {rows['group'].nunique()} of {total} groups)"
+        out[str(quantity)] = reason
+    return out
+
+
 # ---------------------------------------------------------------------------- point estimates
 def point_decomposition(metrics: Mapping[str, Mapping[str, float]], groups: Sequence[str], *,
                         schema_version: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -197,6 +219,9 @@ class _Clusters:
 
 
 def _clusters(data, settings: AnalysisSettings) -> _Clusters:
+    # imported here so that `mosaic inspect` (point estimates only) does not load scipy
+    from analysis.paired import bootstrap_weights
+
     valid = np.asarray(data.valid, dtype=bool)
     _, member = np.unique(np.asarray(data.query_pid)[valid], return_inverse=True)
     counts = np.bincount(member).astype(np.float64) if member.size else np.zeros(0)

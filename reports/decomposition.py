@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.decomposition import unavailable_quantities
 from reports import svg
 from reports.document import Column, Figure, Paragraph, Section, Table
 from reports.methods import METHODS_BY_KEY
@@ -83,23 +84,10 @@ DETAIL_COLUMNS = (
 
 
 def unavailable_text(table: pd.DataFrame | None, code: pd.DataFrame | None) -> str:
-    """One sentence per quantity this trace cannot measure, with the reason (group names generalised)."""
-    parts = []
-    for name, frame in (("the decomposition", table), ("the code share", code)):
-        if frame is None or not len(frame) or "status" not in frame:
-            continue
-        bad = frame[frame["status"].astype(str) == "unavailable"]
-        for quantity, rows in bad.groupby("quantity", sort=False):
-            first = rows.iloc[0]
-            reason = str(first["reason"])
-            if "group" in rows and str(first.get("group", "")):
-                reason = reason.replace(f":{first['group']}'", ":<group>'")
-            groups = rows["group"].nunique() if "group" in rows else 0
-            total = frame.loc[frame["quantity"] == quantity, "group"].nunique() if "group" in frame else 0
-            scope = "" if groups in (0, total) else f" for {groups} of {total} groups"
-            parts.append(f"**{_label(str(quantity)) if quantity in QUANTITY_LABELS else 'code share'}**"
-                         f"{scope}: {reason}")
-    return ("Unavailable on this trace: " + "; ".join(dict.fromkeys(parts)) + ".") if parts else ""
+    """One clause per quantity this trace cannot measure, with the reason (group names generalised)."""
+    parts = [f"**{_label(quantity) if quantity in QUANTITY_LABELS else 'code share'}**: {reason}"
+             for frame in (table, code) for quantity, reason in unavailable_quantities(frame).items()]
+    return ("Unavailable on this trace: " + "; ".join(parts) + ".") if parts else ""
 
 
 def summary_blocks(ctx) -> list[Any]:
