@@ -94,3 +94,21 @@ def test_report_on_a_schema_1_0_trace_names_the_unavailable_quantities():
         assert "schema 1.0.0 predates the fixed, relabel and code conditions" in text
     rows = {r["group"]: r for r in doc["tables"]["summary-decomposition"]["rows"]}
     assert rows["g00"]["information"] is None and rows["g00"]["misrouting"] is not None
+
+
+def test_demo_prints_the_five_quantities_with_intervals(tmp_path, capsys):
+    from analysis.simulate_decomposition import simulate_decomposition
+    from mosaic.commands.demo import _print_headline
+
+    trace = simulate_decomposition(groups=3, planted=PLANTED, n_ids=60, seed=6)
+    results, texts = _render(trace)
+    (tmp_path / "report.json").write_text(texts["json"], encoding="utf-8")
+    _print_headline(tmp_path / "report.json")
+    out = capsys.readouterr().out
+    assert "95% identity-cluster interval" in out
+    row = results.tables["decomposition"]
+    row = row[(row["group"] == "g00") & (row["quantity"] == "misrouting") & (row["metric"] == "mAP")].iloc[0]
+    line = next(l for l in out.splitlines() if l.strip().startswith("g00") and "[" in l)
+    assert f"{100 * row.estimate:+6.2f} [{100 * row.ci_low:+6.2f}, {100 * row.ci_high:+6.2f}]" in line
+    assert line.count("[") == 4                                  # information, capacity, misrouting, semantics
+    assert "code share of the oracle's gain over none (mAP)" in out
