@@ -3,10 +3,11 @@
 Both worlds are the demo's default world except for three groups (``VALIDATION_GROUPS``):
 
 * ``constant``: every identity shares one state of each of them, so they carry no identity
-  information. Routing them by another identity's state (``counterfactual:<group>``) changes
-  nothing; dropping their experts still removes capacity.
+  information. Routing them by another identity's state (``counterfactual:<group>``, misrouting)
+  changes nothing, since every donor has the same state; dropping their experts still removes
+  capacity.
 * ``uniform``: each identity draws their states uniformly, the most identity information they
-  can carry, so the counterfactual routing must hurt retrieval and their rank must rise.
+  can carry, so misrouting the queries must mislead retrieval and their rank must rise.
 
 Each world goes through the demo's stages (synth -> train -> trace -> analyse/report) with the
 same training config and seed. Run from the repository root::

@@ -262,8 +262,8 @@ def build_summary(ctx: BuildContext) -> Section:
         section.add(
             Table.from_frame(
                 groups, id="summary-groups", caption="Ranking of attribute groups", columns=SUMMARY_GROUP_COLUMNS,
-                note="Negative Δ = retrieval gets worse without the group's expert (drop) or with a wrong state "
-                     "(counterfactual). ΔmAP intervals: identity-cluster bootstrap; p Holm: identity-level sign-flip "
+                note="Negative Δ = retrieval gets worse without the group's expert (drop) or when the queries are "
+                     "misrouted to another identity's state (counterfactual). ΔmAP intervals: identity-cluster bootstrap; p Holm: identity-level sign-flip "
                      "permutation test, Holm-adjusted across groups within each comparison.",
             )
         )

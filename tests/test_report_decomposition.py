@@ -112,3 +112,22 @@ def test_demo_prints_the_five_quantities_with_intervals(tmp_path, capsys):
     assert f"{100 * row.estimate:+6.2f} [{100 * row.ci_low:+6.2f}, {100 * row.ci_high:+6.2f}]" in line
     assert line.count("[") == 4                                  # information, capacity, misrouting, semantics
     assert "code share of the oracle's gain over none (mAP)" in out
+
+
+def test_report_json_doc_lists_every_decomposition_column():
+    from pathlib import Path
+
+    from reports.decomposition import CODE_COLUMNS, DETAIL_COLUMNS, QUANTITY_LABELS, SUMMARY_COLUMNS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "report-json.md").read_text(encoding="utf-8")
+    keys = {c.key for c in (*DETAIL_COLUMNS, *CODE_COLUMNS)}
+    for column in SUMMARY_COLUMNS:
+        generic = column.key
+        for quantity in QUANTITY_LABELS:
+            generic = generic.replace(f"_{quantity}", "_q") if generic != quantity else generic
+        keys.add(generic)
+    for key in sorted(keys):
+        assert f"`{key}`" in doc, key
+    for table_id in ("summary-decomposition", "summary-code-share", "table-decomposition", "table-decomposition-code",
+                     "method-decomposition"):
+        assert f"`{table_id}`" in doc, table_id

@@ -168,9 +168,9 @@ def _print_decomposition(results, order: list[str]) -> None:
                    + "; ".join(QUANTITIES[q].meaning.split(":")[0] + f" = {q}" for q in shown))
         cells = {(r.group, r.quantity): f"{100 * r.estimate:+6.2f} [{100 * r.ci_low:+6.2f}, {100 * r.ci_high:+6.2f}]"
                  for r in mAP.itertuples()}
-        typer.echo(f"  {'group':<12}" + "".join(f"{q:<27}" for q in shown))
+        typer.echo((f"  {'group':<12}" + "".join(f"{q:<27}" for q in shown)).rstrip())
         for group in order:
-            typer.echo(f"  {group:<12}" + "".join(f"{cells.get((group, q), '-'):<27}" for q in shown))
+            typer.echo((f"  {group:<12}" + "".join(f"{cells.get((group, q), '-'):<27}" for q in shown)).rstrip())
     if code is not None:
         for row in code[code["status"] == "ok"].itertuples():
             typer.echo(f"code share of the oracle's gain over none ({row.metric}): {100 * row.estimate:.1f}% "

@@ -14,8 +14,12 @@ import typer
 from mosaic.errors import MosaicError
 
 CONDITIONS_HELP = (
-    "Comma-separated patterns (fnmatch) over condition names: oracle, none, drop:<group>, only:<group>, "
-    "counterfactual:<group>, subset:<i>, learned. E.g. 'oracle,drop:*' or 'only:up*'. "
+    "Comma-separated patterns (fnmatch) over condition names: oracle, none, drop:<group> (information and "
+    "capacity removed), fixed:<group> (same gates for every image: information removed, capacity kept), "
+    "counterfactual:<group> (misrouting: the queries routed by another identity's state, how far a wrong route "
+    "misleads retrieval), relabel:<group> (states permuted for every image: semantic specialisation), "
+    "only:<group>, subset:<i>, learned, code (retrieval by attribute codes alone, no model). "
+    "E.g. 'oracle,drop:*' or 'only:up*'. "
     "Default: all of them (learned only if the checkpoint has a learned router)."
 )
 
