@@ -13,9 +13,10 @@ A condition is one routing of experts applied to every query and gallery image a
 ``learned``                   every group routed by the model's learned router (if it has one)
 ============================  ===============================================================
 
-Dropping a group removes its information *and* some capacity; the counterfactual keeps the
-capacity (an expert of that group still fires) and removes only the information, so the two read
-side by side separate "the model uses this attribute" from "the model uses these parameters".
+Dropping a group removes its information *and* some capacity. The counterfactual measures
+misrouting: an expert of that group still fires, for the wrong state, so it shows how far a wrong
+route misleads retrieval (which can cost far more than dropping the group), not the information
+the group carries.
 
 Conditions are selected with comma-separated fnmatch patterns over their names
 (``"oracle,drop:*,only:upcolour"``). This module is torch-free: a condition resolves to a name,
