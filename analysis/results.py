@@ -5,8 +5,9 @@ Sign convention, everywhere: a *delta* is ``condition - baseline`` (the baseline
 ``delta_rank1`` when it is dropped or routed counterfactually. Rankings put the group with the
 largest loss first (rank 1).
 
-Every row of a test table carries ``status`` (``"ok"`` | ``"not tested"`` | ``"not estimable"``)
-and ``reason`` (empty when ok). A row that is not ok keeps NaN in its p-value, and NaN p-values
+Every row of a test table carries ``status`` (``"ok"`` | ``"not tested"`` | ``"not estimable"``,
+and ``"unavailable"`` where the trace lacks the conditions a decomposition needs) and ``reason``
+(empty when ok). A row that is not ok keeps NaN in its p-value, and NaN p-values
 never enter the multiple-testing corrections (:mod:`analysis.corrections`).
 
 Tables (``Results.tables``; a table is absent when its method did not run)
