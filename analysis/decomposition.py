@@ -25,7 +25,9 @@ quantity            estimate                        what it measures
 ==================  ==============================  ===============================================
 
 Per trace, ``code_share = (code - none) / (oracle - none)``: how much of the oracle's gain over
-no experts retrieval by the attribute code alone (no model) reaches.
+no experts retrieval by the attribute code alone (no model) reaches. It is a ratio, not a
+probability: above 1 when the code retrieves better than the oracle-routed model, below 0 when
+worse than no experts at all, and unstable when the oracle gains little over ``none``.
 
 Each estimate is computed on mAP (mean of per-query AP over valid queries) and on rank-1 (share of
 valid queries hit at rank 1), with a percentile interval from the identity-cluster bootstrap:

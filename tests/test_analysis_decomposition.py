@@ -6,14 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import mosaic.traceio
 from analysis import analyze
 from analysis.decomposition import QUANTITIES, decomposition_tables, point_decomposition
 from analysis.settings import AnalysisSettings
 from analysis.simulate_decomposition import simulate_decomposition, simulate_decomposition_data
 from mosaic.errors import MosaicError
 
-NEW_KINDS = ("fixed", "relabel", "code")
 
 # Effects that differ in sign and size between groups, each varying by identity around its mean.
 PLANTED = {
@@ -21,14 +19,6 @@ PLANTED = {
     "g01": {"information": -0.04, "capacity": 0.02, "misrouting": -0.02, "semantics": 0.0},
     "g02": {"information": 0.0, "capacity": -0.05, "misrouting": 0.03, "semantics": 0.0},
 }
-
-
-@pytest.fixture(autouse=True)
-def trace_kinds(monkeypatch):
-    """Trace files of schema 1.1 know the fixed / relabel / code kinds; make sure this checkout does."""
-    known = tuple(mosaic.traceio.CONDITION_KINDS)
-    if not set(NEW_KINDS) <= set(known):
-        monkeypatch.setattr(mosaic.traceio, "CONDITION_KINDS", known + tuple(k for k in NEW_KINDS if k not in known))
 
 
 def _settings(**kw):

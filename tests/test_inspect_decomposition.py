@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import json
 
+import h5py
 import pytest
 
-import mosaic.traceio
 from mosaic.cli import main
-
-NEW_KINDS = ("fixed", "relabel", "code")
 
 
 @pytest.fixture(autouse=True)
-def trace_kinds(monkeypatch):
-    monkeypatch.setenv("COLUMNS", "200")  # the tables are checked as text: no wrapping
-    known = tuple(mosaic.traceio.CONDITION_KINDS)
-    if not set(NEW_KINDS) <= set(known):
-        monkeypatch.setattr(mosaic.traceio, "CONDITION_KINDS", known + tuple(k for k in NEW_KINDS if k not in known))
+def wide_console(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # the printed tables are checked as text: no wrapping
 
 
 def test_inspect_prints_the_decomposition_from_stored_metrics(tmp_path, capsys):
@@ -48,11 +43,44 @@ def test_inspect_says_what_a_1_0_trace_cannot_decompose(tmp_path, capsys):
 
     path = tmp_path / "old.h5"
     simulate(path, n_ids=10, groups=2, kinds=("oracle", "none", "drop", "counterfactual"), seed=1)
+    with h5py.File(path, "r+") as h5:  # as a mosaic of schema 1.0 wrote it
+        h5.attrs["schema_version"] = h5.attrs["encoding_version"] = "1.0.0"
     assert main(["inspect", str(path), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)["decomposition"]
     assert set(summary["unavailable"]) == {"information", "capacity", "semantics", "code_share"}
     assert all("'fixed:<group>'" in summary["unavailable"][q] for q in ("information", "capacity"))
+    assert all("schema 1.0.0 predates" in reason for reason in summary["unavailable"].values())
     assert [set(r) for r in summary["groups"]] == [{"group", "misrouting_mAP", "misrouting_rank1"}] * 2
     assert main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
     assert "unavailable: semantics: the trace has no 'relabel:<group>' condition" in out.replace("\n", " ")
+
+
+def test_a_traced_model_is_decomposed_end_to_end(tmp_path, capsys):
+    """trace (every kind) -> inspect -> analysis: every quantity measured, the same numbers in both."""
+    torch = pytest.importorskip("torch")
+    from tests.test_trace_cli import GROUPS, _write_checkpoint, _write_world
+
+    from analysis import read_trace
+    from analysis.decomposition import decomposition_tables
+    from analysis.settings import AnalysisSettings
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        world = _write_world(tmp_path / "world", GROUPS, seed=0)
+        ckpt = _write_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", world, learned=False)
+        out = tmp_path / "trace.h5"
+        assert main(["trace", "--ckpt", str(ckpt), "--out", str(out), "-c", "oracle,none,drop:*,fixed:*,counterfactual:*,"
+                     "relabel:*,code", "--top-k", "3", "--max-rank", "5", "--device", "cpu", "--seed", "3", "-q"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    assert main(["inspect", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)["decomposition"]
+    assert printed["unavailable"] == {} and len(printed["groups"]) == len(GROUPS)
+    tables = decomposition_tables(read_trace(out), AnalysisSettings(n_bootstrap=200))
+    assert (tables["decomposition"]["status"] == "ok").all() and (tables["decomposition_code"]["status"] == "ok").all()
+    for row in tables["decomposition"].itertuples():
+        shown = next(g for g in printed["groups"] if g["group"] == row.group)[f"{row.quantity}_{row.metric}"]
+        assert shown == pytest.approx(row.estimate, abs=1e-6)

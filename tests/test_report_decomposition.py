@@ -6,22 +6,13 @@ import json
 
 import pytest
 
-import mosaic.traceio
 import reports
 from reports.build import ReportOptions, build_report
 from reports.numbers import value_text
 from tests.test_report import parse_tables
 
-NEW_KINDS = ("fixed", "relabel", "code")
 PLANTED = {"g00": {"information": -0.1, "capacity": -0.04, "misrouting": -0.2, "semantics": -0.05},
            "g01": {"semantics": 0.03}}
-
-
-@pytest.fixture(autouse=True)
-def trace_kinds(monkeypatch):
-    known = tuple(mosaic.traceio.CONDITION_KINDS)
-    if not set(NEW_KINDS) <= set(known):
-        monkeypatch.setattr(mosaic.traceio, "CONDITION_KINDS", known + tuple(k for k in NEW_KINDS if k not in known))
 
 
 def _render(trace):
