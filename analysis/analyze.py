@@ -160,7 +160,7 @@ def analyze(
     seed : the one seed of every resampling and model fit; the same seed gives identical results
         (``to_json()`` equal byte for byte).
     methods : which of :data:`METHODS` to run (``"paired"``, ``"configuration"``,
-        ``"explanatory"``); ``None`` runs all. The ranking always runs on what they produce.
+        ``"explanatory"``, ``"decomposition"``); ``None`` runs all. The ranking always runs on what they produce.
     ci_level : coverage of bootstrap intervals.
     baseline, comparisons : the condition every ``drop`` / ``counterfactual`` condition is paired with.
     options : method-specific knobs, ``{method: {option: value}}``.
