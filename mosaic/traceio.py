@@ -147,6 +147,15 @@ class TraceData:
             "topk": self.top_k,
         }
 
+    def select_conditions(self, keep) -> "TraceData":
+        """A copy with only the conditions ``keep`` selects (a ``(C,)`` bool mask or indices), every
+        per-condition array sliced alike (those whose first axis is ``condition``)."""
+        import dataclasses
+
+        index = np.arange(self.n_conditions)[np.asarray(keep)]
+        per_condition = ["condition_name"] + [spec.field for spec in ARRAYS if spec.dims[0] == "condition"]
+        return dataclasses.replace(self, **{f: np.asarray(getattr(self, f))[index] for f in per_condition}).validate()
+
     def validate(self) -> "TraceData":
         """Check that every array has the shape its axes demand; raise :class:`MosaicError` if not."""
         sizes = self.sizes

@@ -332,3 +332,57 @@ def test_paper_configs_differ_from_the_shipped_ones_in_routing_only(name):
     assert paper.pop("routing") == {"group_dropout": 0.0, "fixed_prob": 0.0, "all_off_prob": 0.0}
     shipped.pop("routing")
     assert paper == shipped
+
+
+# ----------------------------------------------------------------------------- trace schema 1.1
+
+def test_a_schema_1_0_trace_still_reads_with_the_new_arrays_not_recorded(tmp_path):
+    import h5py
+
+    from mosaic.traceio import ARRAYS, read_trace_data, write_trace
+    from test_traceio import make_trace
+
+    path = write_trace(make_trace(), tmp_path / "old.h5")
+    with h5py.File(path, "r+") as h5:  # what a 1.0.0 writer left: no 1.1 arrays, version 1.0.0
+        for spec in ARRAYS:
+            if spec.since != "1.0.0":
+                del h5[spec.path]
+        h5.attrs["schema_version"] = h5.attrs["encoding_version"] = "1.0.0"
+    data = read_trace_data(path)
+    assert (data.filled_routes == 0).all() and set(data.fill_method.tolist()) == {"none"}
+    assert np.isnan(data.fixed_gates).all() and data.fixed_gates.shape == (data.schema.n_experts,)
+    with h5py.File(path, "r+") as h5:  # a 1.1 file lacking a 1.1 array is damaged, not old
+        h5.attrs["schema_version"] = "1.1.0"
+    with pytest.raises(MosaicError, match="lacks the dataset /conditions/filled_routes"):
+        read_trace_data(path)
+
+
+def test_the_trace_accepts_registered_kinds_and_the_tracer_refuses_unknown_ones_before_computing(model):
+    from dataclasses import replace
+
+    from mosaic.conditions import CONDITION_KINDS, ConditionKind, register_condition_kind
+    from mosaic.trace import ImageSet, TraceSettings, trace_model
+    from test_traceio import make_trace
+
+    data = make_trace()
+    data.condition_kind = np.array(["oracle", "none"] + ["shuffle"] * (data.n_conditions - 2))
+    with pytest.raises(MosaicError, match=r"unknown condition kinds \['shuffle'\]"):
+        data.validate()
+    register_condition_kind(ConditionKind("shuffle", "shuffle:<group>", "test kind", lambda ctx: []))
+    try:
+        data.validate()  # a registered kind is a valid trace kind
+    finally:
+        del CONDITION_KINDS["shuffle"]
+    states, pids = _world(2, 2, seed=0)
+    images = ImageSet(images=torch.zeros(4, 3, 128, 64, dtype=torch.uint8), pid=pids, camid=np.array([1, 2, 1, 2]),
+                      path=np.array(["a", "b", "c", "d"]), states=states)
+    bogus = replace(resolve_conditions("oracle", SCHEMA)[0], name="bogus", kind="bogus")
+    called = []
+    model_trunk = model.trunk
+    model.trunk = lambda x: called.append(1) or model_trunk(x)
+    try:
+        with pytest.raises(MosaicError, match=r"unknown condition kinds \['bogus'\]"):
+            trace_model(model, images, images, [bogus], TraceSettings(progress=False))
+    finally:
+        del model.trunk
+    assert not called, "kinds are checked before any image is computed"
