@@ -5,8 +5,9 @@ Sign convention, everywhere: a *delta* is ``condition - baseline`` (the baseline
 ``delta_rank1`` when it is dropped or routed counterfactually. Rankings put the group with the
 largest loss first (rank 1).
 
-Every row of a test table carries ``status`` (``"ok"`` | ``"not tested"`` | ``"not estimable"``)
-and ``reason`` (empty when ok). A row that is not ok keeps NaN in its p-value, and NaN p-values
+Every row of a test table carries ``status`` (``"ok"`` | ``"not tested"`` | ``"not estimable"``,
+and ``"unavailable"`` where the trace lacks the conditions a decomposition needs) and ``reason``
+(empty when ok). A row that is not ok keeps NaN in its p-value, and NaN p-values
 never enter the multiple-testing corrections (:mod:`analysis.corrections`).
 
 Tables (``Results.tables``; a table is absent when its method did not run)
@@ -78,6 +79,9 @@ queries of one identity share its attribute states, so their outcomes are not in
 ``query_glm``, ``query_surrogate``, ``query_surrogate_fit``
     query-level explanatory tables from :mod:`analysis.explanatory`; columns documented there
     (the query GLM's errors are identity-clustered CR2 with Satterthwaite degrees of freedom).
+``decomposition``, ``decomposition_code``
+    information, capacity, misrouting and semantics per group, and the code share per trace, from
+    :mod:`analysis.decomposition`; columns documented there.
 
 ``conditions``  the trace's condition table (``analysis.trace.Trace.conditions``): ``condition``,
     ``kind``, ``group``, ``n_enabled``, ``mAP``, ``mINP``, ``rank1`` ..., ``n_valid``,
@@ -123,6 +127,8 @@ TABLE_NAMES = (
     "query_glm",
     "query_surrogate",
     "query_surrogate_fit",
+    "decomposition",
+    "decomposition_code",
     "conditions",
     "cmc",
     "gates",

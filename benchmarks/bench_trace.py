@@ -1,8 +1,11 @@
 """Trunk-cached tracing against recomputing the full forward for every condition.
 
 The model is the micro ViT (depth 4, the last ``--expert-blocks`` blocks carrying one LoRA expert
-per state of the Market-1501 schema, 39 experts) on random images; the conditions are the real
-default kinds (oracle, none, drop:*, only:*, ...), cut to ``--conditions``. Both paths compute the
+per state of the Market-1501 schema, 39 experts) on random images, some of them unannotated; the
+conditions are the real default kinds taken in turn (oracle, none, drop, only, counterfactual,
+subset, learned, fixed, relabel; ``code`` needs no model and is left out), cut to
+``--conditions``. Missing states are filled by the learned router's predictions in both paths
+(computed once, outside the timings). Both paths compute the
 L2-normalised BNNeck features of every query and gallery image under every condition and give the
 same features (checked); the baseline is what a tracer without the trunk/head split does: one
 ``model.forward`` per condition. The ideal speed-up, counting transformer blocks only, is
@@ -27,9 +30,12 @@ import torch
 import torch.nn.functional as F
 
 from mosaic.conditions import resolve_conditions
+from mosaic.interventions import fill_missing_routes
 from mosaic.model import ModelConfig, build_model, normalize_images
 from mosaic.schema import load_schema
+from mosaic.state_shares import training_state_shares
 from mosaic.trace import ImageSet, TraceSettings, compute_trunk, condition_features, trace_model
+from mosaic.trace_routing import fill_codes
 
 
 def make_images(n: int, schema, seed: int) -> ImageSet:
@@ -46,13 +52,27 @@ def make_images(n: int, schema, seed: int) -> ImageSet:
     )
 
 
+def mixed_conditions(schema, shares, n: int) -> list:
+    """``n`` default conditions taken from each model-run kind in turn, so every kind is timed."""
+    by_kind: dict[str, list] = {}
+    for c in resolve_conditions(None, schema, seed=0, has_learned=True, state_shares=shares):
+        if not c.by_code:
+            by_kind.setdefault(c.kind, []).append(c)
+    out, round_ = [], 0
+    while len(out) < n and any(len(v) > round_ for v in by_kind.values()):
+        out += [v[round_] for v in by_kind.values() if len(v) > round_]
+        round_ += 1
+    return out[:n]
+
+
 @torch.inference_mode()
-def full_forward_features(model, images: ImageSet, conditions, batch_size: int, device) -> list[torch.Tensor]:
+def full_forward_features(model, images: ImageSet, conditions, batch_size: int, device, fill) -> list[torch.Tensor]:
     """The baseline: the whole network per condition (trunk recomputed every time)."""
     out = []
     pids = images.pid
     for condition in conditions:
-        routed = torch.from_numpy(condition.route_states(images.states, pids).astype(np.int64))
+        codes, _ = fill_missing_routes(condition, condition.route_states(images.states, pids), fill)
+        routed = torch.from_numpy(codes.astype(np.int64))
         enabled = torch.from_numpy(condition.enabled_mask).to(device)
         feats = []
         for start in range(0, len(images), batch_size):
@@ -63,9 +83,9 @@ def full_forward_features(model, images: ImageSet, conditions, batch_size: int, 
     return out
 
 
-def cached_features(model, images: ImageSet, conditions, settings, device) -> list[torch.Tensor]:
+def cached_features(model, images: ImageSet, conditions, settings, device, fill) -> list[torch.Tensor]:
     with compute_trunk(model, [images], settings, device) as cache:
-        return [condition_features(model, cache, images.states, images.pid, c, settings).features for c in conditions]
+        return [condition_features(model, cache, images.states, images.pid, c, settings, fill=fill).features for c in conditions]
 
 
 def evaluate_all(features: list[torch.Tensor], n_query: int, images: ImageSet, settings) -> None:
@@ -108,23 +128,26 @@ def main() -> None:
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.05)
+    images = make_images(args.images, schema, seed=1)
+    model.set_state_shares(training_state_shares(images.states, images.pid, schema))
     model = model.to(device).eval()
-    conditions = resolve_conditions(None, schema, seed=0)[: args.conditions]
+    conditions = mixed_conditions(schema, model.state_shares, args.conditions)
     C = len(conditions)
     depth = len(model.backbone.blocks)
     expert_depth = len(model.expert_layers)
     trunk_depth = depth - expert_depth
     ideal = depth * C / (trunk_depth + expert_depth * C)
 
-    images = make_images(args.images, schema, seed=1)
     settings = TraceSettings(batch_size=args.batch_size, progress=False, top_k=10, max_rank=50)
+    with compute_trunk(model, [images], settings, device) as cache:
+        fill = fill_codes(model, cache, images.states, args.batch_size)
 
     half = args.images // 2
     query = ImageSet(images.images[:half], images.pid[:half], images.camid[:half], images.path[:half], images.states[:half])
     gallery = ImageSet(images.images[half:], images.pid[half:], images.camid[half:], images.path[half:], images.states[half:])
     paths = {
-        "full": lambda: full_forward_features(model, images, conditions, args.batch_size, device),
-        "cached": lambda: cached_features(model, images, conditions, settings, device),
+        "full": lambda: full_forward_features(model, images, conditions, args.batch_size, device, fill),
+        "cached": lambda: cached_features(model, images, conditions, settings, device, fill),
         # end to end: the cached path plus the per-condition distances and evaluate()
         "trace": lambda: trace_model(model, query, gallery, conditions, settings, device=device),
         # what both paths share: distances and evaluate() per condition, on given features
@@ -132,7 +155,7 @@ def main() -> None:
     }
     # warm-up (allocator, kernels); then the paths take turns, so that a burst of load from
     # other processes hits all of them alike, and each keeps its best time
-    cached_features(model, make_images(32, schema, 2), conditions[:2], settings, device)
+    cached_features(model, make_images(32, schema, 2), conditions[:2], settings, device, None)
     best = dict.fromkeys(paths, float("inf"))
     results = {}
     with warnings.catch_warnings():
@@ -153,6 +176,7 @@ def main() -> None:
     ]
     print(f"{args.backbone}: depth {depth}, expert blocks {expert_depth}, {schema.n_experts} experts; "
           f"{args.images} images x {C} conditions; device {device}, {args.threads} thread(s)")
+    print("kinds: " + ", ".join(f"{k} {n}" for k, n in zip(*np.unique([c.kind for c in conditions], return_counts=True))))
     print(f"{'path':52s} {'seconds':>8s} {'speed-up':>9s}")
     for name, seconds, ratio in rows:
         print(f"{name:52s} {seconds:8.2f} " + (f"{ratio:8.2f}x" if ratio == ratio else f"{'':>9s}"))

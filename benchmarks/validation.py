@@ -3,10 +3,18 @@
 Both worlds are the demo's default world except for three groups (``VALIDATION_GROUPS``):
 
 * ``constant``: every identity shares one state of each of them, so they carry no identity
-  information. Routing them by another identity's state (``counterfactual:<group>``) changes
-  nothing; dropping their experts still removes capacity.
+  information. Routing them by another identity's state (``counterfactual:<group>``, misrouting)
+  changes nothing, since every donor has the same state; dropping their experts still removes
+  capacity.
 * ``uniform``: each identity draws their states uniformly, the most identity information they
-  can carry, so the counterfactual routing must hurt retrieval and their rank must rise.
+  can carry, so misrouting the queries must mislead retrieval and their rank must rise.
+* ``invisible``: as ``uniform``, but the three groups are never drawn in the images (their
+  labels vary, their pixels do not): whatever their experts contribute is an identity code, so
+  relabelling their states (``relabel:<group>``) costs nothing while fixing them
+  (``fixed:<group>``, the code removed) does.
+
+In ``constant`` the three groups carry no identity information, so their fixed gates are the
+oracle's own expert and ``fixed:<group>`` equals ``oracle``.
 
 Each world goes through the demo's stages (synth -> train -> trace -> analyse/report) with the
 same training config and seed. Run from the repository root::
@@ -37,6 +45,7 @@ def worlds():
     return {
         "constant": WorldConfig(seed=0, constant=VALIDATION_GROUPS),
         "uniform": WorldConfig(seed=0, uniform=VALIDATION_GROUPS),
+        "invisible": WorldConfig(seed=0, uniform=VALIDATION_GROUPS, invisible=VALIDATION_GROUPS),
     }
 
 
@@ -75,6 +84,68 @@ def summary_table(results_by_world: dict) -> "pd.DataFrame":  # noqa: F821
     return pd.DataFrame(rows)
 
 
+def identity_bootstrap_delta(trace, condition: str, reference: str = "oracle", n: int = 2000, seed: int = 0):
+    """ΔmAP (condition − reference) over valid queries and its 95% interval, resampling query identities."""
+    import numpy as np
+
+    names = trace.condition_name.tolist()
+    valid = trace.valid
+    delta = (trace.ap[names.index(condition)] - trace.ap[names.index(reference)])[valid].astype(np.float64)
+    _, identity = np.unique(trace.query_pid[valid], return_inverse=True)
+    sums, counts = np.bincount(identity, delta), np.bincount(identity).astype(np.float64)
+    draws = np.random.default_rng(seed).multinomial(len(sums), np.full(len(sums), 1 / len(sums)), size=n)
+    samples = (draws @ sums) / (draws @ counts)
+    return float(delta.mean()), float(np.quantile(samples, 0.025)), float(np.quantile(samples, 0.975))
+
+
+def intervention_table(names: list[str]) -> "pd.DataFrame":  # noqa: F821
+    """Per world and validation group: fixed and relabel ΔmAP with identity-bootstrap intervals."""
+    import pandas as pd
+
+    from mosaic.traceio import read_trace_data
+
+    rows = []
+    for world in names:
+        trace = read_trace_data(OUT / world / "trace.h5")
+        mAP = dict(zip(trace.condition_name.tolist(), trace.mAP.tolist()))
+        for group in VALIDATION_GROUPS:
+            row = {"world": world, "group": group, "oracle": mAP["oracle"], "none": mAP["none"], "code": mAP.get("code")}
+            for kind in ("fixed", "relabel"):
+                row[kind], row[f"{kind}_low"], row[f"{kind}_high"] = identity_bootstrap_delta(trace, f"{kind}:{group}")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def check_intervention_claims(table) -> list[tuple[str, bool]]:
+    by_world = {w: f for w, f in table.groupby("world")}
+    constant, uniform, invisible = by_world["constant"], by_world["uniform"], by_world["invisible"]
+    includes_zero = lambda f, k: bool(((f[f"{k}_low"] <= 0) & (f[f"{k}_high"] >= 0)).all())  # noqa: E731
+    below_zero = lambda f, k: bool((f[f"{k}_high"] < 0).all())  # noqa: E731
+    return [
+        ("constant world: fixed equals oracle for every validation group (no identity information)",
+         bool((constant.fixed.abs() < 1e-9).all())),
+        ("invisible world: relabel ≈ oracle for every validation group (95% CI of ΔmAP includes 0)",
+         includes_zero(invisible, "relabel")),
+        ("invisible world: fixed < oracle for every validation group (their code carries identity)",
+         below_zero(invisible, "fixed")),
+        ("uniform world: relabel < oracle for every validation group (visible states, experts see them)",
+         below_zero(uniform, "relabel")),
+    ]
+
+
+def format_intervention_table(table) -> str:
+    lines = ["| world | group | fixed ΔmAP [95% CI] | relabel ΔmAP [95% CI] | oracle mAP | none mAP | code mAP |",
+             "|---|---|---|---|---:|---:|---:|"]
+    for row in table.itertuples():
+        def effect(kind):
+            return f"{100 * getattr(row, kind):+.2f} [{100 * getattr(row, kind + '_low'):+.2f}, {100 * getattr(row, kind + '_high'):+.2f}]"
+
+        code = "" if row.code is None else f"{100 * row.code:.1f}"
+        lines.append(f"| {row.world} | {row.group} | {effect('fixed')} | {effect('relabel')} | "
+                     f"{100 * row.oracle:.1f} | {100 * row.none:.1f} | {code} |")
+    return "\n".join(lines)
+
+
 def check_claims(table) -> list[tuple[str, bool]]:
     knob = table[table.knob]
     constant, uniform = knob[knob.world == "constant"], knob[knob.world == "uniform"]
@@ -111,15 +182,23 @@ def format_table(table) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fresh", action="store_true", help="redo every stage of both worlds")
-    args = parser.parse_args(argv)
+    parser.add_argument("--fresh", action="store_true", help="redo every stage of every world")
     started = time.perf_counter()
-    results = {name: run_world(name, config, fresh=args.fresh) for name, config in worlds().items()}
-    table = summary_table(results)
-    print(format_table(table))
-    for world, frame in table.groupby("world"):
-        print(f"{world}: oracle mAP {100 * frame.oracle_mAP.iloc[0]:.1f}, none mAP {100 * frame.none_mAP.iloc[0]:.1f}")
-    claims = check_claims(table)
+    parser.add_argument("--worlds", default=",".join(worlds()), help="comma-separated worlds to run (default: all)")
+    args = parser.parse_args(argv)
+    chosen = {name: config for name, config in worlds().items() if name in args.worlds.split(",")}
+    results = {name: run_world(name, config, fresh=args.fresh) for name, config in chosen.items()}
+    claims = []
+    if {"constant", "uniform"} <= set(chosen):
+        table = summary_table({k: results[k] for k in ("constant", "uniform")})
+        print(format_table(table))
+        for world, frame in table.groupby("world"):
+            print(f"{world}: oracle mAP {100 * frame.oracle_mAP.iloc[0]:.1f}, none mAP {100 * frame.none_mAP.iloc[0]:.1f}")
+        claims += check_claims(table)
+    if set(worlds()) == set(chosen):
+        interventions = intervention_table(list(chosen))
+        print(format_intervention_table(interventions))
+        claims += check_intervention_claims(interventions)
     for text, ok in claims:
         print(f"[{'ok' if ok else 'FAILED'}] {text}")
     print(f"validation took {(time.perf_counter() - started) / 60:.1f} min")

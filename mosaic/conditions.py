@@ -11,11 +11,20 @@ A condition is one routing of experts applied to every query and gallery image a
 ``counterfactual:<group>``    every group, but ``<group>`` routed by *another identity's* state
 ``subset:<i>``                a seeded random set of enabled groups (the paper's configurations)
 ``learned``                   every group routed by the model's learned router (if it has one)
+``fixed:<group>``             every group, ``<group>`` routed by the same fixed gates for every image
+``relabel:<group>``           every group, ``<group>``'s states consistently permuted (a derangement)
+``code``                      no model: retrieval by the distance between attribute codes
 ============================  ===============================================================
 
-Dropping a group removes its information *and* some capacity; the counterfactual keeps the
-capacity (an expert of that group still fires) and removes only the information, so the two read
-side by side separate "the model uses this attribute" from "the model uses these parameters".
+(the last three live in :mod:`mosaic.interventions`). Per group they separate what a group's
+experts contribute: ``fixed`` removes the group's information and keeps its capacity, ``drop``
+removes both, ``counterfactual`` misroutes the queries (how far a wrong route misleads
+retrieval), ``relabel`` keeps the identity partition and breaks the states' meaning, and ``code``
+is what the attribute code alone retrieves.
+
+Routing carries no information of its own: an image whose state is missing for an enabled group
+is routed like any other image (:func:`mosaic.interventions.fill_missing_routes`: the learned
+router's prediction, else the group's fixed gates), never left off while annotated images are on.
 
 Conditions are selected with comma-separated fnmatch patterns over their names
 (``"oracle,drop:*,only:upcolour"``). This module is torch-free: a condition resolves to a name,
@@ -28,7 +37,7 @@ from __future__ import annotations
 import fnmatch
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -41,6 +50,7 @@ __all__ = [
     "ConditionKind",
     "CONDITION_KINDS",
     "CounterfactualStates",
+    "FIXED_GATE_MODES",
     "IdentityStates",
     "StateTransform",
     "available_conditions",
@@ -49,6 +59,7 @@ __all__ = [
     "register_condition_kind",
     "resolve_conditions",
     "subset_masks",
+    "unknown_group",
 ]
 
 
@@ -164,6 +175,9 @@ class Condition:
         enabled: ``(G,)`` bools in schema group order: groups whose experts may switch on.
         router: ``"oracle"``, ``"learned"`` or ``"none"``.
         transform: maps ground-truth state codes to the codes the router sees.
+        code_tie_seed: ``None`` for a condition scored by the model's features; otherwise the
+            condition is scored by attribute-code distances (:mod:`mosaic.codes`), ties broken in
+            the gallery order this seed permutes.
     """
 
     name: str
@@ -172,6 +186,7 @@ class Condition:
     enabled: tuple[bool, ...]
     router: str = "oracle"
     transform: StateTransform = field(default_factory=IdentityStates)
+    code_tie_seed: int | None = None
 
     @property
     def enabled_mask(self) -> np.ndarray:
@@ -180,6 +195,15 @@ class Condition:
     @property
     def n_enabled(self) -> int:
         return int(sum(self.enabled))
+
+    @property
+    def by_code(self) -> bool:
+        return self.code_tie_seed is not None
+
+    @property
+    def needs_fixed_gates(self) -> bool:
+        """Whether the routes use the groups' fixed gates (``FIXED`` codes) whatever the images."""
+        return bool(getattr(self.transform, "uses_fixed_gates", False))
 
     def route_states(self, states: np.ndarray, pids: np.ndarray, is_query: np.ndarray | None = None) -> np.ndarray:
         """The state codes the router sees for these images (all images that share a mapping);
@@ -195,6 +219,10 @@ class ConditionContext:
     n_subsets: int | None = None  # None: default_n_subsets(schema)
     seed: int = 0
     has_learned: bool = False
+    # per group, each state's share among the training identities (None: unknown -> no fixed:*)
+    state_shares: Mapping[str, Sequence[float]] | None = None
+    fixed_gates: str = "shares"  # fixed:<g> gates: "shares" (share-weighted mixture) or "majority"
+    has_annotations: bool = True  # whether query and gallery carry attribute states (code needs them)
 
     @property
     def subsets(self) -> int:
@@ -211,6 +239,13 @@ class ConditionKind:
     expand: Callable[[ConditionContext], list[Condition]]
     # why the kind offers nothing in this context (shown when a pattern asks for it), or None
     unavailable: Callable[[ConditionContext], str | None] = lambda ctx: None
+    # why a pattern of this kind that matched nothing cannot (e.g. "group 'hat' has one state"), or None
+    why_not: Callable[[ConditionContext, str], str | None] = lambda ctx, pattern: None
+    in_default: bool = True  # part of the default selection (name, or name:* for per-group kinds)
+
+    @property
+    def default_pattern(self) -> str:
+        return self.name + (":*" if ":" in self.syntax else "")
 
 
 CONDITION_KINDS: dict[str, ConditionKind] = {}
@@ -296,6 +331,14 @@ def _per_group(build: Callable[[ConditionContext, int, str], Condition]):
     return expand
 
 
+def unknown_group(ctx: ConditionContext, pattern: str) -> str | None:
+    """For a per-group kind: the pattern names a group the schema lacks (no wildcard in it)."""
+    kind, _, group = pattern.partition(":")
+    if group and not any(ch in group for ch in "*?[") and group not in ctx.schema.group_names:
+        return f"unknown group {group!r} in {pattern!r}: groups are {', '.join(ctx.schema.group_names)}"
+    return None
+
+
 register_condition_kind(ConditionKind(
     "oracle", "oracle", "every group routed by its ground-truth state",
     lambda ctx: [Condition("oracle", "oracle", "", _mask(ctx.schema))],
@@ -307,10 +350,12 @@ register_condition_kind(ConditionKind(
 register_condition_kind(ConditionKind(
     "drop", "drop:<group>", "every group except <group>",
     _per_group(lambda ctx, i, g: Condition(f"drop:{g}", "drop", g, _mask(ctx.schema, off=[g]))),
+    why_not=unknown_group,
 ))
 register_condition_kind(ConditionKind(
     "only", "only:<group>", "<group> alone",
     _per_group(lambda ctx, i, g: Condition(f"only:{g}", "only", g, _mask(ctx.schema, on=[g]))),
+    why_not=unknown_group,
 ))
 register_condition_kind(ConditionKind(
     "counterfactual", "counterfactual:<group>", "every group, <group> routed by another identity's state",
@@ -318,6 +363,7 @@ register_condition_kind(ConditionKind(
         f"counterfactual:{g}", "counterfactual", g, _mask(ctx.schema),
         transform=CounterfactualStates(group_index=i, seed=_group_seed(ctx.seed, g)),
     )),
+    why_not=unknown_group,
 ))
 register_condition_kind(ConditionKind(
     "subset", "subset:<i>", "the i-th seeded random set of enabled groups (--subsets sets how many)",
@@ -337,9 +383,13 @@ def available_conditions(ctx: ConditionContext) -> list[Condition]:
 
 
 def default_patterns(has_learned: bool = False) -> list[str]:
-    """The default selection: every kind (``learned`` only when the model has a learned router)."""
-    patterns = ["oracle", "none", "drop:*", "only:*", "counterfactual:*", "subset:*"]
-    return patterns + (["learned"] if has_learned else [])
+    """The default selection: every registered kind meant for it, in registry order (``learned``
+    only when the model has a learned router)."""
+    return [
+        kind.default_pattern
+        for kind in CONDITION_KINDS.values()
+        if kind.in_default and (kind.name != "learned" or has_learned)
+    ]
 
 
 def _split_patterns(patterns: str | Sequence[str] | None) -> list[str]:
@@ -365,6 +415,9 @@ def resolve_conditions(
     n_subsets: int | None = None,
     seed: int = 0,
     has_learned: bool = False,
+    state_shares: Mapping[str, Sequence[float]] | None = None,
+    fixed_gates: str = "shares",
+    has_annotations: bool = True,
 ) -> list[Condition]:
     """Conditions selected by comma-separated fnmatch ``patterns`` (``None``: the default set).
 
@@ -372,9 +425,14 @@ def resolve_conditions(
     appears once. A pattern that matches nothing raises :class:`MosaicError` naming the kinds and
     groups available.
     """
-    ctx = ConditionContext(schema=schema, n_subsets=n_subsets, seed=seed, has_learned=has_learned)
+    ctx = ConditionContext(
+        schema=schema, n_subsets=n_subsets, seed=seed, has_learned=has_learned,
+        state_shares=state_shares, fixed_gates=fixed_gates, has_annotations=has_annotations,
+    )
     if n_subsets is not None and n_subsets < 0:
         raise MosaicError(f"--subsets must be >= 0, got {n_subsets}")
+    if fixed_gates not in FIXED_GATE_MODES:
+        raise MosaicError(f"--fixed-gates must be one of {list(FIXED_GATE_MODES)}, got {fixed_gates!r}")
     requested = _split_patterns(patterns)
     # the default set takes whatever each kind offers: a small schema may have no subset left
     lenient = not requested
@@ -389,7 +447,7 @@ def resolve_conditions(
             continue
         if not hits:
             kind = CONDITION_KINDS.get(pattern.split(":", 1)[0])
-            why = kind.unavailable(ctx) if kind is not None else None
+            why = (kind.unavailable(ctx) or kind.why_not(ctx, pattern)) if kind is not None else None
             if why:
                 raise MosaicError(f"condition pattern {pattern!r} matches nothing: {why}")
             raise MosaicError(
@@ -400,3 +458,10 @@ def resolve_conditions(
         for c in hits:
             chosen.setdefault(c.name, by_name[c.name])
     return list(chosen.values())
+
+
+FIXED_GATE_MODES = ("shares", "majority")
+
+# the kinds that separate information, capacity, misrouting, semantics and code (registered last,
+# after every name above exists, because that module builds on them)
+import mosaic.interventions  # noqa: E402,F401

@@ -22,6 +22,9 @@ from mosaic.errors import MosaicError
 
 FAMILIES = ("intrinsic", "extrinsic-colour", "extrinsic-shape", "extrinsic-accessory")
 MISSING = -1  # state code of an image whose group is not annotated (0 in the Lin et al. files)
+# routing code (never an annotation): route the group by its fixed gates, each of its experts
+# weighted by its state's share among the training identities (mosaic.state_shares)
+FIXED = -2
 
 
 @dataclass(frozen=True)

@@ -279,6 +279,7 @@ class ConditionResult:
     features: torch.Tensor   # (N, D) L2-normalised, images in cache order
     gates: torch.Tensor      # (N, L, E) float32 on the CPU
     missing_routes: int      # (image, enabled group) pairs left off for lack of a state
+    filled_routes: int = 0   # (image, enabled group) pairs whose missing state was filled
 
 
 @torch.inference_mode()
@@ -292,16 +293,19 @@ def condition_features(
     *,
     is_query: np.ndarray | None = None,
     bar=None,
+    fill: np.ndarray | None = None,
 ) -> ConditionResult:
     """Run the expert blocks over the cached tokens of every image under ``condition``.
 
     ``states`` and ``pids`` cover every image of the cache, so that a counterfactual gives an
     identity one donor; ``is_query`` marks the queries, the images a counterfactual re-routes.
+    ``fill`` (from :func:`mosaic.trace_routing.fill_codes`) routes the missing states.
     """
+    from mosaic.interventions import fill_missing_routes
+
     device = cache.device
-    routed = torch.from_numpy(
-        np.ascontiguousarray(condition.route_states(states, pids, is_query), dtype=np.int64)
-    )
+    codes, filled = fill_missing_routes(condition, condition.route_states(states, pids, is_query), fill)
+    routed = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.int64))
     enabled = torch.from_numpy(condition.enabled_mask).to(device)
     attr = FEATURES[settings.feature]
     feats, gates, missing = [], [], 0
@@ -320,6 +324,7 @@ def condition_features(
         features=torch.cat(feats) if feats else torch.zeros(0, D, device=device),
         gates=torch.cat(gates) if gates else torch.zeros(0, L, E),
         missing_routes=int(missing),
+        filled_routes=int(filled.sum()),
     )
 
 
@@ -349,7 +354,11 @@ def trace_model(
     device = torch.device(device)
     schema = model.schema
     _check_inputs(model, query, gallery, conditions)
+    from mosaic.codes import code_evaluation
     from mosaic.metrics import evaluate
+    from mosaic.trace_routing import check_condition_inputs, fill_codes, fill_method_of
+
+    check_condition_inputs(model, conditions, query.states, gallery.states)
     model.eval()
 
     C, Q = len(conditions), len(query)
@@ -368,20 +377,31 @@ def trace_model(
         "mINP": np.full(C, np.nan),
         "cmc": np.full((C, R), np.nan),
         "gates": np.zeros((C, Q, L, E), np.float32),
+        "filled_routes": np.zeros(C, np.int64),
+        "fill_method": np.full(C, "none", dtype=object),
     }
     valid: np.ndarray | None = None
     missing_routes: dict[str, int] = {}
     with compute_trunk(model, [query, gallery], settings, device) as cache:
+        fill = fill_codes(model, cache, states, settings.batch_size)
         with _progress(C * cache.n, "conditions", settings.progress) as bar:
             for c, condition in enumerate(conditions):
                 bar.set_postfix_str(condition.name, refresh=False)
-                result = condition_features(model, cache, states, pids, condition, settings, is_query=is_query, bar=bar)
-                missing_routes[condition.name] = result.missing_routes
-                out["gates"][c] = result.gates[:Q].numpy()
-                distmat = _distance(result.features[:Q], result.features[Q:], settings.distance)
-                if distmat.device.type == "cpu":
-                    distmat = distmat.numpy()  # the numpy evaluation avoids full sorts on the CPU
-                ev = evaluate(distmat, query.pid, gallery.pid, query.camid, gallery.camid, max_rank=R, topk=K)
+                if condition.by_code:  # no model: gates stay zero
+                    missing_routes[condition.name] = 0
+                    ev = code_evaluation(query.states, gallery.states, query.pid, gallery.pid, query.camid,
+                                         gallery.camid, seed=condition.code_tie_seed, max_rank=R, topk=K)
+                    bar.update(cache.n)
+                else:
+                    result = condition_features(model, cache, states, pids, condition, settings, is_query=is_query, bar=bar, fill=fill)
+                    missing_routes[condition.name] = result.missing_routes
+                    out["filled_routes"][c] = result.filled_routes
+                    out["fill_method"][c] = fill_method_of(model) if result.filled_routes else "none"
+                    out["gates"][c] = result.gates[:Q].numpy()
+                    distmat = _distance(result.features[:Q], result.features[Q:], settings.distance)
+                    if distmat.device.type == "cpu":
+                        distmat = distmat.numpy()  # the numpy evaluation avoids full sorts on the CPU
+                    ev = evaluate(distmat, query.pid, gallery.pid, query.camid, gallery.camid, max_rank=R, topk=K)
                 if valid is None:
                     valid = np.asarray(ev.valid, dtype=bool)
                 elif not np.array_equal(valid, np.asarray(ev.valid, dtype=bool)):
@@ -410,6 +430,7 @@ def trace_model(
         enabled_groups=np.array([c.enabled for c in conditions], dtype=bool).reshape(C, len(schema.groups)),
         valid=valid if valid is not None else np.zeros(Q, bool),
         layers=np.asarray(model.expert_layers, dtype=np.int32),
+        fixed_gates=model.routers["oracle"].fixed_gates.detach().cpu().numpy(),
         distance=settings.distance,
         provenance=provenance,
         dataset=dict(dataset or {}),
@@ -471,7 +492,7 @@ def describe_conditions(conditions: Sequence[Condition], schema) -> list[dict[st
             "group": c.group,
             "router": c.router,
             "enabled": [g for g, on in zip(schema.group_names, c.enabled) if on],
-            "states": str(c.transform),
+            "states": "attribute codes, no model" if c.by_code else str(c.transform),
         }
         for c in conditions
     ]

@@ -31,14 +31,18 @@ from typing import Any
 
 import numpy as np
 
+from mosaic.conditions import CONDITION_KINDS  # the registry: a kind registered there is a valid trace kind
 from mosaic.errors import MosaicError
 from mosaic.schema import AttributeSchema
 
-CONDITION_KINDS = ("oracle", "none", "drop", "only", "counterfactual", "subset", "learned")
 ROUTERS = ("oracle", "learned", "none")
+FILL_METHODS = ("learned", "fixed", "none")  # how a condition routed missing states; "none": it filled none
 
 ENCODING_TYPE = "mosaic-trace"
-SCHEMA_VERSION = "1.0.0"  # semantic version of the on-disk layout; readers accept the same MAJOR
+# semantic version of the on-disk layout; readers accept the same MAJOR. 1.1.0 added
+# conditions/filled_routes, conditions/fill_method and routing/fixed_gates (and the kinds fixed,
+# relabel, code); a 1.0.0 file reads with their "not recorded" values.
+SCHEMA_VERSION = "1.1.0"
 
 
 @dataclass
@@ -57,8 +61,8 @@ class TraceData:
 
     # --- conditions --------------------------------------------------------------------
     condition_name: np.ndarray     # (C,) str, unique, e.g. "drop:hat"
-    condition_kind: np.ndarray     # (C,) str, one of CONDITION_KINDS
-    condition_group: np.ndarray    # (C,) str, the group a drop/only/counterfactual acts on, "" otherwise
+    condition_kind: np.ndarray     # (C,) str, a key of the CONDITION_KINDS registry
+    condition_group: np.ndarray    # (C,) str, the group a per-group kind acts on, "" otherwise
     enabled_groups: np.ndarray     # (C, G) bool, groups whose experts may be switched on
 
     # --- per condition x query ---------------------------------------------------------
@@ -86,12 +90,24 @@ class TraceData:
     # (C,) str router of each condition: "oracle", "learned" or "none". None means "derive from
     # the kind" (learned -> learned, none -> none, everything else -> oracle).
     condition_router: np.ndarray | None = None
+    # --- symmetric routing of unannotated images (schema 1.1; None means "not recorded") ---
+    filled_routes: np.ndarray | None = None  # (C,) int64 (image, enabled group) routes whose missing state was filled
+    fill_method: np.ndarray | None = None    # (C,) str "learned", "fixed" or "none" (nothing filled)
+    fixed_gates: np.ndarray | None = None    # (E,) float32 fixed gate of each expert; NaN = not recorded
 
     def __post_init__(self) -> None:
         if self.condition_router is None:
             self.condition_router = np.array(
                 [default_router(str(k)) for k in np.asarray(self.condition_kind).tolist()], dtype=str
             ).reshape(-1)
+        C = len(np.asarray(self.condition_name).reshape(-1))
+        if self.filled_routes is None:
+            self.filled_routes = np.zeros(C, np.int64)
+        if self.fill_method is None:
+            self.fill_method = np.full(C, "none", dtype=object)
+        self.fill_method = np.asarray(self.fill_method, dtype=str).reshape(-1) if C else np.zeros(0, dtype="<U4")
+        if self.fixed_gates is None:
+            self.fixed_gates = np.full(self.schema.n_experts, np.nan, np.float32)
 
     @property
     def n_conditions(self) -> int:
@@ -131,6 +147,15 @@ class TraceData:
             "topk": self.top_k,
         }
 
+    def select_conditions(self, keep) -> "TraceData":
+        """A copy with only the conditions ``keep`` selects (a ``(C,)`` bool mask or indices), every
+        per-condition array sliced alike (those whose first axis is ``condition``)."""
+        import dataclasses
+
+        index = np.arange(self.n_conditions)[np.asarray(keep)]
+        per_condition = ["condition_name"] + [spec.field for spec in ARRAYS if spec.dims[0] == "condition"]
+        return dataclasses.replace(self, **{f: np.asarray(getattr(self, f))[index] for f in per_condition}).validate()
+
     def validate(self) -> "TraceData":
         """Check that every array has the shape its axes demand; raise :class:`MosaicError` if not."""
         sizes = self.sizes
@@ -152,6 +177,9 @@ class TraceData:
         unknown_routers = sorted(set(np.asarray(self.condition_router).tolist()) - set(ROUTERS))
         if unknown_routers:
             problems.append(f"unknown routers {unknown_routers} (expected {list(ROUTERS)})")
+        unknown_fills = sorted(set(np.asarray(self.fill_method).tolist()) - set(FILL_METHODS))
+        if unknown_fills:
+            problems.append(f"unknown fill methods {unknown_fills} (expected {list(FILL_METHODS)})")
         if self.distance not in ("cosine", "euclidean"):
             problems.append(f"distance must be 'cosine' or 'euclidean', got {self.distance!r}")
         if problems:
@@ -178,6 +206,7 @@ class ArraySpec:
     units: str
     description: str
     compress: bool = False
+    since: str = "1.0.0"  # schema version that added the array; older files read its "not recorded" value
 
 
 ARRAYS: tuple[ArraySpec, ...] = (
@@ -205,9 +234,9 @@ ARRAYS: tuple[ArraySpec, ...] = (
               "State code per attribute group, -1 = not annotated (distractors: every group)."),
     # --------------------------------------------------------------------- conditions
     ArraySpec("condition_kind", "conditions/kind", ("condition",), "str", "condition kind", "",
-              "One of: " + ", ".join(CONDITION_KINDS) + "."),
+              "A registered condition kind (mosaic.conditions): " + ", ".join(CONDITION_KINDS) + "."),
     ArraySpec("condition_group", "conditions/target_group", ("condition",), "str", "target attribute group", "",
-              "The group a drop/only/counterfactual condition acts on; empty for other kinds."),
+              "The group a drop/only/counterfactual/fixed/relabel condition acts on; empty for other kinds."),
     ArraySpec("condition_router", "conditions/router", ("condition",), "str", "router", "",
               "How gates are chosen: oracle (ground-truth states), learned (predicted states) or none."),
     ArraySpec("enabled_groups", "conditions/enabled", ("condition", "group"), "bool", "enabled groups", "1",
@@ -218,6 +247,13 @@ ARRAYS: tuple[ArraySpec, ...] = (
               "Mean of /retrieval/inp over valid queries, in [0, 1]."),
     ArraySpec("cmc", "conditions/cmc", ("condition", "rank"), "float64", "cumulative matching characteristic", "1",
               "Fraction of valid queries whose first true match is at or above each rank."),
+    ArraySpec("filled_routes", "conditions/filled_routes", ("condition",), "int64", "filled routes", "1",
+              "Number of (image, enabled group) routes, over query and gallery images, whose state was missing "
+              "and was filled (see fill_method) instead of being left off; 0 in files older than 1.1.",
+              since="1.1.0"),
+    ArraySpec("fill_method", "conditions/fill_method", ("condition",), "str", "how missing states were routed", "",
+              "learned (the learned router's predicted state), fixed (the group's fixed gates) or none "
+              "(nothing filled; in files older than 1.1 missing states were left off).", since="1.1.0"),
     # ---------------------------------------------------------- per condition x query
     ArraySpec("ap", "retrieval/ap", ("condition", "query"), "float32", "average precision", "1",
               "Non-interpolated average precision of the query's ranking; NaN where the query is invalid."),
@@ -239,6 +275,10 @@ ARRAYS: tuple[ArraySpec, ...] = (
     ArraySpec("gates", "routing/gates", ("condition", "query", "layer", "expert"), "float32", "gate weight", "1",
               "Weight of each expert's low-rank update at each expert-carrying block for the query image.",
               compress=True),
+    ArraySpec("fixed_gates", "routing/fixed_gates", ("expert",), "float32", "fixed gate", "1",
+              "Gate of each expert under its group's fixed gates: its state's share among the training "
+              "identities (sums to 1 per group); NaN when the model had none or the file is older than 1.1.",
+              since="1.1.0"),
 )
 _ARRAY_BY_FIELD = {spec.field: spec for spec in ARRAYS}
 
@@ -248,7 +288,7 @@ GROUPS = {
     "gallery_images": "Per gallery image: identity, camera, path, attribute states.",
     "conditions": "Per routing condition: kind, target group, router, enabled groups, summary metrics.",
     "retrieval": "Per condition x query: AP, INP, rank-1 hit, first-match rank, top-k neighbours.",
-    "routing": "Per condition x query x layer x expert: gate weights.",
+    "routing": "Per condition x query x layer x expert: gate weights; per expert: the fixed gates.",
     "schema": "The attribute schema: groups, their families, the state of every expert.",
     "provenance": "How the trace was made: command, config, versions, commit, checkpoint, data, seed, device.",
 }
@@ -530,7 +570,12 @@ def read_trace_file(path: str | os.PathLike) -> tuple[TraceData, dict[str, Any]]
 def _read(h5, path, *, checked: bool = True) -> TraceData:
     """The arrays of an open trace; ``checked``: shapes and value rules too (mosaic.tracecheck)."""
     schema = AttributeSchema.from_json(_attr_str(h5.attrs["attribute_schema"]))
-    arrays = {spec.field: _read_array(h5, spec.path, spec.dtype, path) for spec in ARRAYS}
+    version = parse_version(_attr_str(h5.attrs.get("schema_version", h5.attrs.get("encoding_version"))))
+    arrays = {
+        spec.field: _read_array(h5, spec.path, spec.dtype, path)
+        for spec in ARRAYS
+        if spec.path in h5 or parse_version(spec.since) <= version  # older files lack newer arrays
+    }
     arrays["condition_name"] = _read_array(h5, "condition", "str", path)
     arrays["layers"] = _read_array(h5, "layer", "int32", path)
 
@@ -577,6 +622,7 @@ def array_specs() -> tuple[ArraySpec, ...]:
 __all__ = [
     "ArraySpec",
     "CONDITION_KINDS",
+    "FILL_METHODS",
     "ROUTERS",
     "SCHEMA_VERSION",
     "TraceData",

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from reports import figures
+from reports import decomposition, figures
 from reports.document import (
     BulletList,
     Column,
@@ -277,11 +277,11 @@ def build_summary(ctx: BuildContext) -> Section:
         section.add(
             Table.from_frame(
                 groups, id="summary-groups", caption="Ranking of attribute groups", columns=SUMMARY_GROUP_COLUMNS,
-                note="Negative Δ = retrieval gets worse without the group's expert (drop) or with a wrong state "
-                     "(counterfactual). ΔmAP intervals: identity-cluster bootstrap; p Holm: identity-level sign-flip "
-                     "permutation test, Holm-adjusted across groups within each comparison. Rank from–to: the "
-                     "consensus rank's interval over identity resamples, every identity-valid method recomputed "
-                     "on each resample (unit resampled: identity).",
+                note="Negative Δ = retrieval gets worse without the group's expert (drop) or when the queries are "
+                     "misrouted to another identity's state (counterfactual). ΔmAP intervals: identity-cluster "
+                     "bootstrap; p Holm: identity-level sign-flip permutation test, Holm-adjusted across groups "
+                     "within each comparison. Rank from–to: the consensus rank's interval over identity resamples, "
+                     "every identity-valid method recomputed on each resample (unit resampled: identity).",
             )
         )
     else:
@@ -296,6 +296,8 @@ def build_summary(ctx: BuildContext) -> Section:
                 columns=SUMMARY_FAMILY_COLUMNS,
             )
         )
+    for block in decomposition.summary_blocks(ctx):
+        section.add(block)
     conditions = ctx.table("conditions")
     if conditions is None:
         conditions = ctx.trace.conditions
@@ -609,6 +611,7 @@ SECTION_BUILDERS: tuple[tuple[str, Callable[[BuildContext], Section]], ...] = (
     ("method-paired", build_paired),
     ("method-query-glm", build_query_glm),
     ("method-query-surrogate", build_query_surrogate),
+    (decomposition.SECTION_ID, decomposition.build_decomposition),
     ("method-ranking", build_ranking),
     ("retrieval", build_retrieval),
     ("ranked-lists", build_ranked_lists_section),

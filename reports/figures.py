@@ -18,7 +18,7 @@ from reports.document import Figure
 
 ESTIMATE_COLUMNS = ("estimate", "coef", "effect", "cohens_d", "delta_map", "mean_delta_ap", "value")
 LABEL_COLUMNS = ("term", "group", "feature", "family", "label")
-COMPARISON_TITLES = {"drop": "drop (no expert)", "counterfactual": "counterfactual (wrong state)"}
+COMPARISON_TITLES = {"drop": "drop (no expert)", "counterfactual": "counterfactual (misrouting)"}
 
 
 def first_column(frame: pd.DataFrame, candidates: Sequence[str]) -> str | None:
@@ -69,7 +69,8 @@ def paired_change(frame: pd.DataFrame | None, *, estimate: str, metric: str, ord
     caption = (
         f"{metric} relative to `oracle` with {interval}; groups in consensus order. Left: the expert "
         "is dropped (information and capacity removed); right: the queries are routed by another identity's state "
-        "(capacity kept, information removed). Filled markers: the interval excludes 0."
+        "while the gallery keeps its own (misrouting: how far a wrong route misleads retrieval). Filled markers: the "
+        "interval excludes 0."
     )
     return Figure(id=fig_id, caption=caption, svg=svg.forest_plot(groups, panels, title=title, description=caption))
 

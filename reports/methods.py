@@ -105,9 +105,10 @@ METHODS: tuple[MethodInfo, ...] = (
             "describe the queries); and a sign-flip "
             f"permutation test over identities ({s.get('n_permutations', '?')} permutations, or every sign pattern "
             f"when there are few identities) with an identity-cluster bootstrap ({s.get('n_bootstrap', '?')} "
-            f"resamples) for the {_ci(s)} of ΔmAP. `drop` removes the expert (information and capacity), "
-            "`counterfactual` routes the queries' state by another identity's (information only), so the two side by side "
-            "separate capacity from information. Holm and Benjamini–Hochberg adjustments run within each table and "
+            f"resamples) for the {_ci(s)} of ΔmAP. `drop` removes the expert (information and capacity); "
+            "`counterfactual` routes the queries' state by another identity's while the gallery keeps its own, so it "
+            "measures misrouting: how far a wrong route misleads retrieval (it can cost far more than `drop`). "
+            "Information and capacity are separated by `fixed` (see the decomposition). Holm and Benjamini–Hochberg adjustments run within each table and "
             f"comparison across groups, at alpha = {s.get('alpha', 0.05)}."
         ),
         analysis_method="paired",
@@ -139,6 +140,25 @@ METHODS: tuple[MethodInfo, ...] = (
             f"(seed {s.get('seed', 0)})."
         ),
         analysis_method="explanatory",
+    ),
+    MethodInfo(
+        key="decomposition",
+        title="Decomposition: information, capacity, misrouting, semantics, code",
+        origin="extension",
+        tables=("decomposition", "decomposition_code"),
+        describe=lambda s: (
+            "Per group, differences between routings that each remove one thing: information = `fixed` − `oracle` "
+            "(every image gets the same gates for the group: capacity kept, identity information removed, nobody "
+            "misled); capacity = `drop` − `fixed` (the experts' parameters once their information is gone); "
+            "misrouting = `counterfactual` − `oracle` (the queries routed by another identity's state: how far a "
+            "wrong route misleads retrieval); semantic specialisation = `relabel` − `oracle` (states permuted "
+            "consistently for every image: the identity partition is the oracle's, only what an expert learned a "
+            "state looks like is wrong). Per trace, the code share = (`code` − `none`) / (`oracle` − `none`): how "
+            "much of the oracle's gain retrieval by attribute codes alone, without the model, reaches. On mAP and "
+            f"rank-1, with {_ci(s)} from an identity-cluster bootstrap ({s.get('n_bootstrap', '?')} resamples; the "
+            "resampling unit is the identity, and both conditions of a difference are resampled together)."
+        ),
+        analysis_method="decomposition",
     ),
     MethodInfo(
         key="ranking",

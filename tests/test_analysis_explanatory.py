@@ -357,10 +357,9 @@ def test_drops_that_change_nothing():
 def test_a_group_without_its_drop_condition():
     def remove_drop(data):
         keep = np.asarray(data.condition_name) != "drop:g03"
-        for field in ("condition_name", "condition_kind", "condition_group", "condition_router", "enabled_groups",
-                      "ap", "inp", "rank1", "first_match_rank", "topk_index", "topk_distance", "mAP", "mINP",
-                      "cmc", "gates"):
-            setattr(data, field, np.asarray(getattr(data, field))[keep])
+        sliced = data.select_conditions(keep)
+        for field in vars(sliced):
+            setattr(data, field, getattr(sliced, field))
 
     results = query_level_explanatory(_edited(_tiny(), remove_drop), {"options": FAST})
     _assert_clean(results)

@@ -207,7 +207,7 @@ def test_every_summary_number_appears_identically_in_json(rendered):
     tables = parse_tables(rendered["html"])
     data = json.loads(rendered["json"])
     summary = next(s for s in data["sections"] if s["id"] == "summary")
-    assert summary["tables"] == ["summary-groups", "summary-families", "summary-retrieval"]
+    assert summary["tables"] == ["summary-groups", "summary-families", "summary-decomposition", "summary-retrieval"]
     checked = 0
     for table_id in summary["tables"]:
         html_table, json_table = tables[table_id], data["tables"][table_id]

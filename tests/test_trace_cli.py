@@ -135,13 +135,13 @@ def test_trace_is_reproducible(traced, setup, tmp_path):
 def test_inspect_json_and_table(traced, capsys):
     assert main(["inspect", str(traced), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["sizes"]["condition"] == 7 and summary["schema_version"] == "1.0.0"
+    assert summary["sizes"]["condition"] == 7 and summary["schema_version"] == "1.1.0"
     assert [c["condition"] for c in summary["conditions"]][:2] == ["oracle", "none"]
     assert summary["provenance"]["checkpoint"]["step"] == 7
     assert summary["conditions"][1]["n_enabled"] == 0
     assert main(["inspect", str(traced)]) == 0
     text = capsys.readouterr().out
-    assert "7 conditions" in text and "counterfactual:upcolour" in text and "schema 1.0.0" in text
+    assert "7 conditions" in text and "counterfactual:upcolour" in text and "schema 1.1.0" in text
 
 
 def test_inspect_does_not_import_torch(traced):
@@ -163,8 +163,10 @@ def test_unknown_condition_pattern(setup, tmp_path, capsys):
     _, _, ckpt = setup
     assert main(["trace", "--ckpt", str(ckpt), "--out", str(tmp_path / "t.h5"), "-c", "drop:shoes", "-q"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: condition pattern 'drop:shoes' matches nothing") and "drop:<group>" in err
+    assert err.startswith("error: condition pattern 'drop:shoes' matches nothing") and "unknown group 'shoes'" in err
     assert not (tmp_path / "t.h5").exists()
+    assert main(["trace", "--ckpt", str(ckpt), "--out", str(tmp_path / "t.h5"), "-c", "nonsense", "-q"]) == 2
+    assert "available kinds are oracle, none, drop:<group>" in capsys.readouterr().err
 
 
 def test_output_not_writable(setup, tmp_path, capsys):
@@ -209,14 +211,21 @@ def test_trace_on_the_synthetic_world_with_the_default_conditions(tiny_world, tm
     G = len(schema.groups)
     kinds = trace.conditions["kind"].value_counts().to_dict()
     assert kinds == {"oracle": 1, "none": 1, "drop": G, "only": G, "counterfactual": G,
-                     "subset": default_n_subsets(schema), "learned": 1}
+                     "subset": default_n_subsets(schema), "learned": 1, "fixed": G, "relabel": G, "code": 1}
     assert trace.schema == schema
     assert trace.dataset["format"] == "market1501"
     assert trace.query_table["path"].str.startswith("query/").all()
-    # distractors (pid 0) are in the gallery with every group missing, and the oracle routed them nowhere
+    # distractors (pid 0) are in the gallery with every group missing; the oracle routed them by
+    # the learned router like any image instead of leaving them off (shares recovered from the data)
     distractor = trace.data.gallery_pid == 0
+    oracle = trace.condition_names().index("oracle")
+    n_missing = int((trace.data.query_states == -1).sum() + (trace.data.gallery_states == -1).sum())
+    assert trace.data.filled_routes[oracle] == n_missing
+    assert trace.data.fill_method[oracle] == ("learned" if n_missing else "none")
     if distractor.any():
-        assert (trace.data.gallery_states[distractor] == -1).all()
+        assert (trace.data.gallery_states[distractor] == -1).all() and n_missing >= G * distractor.sum()
+    assert np.isfinite(trace.data.fixed_gates).all()
+    assert trace.provenance["state_shares_source"].startswith("recomputed from the training split")
     xr = pytest.importorskip("xarray")
     tree = xr.open_datatree(out, engine="h5netcdf")
     try:
@@ -224,3 +233,68 @@ def test_trace_on_the_synthetic_world_with_the_default_conditions(tiny_world, tm
         assert tree["retrieval"]["ap"].sel(condition="oracle").dims == ("query",)
     finally:
         tree.close()
+
+
+# ---------------------------------------------------------------------------- the kinds of schema 1.1
+
+def test_fixed_relabel_and_code_are_traced(setup, tmp_path):
+    from mosaic.traceio import read_trace_data
+
+    _, world, ckpt = setup
+    out = tmp_path / "t.h5"
+    assert main(["trace", "--ckpt", str(ckpt), "--out", str(out), "-c", "oracle,fixed:*,relabel:upcolour,code",
+                 "--top-k", "3", "--max-rank", "5", "--device", "cpu", "-q"]) == 0
+    data = read_trace_data(out)
+    names = data.condition_name.tolist()
+    assert names == ["oracle", "fixed:gender", "fixed:upcolour", "fixed:hat", "relabel:upcolour", "code"]
+    assert list(data.condition_kind) == ["oracle", "fixed", "fixed", "fixed", "relabel", "code"]
+    assert (data.gates[names.index("code")] == 0).all() and np.isfinite(data.mAP).all()
+    # the fixed gates of upcolour are the same for every query, summing to 1
+    sl = data.schema.expert_slice("upcolour")
+    fixed = data.gates[names.index("fixed:upcolour")][:, :, sl]
+    assert (fixed == fixed[0]).all() and np.allclose(fixed.sum(axis=-1), 1.0)
+    np.testing.assert_allclose(fixed[0, 0], data.fixed_gates[sl])
+    # majority: one expert, the same for everyone
+    again = tmp_path / "m.h5"
+    assert main(["trace", "--ckpt", str(ckpt), "--out", str(again), "-c", "fixed:upcolour", "--fixed-gates", "majority",
+                 "--device", "cpu", "-q"]) == 0
+    major = read_trace_data(again).gates[0][:, :, sl]
+    assert (major == major[0]).all() and sorted(np.unique(major).tolist()) == [0.0, 1.0]
+
+
+def test_fixed_with_an_unknown_group_is_refused(setup, tmp_path, capsys):
+    _, _, ckpt = setup
+    assert main(["trace", "--ckpt", str(ckpt), "--out", str(tmp_path / "t.h5"), "-c", "oracle,fixed:shoes", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown group 'shoes' in 'fixed:shoes'" in err
+    assert main(["trace", "--ckpt", str(ckpt), "--out", str(tmp_path / "t.h5"), "-c", "relabel:shoes", "-q"]) == 2
+    assert "unknown group 'shoes' in 'relabel:shoes'" in capsys.readouterr().err
+    assert main(["trace", "--ckpt", str(ckpt), "--out", str(tmp_path / "t.h5"), "-c", "fixed:*", "--fixed-gates", "mean", "-q"]) == 2
+    assert "--fixed-gates must be one of ['shares', 'majority']" in capsys.readouterr().err
+    assert not (tmp_path / "t.h5").exists()
+
+
+def test_relabel_of_a_one_state_group_is_refused(setup, tmp_path, capsys):
+    """A one-state group has nothing to permute; schemas refuse such groups when they are read."""
+    _, _, ckpt = setup
+    groups = GROUPS + [{"name": "backpack", "family": "extrinsic-accessory", "states": ["yes"]}]
+    world = _write_world(tmp_path / "w", groups, seed=2)
+    assert main(["trace", "--ckpt", str(ckpt), "--data", str(world), "--out", str(tmp_path / "t.h5"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'backpack' needs at least two states" in err
+    assert not (tmp_path / "t.h5").exists()
+
+
+def test_code_without_annotations_is_refused(tmp_path, capsys):
+    import pandas as pd
+
+    world = _write_world(tmp_path / "w", GROUPS, seed=3)
+    manifest = pd.read_csv(world / "manifest.csv", dtype=str, keep_default_na=False)
+    for g in GROUPS:
+        manifest[g["name"]] = ""
+    manifest.to_csv(world / "manifest.csv", index=False)
+    ckpt = _write_checkpoint(tmp_path / "c.pt", world, learned=True)
+    assert main(["trace", "--ckpt", str(ckpt), "--out", str(tmp_path / "t.h5"), "-c", "oracle,code", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "carry no attribute annotations" in err
+    assert not (tmp_path / "t.h5").exists()

@@ -11,6 +11,7 @@ from mosaic.errors import MosaicError
 from mosaic.model import ModelConfig, build_model, normalize_images
 from mosaic.schema import MISSING, load_schema
 from mosaic.trace import ImageSet, TraceSettings, compute_trunk, condition_features, trace_model
+from mosaic.trace_routing import fill_codes
 
 SCHEMA = load_schema("market1501")
 G = len(SCHEMA.groups)
@@ -40,6 +41,8 @@ def model():
     torch.manual_seed(0)
     m = build_model(ModelConfig(backbone="vit_micro", expert_blocks=2, learned_router=True), SCHEMA, num_classes=6)
     _randomise_experts(m, 1)
+    rng = np.random.default_rng(5)
+    m.set_state_shares({g.name: (lambda w: (w / w.sum()).tolist())(rng.random(len(g.states)) + 0.1) for g in SCHEMA.groups})
     return m.eval()
 
 
@@ -70,6 +73,15 @@ def gallery():
     return _image_set(4, 3, seed=3, first_cam=2)
 
 
+def _full_forward_routes(model, images: ImageSet, states: np.ndarray, pids, is_query, condition) -> np.ndarray:
+    """The condition's routes with missing states filled by the learned router run on the full forward."""
+    from mosaic.interventions import fill_missing_routes
+
+    with torch.inference_mode():
+        predicted = model.learned_router.predict(model.trunk(normalize_images(images.images, model))).numpy()
+    return fill_missing_routes(condition, condition.route_states(states, pids, is_query), predicted.astype(states.dtype))[0]
+
+
 def _full_forward_features(model, images: ImageSet, states: np.ndarray, condition) -> torch.Tensor:
     with torch.inference_mode():
         out = model(
@@ -85,8 +97,8 @@ def _full_forward_features(model, images: ImageSet, states: np.ndarray, conditio
 def test_cached_trunk_equals_full_forward(model, query, gallery, budget_mb, tmp_path):
     settings = TraceSettings(batch_size=7, cache_budget_mb=budget_mb, spill_dir=str(tmp_path / "spill"), progress=False)
     conditions = resolve_conditions(
-        "oracle,none,drop:upcolour,only:downcolour,counterfactual:gender,subset:0,learned",
-        SCHEMA, seed=0, has_learned=True,
+        "oracle,none,drop:upcolour,only:downcolour,counterfactual:gender,subset:0,learned,fixed:gender,relabel:upcolour",
+        SCHEMA, seed=0, has_learned=True, state_shares=model.state_shares,
     )
     states = np.concatenate([query.states, gallery.states])
     pids = np.concatenate([query.pid, gallery.pid])
@@ -98,16 +110,19 @@ def test_cached_trunk_equals_full_forward(model, query, gallery, budget_mb, tmp_
     is_query = np.arange(len(pids)) < len(query)
     with compute_trunk(model, [query, gallery], settings, torch.device("cpu")) as cache:
         assert cache.spilled == (budget_mb == 0.0)
+        fill = fill_codes(model, cache, states, settings.batch_size)
         features = {}
         for c in conditions:
-            cached = condition_features(model, cache, states, pids, c, settings, is_query=is_query).features
-            full = _full_forward_features(model, everything, c.route_states(states, pids, is_query), c)
+            cached = condition_features(model, cache, states, pids, c, settings, is_query=is_query, fill=fill).features
+            full = _full_forward_features(model, everything, _full_forward_routes(model, everything, states, pids, is_query, c), c)
             torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
             features[c.name] = cached
     if budget_mb == 0.0:
         assert not any((tmp_path / "spill").iterdir()), "the memmap must be removed after tracing"
     # the conditions really differ (experts are not no-ops), so equality above is not vacuous
     assert (features["oracle"] - features["none"]).abs().max() > 1e-3
+    assert (features["oracle"] - features["fixed:gender"]).abs().max() > 1e-3
+    assert (features["oracle"] - features["relabel:upcolour"]).abs().max() > 1e-3
     assert (features["oracle"] - features["drop:upcolour"]).abs().max() > 1e-3
 
 
@@ -185,8 +200,13 @@ def test_trace_equals_untraced_model(model, query, gallery, tmp_path):
     pids = np.concatenate([query.pid, gallery.pid])
     Q = len(query)
     is_query = np.arange(len(pids)) < Q
+    everything = ImageSet(
+        images=torch.cat([query.images, gallery.images]), pid=pids,
+        camid=np.concatenate([query.camid, gallery.camid]), path=np.concatenate([query.path, gallery.path]),
+        states=states,
+    )
     for c, condition in enumerate(conditions):
-        routed = condition.route_states(states, pids, is_query)
+        routed = _full_forward_routes(model, everything, states, pids, is_query, condition)
         qf = _full_forward_features(model, query, routed[:Q], condition)
         gf = _full_forward_features(model, gallery, routed[Q:], condition)
         with warnings.catch_warnings():
@@ -203,9 +223,11 @@ def test_trace_equals_untraced_model(model, query, gallery, tmp_path):
     # the oracle gates recorded for the queries are the oracle routing of their own states
     assert data.gates.shape == (len(conditions), len(query), 2, SCHEMA.n_experts)
     assert (data.gates[1] == 0).all()
-    assert data.provenance["missing_routes"]["oracle"] == int(
-        (np.concatenate([query.states, gallery.states]) == MISSING).sum()
-    )
+    # missing states are filled by the learned router, never left off (schema 1.1)
+    assert data.provenance["missing_routes"]["oracle"] == 0
+    assert data.filled_routes[0] == int((states == MISSING).sum()) and data.fill_method[0] == "learned"
+    assert data.filled_routes[1] == 0 and data.fill_method[1] == "none"  # none routes no state
+    assert data.filled_routes[2] == int((np.delete(states, SCHEMA.group_names.index("upcolour"), axis=1) == MISSING).sum())
     back = read_trace_data(write_trace(data, tmp_path / "trace.h5"))
     np.testing.assert_array_equal(back.ap, data.ap)
     assert back.provenance["conditions"][2]["enabled"] == [g for g in SCHEMA.group_names if g != "upcolour"]

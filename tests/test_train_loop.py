@@ -28,6 +28,8 @@ def tiny_overrides(world: Path, cache: Path, **extra) -> list[str]:
         "model.lora_dropout": 0.1,  # exercises the global torch RNG across a resume
         "model.drop_path": 0.1,
         "routing.group_dropout": 0.3,  # draws from the augmentation stream, also across a resume
+        "routing.fixed_prob": 0.2,  # so do the fixed-gate routes
+        "routing.all_off_prob": 0.1,  # and the all-off samples
         "sampler.p": 4,
         "sampler.k": 4,
         "optim.steps": 8,
@@ -180,6 +182,10 @@ def test_cli_run_writes_the_documented_layout_and_a_loadable_checkpoint(cfg_fact
     train_ids = ckpt_train_ids(cfg)
     assert ckpt.num_classes == len(train_ids) and ckpt.class_pids == train_ids
     assert load_checkpoint(run).step == 8  # a run folder means its last.pt
+    # the fixed gates travel with the checkpoint: each group's training state shares, summing to 1
+    shares = ckpt.model.state_shares
+    assert set(shares) == set(ckpt.schema.group_names) and all(abs(sum(v) - 1) < 1e-6 for v in shares.values())
+    assert read_checkpoint(best)["state_shares"] == shares and ckpt.model.routers["oracle"].has_fixed_gates
 
     # A second run into the same folder must not silently overwrite it.
     assert main(["train", "--config", str(config_file), "--out", str(run), "--no-progress"]) == 2

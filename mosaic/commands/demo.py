@@ -180,6 +180,33 @@ def _print_headline(report_json: Path) -> None:
         drop, counterfactual = effects.get((row.group, "drop")), effects.get((row.group, "counterfactual"))
         delta = "" if drop is None else f"  {100 * drop:+6.2f} | {100 * counterfactual:+6.2f}"
         typer.echo(f"  {row.consensus_rank:>4g}  {row.group:<12} {row.family:<20}{delta}")
+    _print_decomposition(results, [str(g) for g in ranking["group"]])
+
+
+def _print_decomposition(results, order: list[str]) -> None:
+    """The five quantities of the report's summary: four per group with their intervals, and the code share."""
+    from analysis.decomposition import QUANTITIES, unavailable_quantities
+
+    table, code = results.tables.get("decomposition"), results.tables.get("decomposition_code")
+    if table is None:
+        return
+    level = 100 * float(results.settings.get("ci_level", 0.95))
+    mAP = table[(table["metric"] == "mAP") & (table["status"] == "ok")]
+    shown = [q for q in QUANTITIES if q in set(mAP["quantity"])]
+    if shown:
+        typer.echo(f"what each group's routing is worth, ΔmAP in points [{level:g}% identity-cluster interval]: "
+                   + "; ".join(QUANTITIES[q].meaning.split(":")[0] + f" = {q}" for q in shown))
+        cells = {(r.group, r.quantity): f"{100 * r.estimate:+6.2f} [{100 * r.ci_low:+6.2f}, {100 * r.ci_high:+6.2f}]"
+                 for r in mAP.itertuples()}
+        typer.echo((f"  {'group':<12}" + "".join(f"{q:<27}" for q in shown)).rstrip())
+        for group in order:
+            typer.echo((f"  {group:<12}" + "".join(f"{cells.get((group, q), '-'):<27}" for q in shown)).rstrip())
+    if code is not None:
+        for row in code[code["status"] == "ok"].itertuples():
+            typer.echo(f"code share of the oracle's gain over none ({row.metric}): {100 * row.estimate:.1f}% "
+                       f"[{100 * row.ci_low:.1f}, {100 * row.ci_high:.1f}]")
+    for quantity, reason in {**unavailable_quantities(table), **unavailable_quantities(code)}.items():
+        typer.echo(f"unavailable: {quantity.replace('_', ' ')}: {reason}")
 
 
 def register(app: typer.Typer) -> None:

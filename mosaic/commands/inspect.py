@@ -57,6 +57,7 @@ def summarize_trace(path: Path) -> dict[str, Any]:
         for c in range(len(names))
     ]
     provenance = attrs.get("provenance", {})
+    decomposition = decomposition_summary(conditions, groups, attrs.get("schema_version"))
     return {
         "path": str(path),
         "sha256": sha256_file(path),
@@ -72,7 +73,37 @@ def summarize_trace(path: Path) -> dict[str, Any]:
         "dataset": attrs.get("dataset", {}),
         "provenance": provenance,
         "conditions": conditions,
+        "decomposition": decomposition,
     }
+
+
+def decomposition_summary(conditions: list[dict[str, Any]], groups: list[str], schema_version: str | None) -> dict[str, Any]:
+    """Information, capacity, misrouting and semantics per group and the code share, from the stored
+    per-condition mAP and rank-1 (point estimates; ``mosaic report`` adds identity-cluster intervals)."""
+    from analysis.decomposition import point_decomposition, unavailable_quantities
+
+    metrics = {row["condition"]: {"mAP": _nan(row["mAP"]), "rank1": _nan(row["rank1"])} for row in conditions}
+    per_group, share = point_decomposition(metrics, groups, schema_version=schema_version)
+    ok = per_group[per_group["status"] == "ok"]
+    return {
+        "sign": "condition - reference; negative = the model loses",
+        "groups": [
+            {"group": group, **{f"{r.quantity}_{r.metric}": _number(r.estimate) for r in rows.itertuples()}}
+            for group, rows in ok.groupby("group", sort=False)
+        ],
+        "code_share": {r.metric: _number(r.estimate) for r in share.itertuples() if r.status == "ok"},
+        "unavailable": {**unavailable_quantities(per_group), **{
+            "code_share": r.reason for r in share.itertuples() if r.status != "ok"}},
+    }
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _number(value: float) -> float | None:
+    value = float(value)
+    return None if value != value else value
 
 
 def _fmt(value: float | None, pct: bool = True) -> str:
@@ -126,6 +157,33 @@ def _print_summary(summary: dict[str, Any], *, max_conditions: int | None) -> No
     console.print(table)
     if len(shown) < len(rows):
         console.print(f"… {len(rows) - len(shown)} more conditions (use --all)")
+    _print_decomposition(console, summary["decomposition"])
+
+
+def _print_decomposition(console, decomposition: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from analysis.decomposition import QUANTITIES
+
+    shown = [q for q in QUANTITIES if any(f"{q}_mAP" in row for row in decomposition["groups"])]
+    if shown:
+        table = Table(title="decomposition per group: ΔmAP / ΔR1 in points (condition − reference; negative = the "
+                            "model loses; intervals in `mosaic report`)", title_justify="left")
+        table.add_column("group")
+        for quantity in shown:
+            table.add_column(f"{QUANTITIES[quantity].label}\n{QUANTITIES[quantity].meaning.split(':')[0]}",
+                             justify="right")
+        for row in decomposition["groups"]:
+            table.add_row(row["group"], *(
+                f"{_fmt(row.get(f'{q}_mAP'))} / {_fmt(row.get(f'{q}_rank1'))}" if f"{q}_mAP" in row else "-"
+                for q in shown))
+        console.print(table)
+    share = decomposition["code_share"]
+    if share:
+        console.print(f"code share of the oracle's gain over none, (code − none) / (oracle − none): "
+                      f"mAP {_fmt(share.get('mAP'))}%, R1 {_fmt(share.get('rank1'))}%")
+    for quantity, reason in decomposition["unavailable"].items():
+        console.print(f"unavailable: {quantity.replace('_', ' ')}: {reason}")
 
 
 def inspect(
@@ -138,7 +196,8 @@ def inspect(
         "against per-query values, gates, shapes, dimension scales); list all violations. Exit 2 if any.",
     ),
 ) -> None:
-    """Show what a trace holds: dimensions, conditions, provenance and headline metrics per condition.
+    """Show what a trace holds: dimensions, conditions, provenance, headline metrics per condition, and the
+    decomposition per group (information, capacity, misrouting, semantics) with the code share.
 
     Reads only the attributes and the per-condition arrays (never the gates) and never loads torch. For the per-query tables use `analysis.read_trace(TRACE)` in Python; for the file layout see docs/trace-format.md.
     """

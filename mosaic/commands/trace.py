@@ -14,8 +14,12 @@ import typer
 from mosaic.errors import MosaicError
 
 CONDITIONS_HELP = (
-    "Comma-separated patterns (fnmatch) over condition names: oracle, none, drop:<group>, only:<group>, "
-    "counterfactual:<group>, subset:<i>, learned. E.g. 'oracle,drop:*' or 'only:up*'. "
+    "Comma-separated patterns (fnmatch) over condition names: oracle, none, drop:<group> (information and "
+    "capacity removed), fixed:<group> (same gates for every image: information removed, capacity kept), "
+    "counterfactual:<group> (misrouting: the queries routed by another identity's state, how far a wrong route "
+    "misleads retrieval), relabel:<group> (states permuted for every image: semantic specialisation), "
+    "only:<group>, subset:<i>, learned, code (retrieval by attribute codes alone, no model). "
+    "E.g. 'oracle,drop:*' or 'only:up*'. "
     "Default: all of them (learned only if the checkpoint has a learned router)."
 )
 
@@ -77,7 +81,8 @@ def trace(
     max_rank: int = typer.Option(50, "--max-rank", help="CMC curve length."),
     batch_size: int = typer.Option(128, "--batch-size", help="Images per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the counterfactual donors and the random subsets."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the counterfactual donors, the random subsets, the relabel permutations and the code condition's tie order."),
+    fixed_gates: str = typer.Option("shares", "--fixed-gates", help="Gates of fixed:<group>: shares (each of the group's experts weighted by its state's share among the training identities) or majority (the majority state's expert alone)."),
     distance: str = typer.Option("cosine", "--distance", help="cosine or euclidean, on L2-normalised features."),
     feature: Optional[str] = typer.Option(None, "--feature", help="bn (after the BNNeck) or pre_bn. Default: the checkpoint's eval.feature."),
     cache_budget: Optional[float] = typer.Option(None, "--cache-budget", help="MiB the cached trunk tokens may use before spilling to disk. Default: half the free memory of the device."),
@@ -106,10 +111,10 @@ def trace(
         torch.set_num_threads(max(1, threads))
     loaded = load_checkpoint(ckpt, map_location=torch_device)
     model, config = loaded.model, loaded.config
-    # conditions first: a typo in a pattern should fail before the images are decoded
-    selected = resolve_conditions(
-        conditions, loaded.schema, n_subsets=subsets, seed=seed, has_learned=model.learned_router is not None
-    )
+    # conditions first: a typo in a pattern should fail before the dataset is read (the shares a
+    # checkpoint may lack are looked up there later, so any valid shares stand in for them now)
+    resolve_options = dict(n_subsets=subsets, seed=seed, has_learned=model.learned_router is not None, fixed_gates=fixed_gates)
+    resolve_conditions(conditions, loaded.schema, state_shares=model.state_shares or _uniform_shares(loaded.schema), **resolve_options)
     data_cfg = config.data
     # --data replaces the whole dataset description; otherwise it is the training one.
     own = data is None
@@ -127,6 +132,11 @@ def trace(
             f"(groups {', '.join(dataset.schema.group_names)}): trace with a checkpoint trained on this schema, "
             f"or pass --data/--schema of the checkpoint's"
         )
+    shares_source = "checkpoint" if model.state_shares is not None else _recover_state_shares(model, dataset if own else None, data_cfg)
+    selected = resolve_conditions(
+        conditions, loaded.schema, state_shares=model.state_shares,
+        has_annotations=_annotated(dataset, "query") and _annotated(dataset, "gallery"), **resolve_options,
+    )
     settings = TraceSettings(
         top_k=top_k,
         max_rank=max_rank,
@@ -145,7 +155,7 @@ def trace(
 
     provenance = build_provenance(
         command=_command_line(ctx.params),
-        config={"train": config.to_dict(), "trace": {"conditions": conditions, "subsets": subsets, "seed": seed}},
+        config={"train": config.to_dict(), "trace": {"conditions": conditions, "subsets": subsets, "seed": seed, "fixed_gates": fixed_gates}},
         checkpoint={
             "path": str(loaded.path),
             "sha256": loaded.sha256,
@@ -159,6 +169,8 @@ def trace(
         },
         seed=seed,
         device=torch_device,
+        state_shares=model.state_shares,
+        state_shares_source=shares_source,
     )
     data_info = {
         "name": dataset.name,
@@ -181,6 +193,41 @@ def trace(
         f"({int(result.valid.sum())} valid) x {result.n_gallery} gallery" + (f"; {headline}" if headline else ""),
         err=True,
     )
+
+
+def _uniform_shares(schema) -> dict[str, list[float]]:
+    return {g.name: [1.0 / len(g.states)] * len(g.states) for g in schema.groups}
+
+
+def _annotated(dataset, split: str) -> bool:
+    import numpy as np
+
+    from mosaic.schema import MISSING
+
+    states = dataset.states(split)
+    return bool(np.size(states) and (np.asarray(states) != MISSING).any())
+
+
+def _recover_state_shares(model, dataset, data_cfg) -> str | None:
+    """Training state shares for a checkpoint that predates them: from its training split.
+
+    ``dataset`` is the traced dataset when it is the checkpoint's own; otherwise the checkpoint's
+    training dataset is read if it is still there. Returns where the shares came from, or
+    ``None`` when they cannot be known (the kinds that need them are then unavailable).
+    """
+    from mosaic.data import load_dataset
+    from mosaic.state_shares import training_state_shares
+
+    if dataset is None:
+        try:
+            dataset = load_dataset(Path(data_cfg.root), format=data_cfg.format, attributes=data_cfg.attributes, schema=data_cfg.schema)
+        except MosaicError:
+            return None
+    train = dataset.split("train")
+    if not len(train) or dataset.schema.fingerprint() != model.schema.fingerprint():
+        return None
+    model.set_state_shares(training_state_shares(dataset.states("train"), train["pid"].to_numpy(), model.schema))
+    return f"recomputed from the training split of {dataset.root}"
 
 
 def register(app: typer.Typer) -> None:

@@ -261,6 +261,18 @@ class MosaicReID(nn.Module):
     def learned_router(self) -> LearnedRouter | None:
         return self.routers["learned"] if "learned" in self.routers else None
 
+    @property
+    def state_shares(self) -> dict[str, list[float]] | None:
+        """Per group, each state's share among the training identities (the fixed gates), if set."""
+        return getattr(self, "_state_shares", None)
+
+    def set_state_shares(self, shares: Mapping[str, Any]) -> None:
+        """Set the training state shares that ``FIXED`` routes (see :mod:`mosaic.state_shares`)."""
+        from mosaic.state_shares import shares_as_gates, validate_shares
+
+        self._state_shares = validate_shares(shares, self.schema)
+        self.routers["oracle"].set_fixed_gates(shares_as_gates(self._state_shares, self.schema))
+
     # ------------------------------------------------------------------ pieces
     def trunk(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised images ``(B, 3, H, W)`` -> tokens ``(B, T, D)`` entering the first expert block."""

@@ -6,7 +6,9 @@ group mask ``(G,)``: a disabled group's experts are all off. Routers are looked 
 :data:`ROUTERS`:
 
 - ``oracle``: one-hot per group from the ground-truth state codes; a missing state (``-1``) switches
-  that group's experts off, and :class:`Routing` records where that happened.
+  that group's experts off, and :class:`Routing` records where that happened. The code ``FIXED``
+  (``-2``) routes the group by its *fixed gates* (each expert weighted by its state's share among
+  the training identities, :mod:`mosaic.state_shares`), set with ``set_fixed_gates``.
 - ``learned``: predicts each group's state from the trunk's CLS token with one head per group and
   switches on the argmax state's expert (hard one-hot), so the model runs without annotations.
 - ``none``: every gate zero (the backbone alone).
@@ -34,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mosaic.errors import MosaicError
-from mosaic.schema import MISSING, AttributeSchema
+from mosaic.schema import FIXED, MISSING, AttributeSchema
 
 __all__ = [
     "Routing",
@@ -119,9 +121,28 @@ class Router(nn.Module):
 
 
 class OracleRouter(Router):
-    """One-hot gates from ground-truth state codes ``(B, G)`` (``-1`` = missing -> group off)."""
+    """One-hot gates from ground-truth state codes ``(B, G)`` (``-1`` = missing -> group off;
+    ``-2`` = ``FIXED`` -> the group's fixed gates)."""
 
     needs_states = True
+
+    def __init__(self, schema: AttributeSchema, embed_dim: int = 0, hidden: int = 0) -> None:
+        super().__init__(schema, embed_dim, hidden)
+        expert_group = torch.tensor([schema.group_names.index(g) for g, _ in schema.experts], dtype=torch.long)
+        self.register_buffer("expert_group", expert_group, persistent=False)
+        # NaN until set: training sets them from its identities, loading from the checkpoint
+        self.register_buffer("fixed_gates", torch.full((schema.n_experts,), float("nan")), persistent=False)
+
+    @property
+    def has_fixed_gates(self) -> bool:
+        return not bool(torch.isnan(self.fixed_gates).any())
+
+    def set_fixed_gates(self, gates) -> None:
+        """Fixed gate ``(E,)`` of every expert (its state's training share), in schema expert order."""
+        gates = torch.as_tensor(gates, dtype=torch.float32).reshape(-1)
+        if gates.shape != self.fixed_gates.shape:
+            raise ValueError(f"fixed gates must have one weight per expert ({self.schema.n_experts}), got {tuple(gates.shape)}")
+        self.fixed_gates.copy_(gates.to(self.fixed_gates.device))
 
     def route(self, states=None, enabled=None, tokens=None) -> Routing:
         if states is None:
@@ -129,14 +150,23 @@ class OracleRouter(Router):
         if states.dim() != 2 or states.shape[1] != self.n_groups:
             raise ValueError(f"states must be (batch, {self.n_groups}) state codes, got {tuple(states.shape)}")
         states = states.long()
-        if bool(((states < MISSING) | (states >= self.n_states)).any()):
+        if bool(((states < FIXED) | (states >= self.n_states)).any()):
             raise MosaicError(
                 f"state codes out of range for schema {self.schema.name!r}: each column must lie in "
-                f"[-1, n_states) with n_states {self.n_states.tolist()}; check that data and model share a schema"
+                f"[-2, n_states) with n_states {self.n_states.tolist()}; check that data and model share a schema"
             )
         mask = self.enabled_mask(enabled, states.device)
-        present = states != MISSING
-        return Routing(gates=self.one_hot(states, present & mask), missing=~present & mask)
+        present = states >= 0
+        gates = self.one_hot(states, present & mask)
+        fixed = (states == FIXED) & mask
+        if bool(fixed.any()):
+            if not self.has_fixed_gates:
+                raise MosaicError(
+                    "fixed gates asked for but this model has no training state shares: train with this mosaic, "
+                    "or trace with the dataset the checkpoint was trained on so they can be recomputed"
+                )
+            gates = gates + fixed[:, self.expert_group].to(gates.dtype) * self.fixed_gates.to(gates.dtype)
+        return Routing(gates=gates, missing=(states == MISSING) & mask)
 
 
 class NullRouter(Router):

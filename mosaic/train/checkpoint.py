@@ -8,7 +8,9 @@ A checkpoint is a ``torch.save`` dict with ``format = "mosaic-checkpoint"`` and:
 * ``step`` (optimizer steps done), ``epoch``, ``total_steps``, ``finished``;
 * ``config`` (the resolved :class:`~mosaic.train.config.TrainConfig` as a dict);
 * ``schema`` (dict) and ``schema_fingerprint``, ``num_classes``, ``class_pids`` (the dataset pid
-  of each classifier row), ``best`` (the best evaluation so far), ``mosaic_version``.
+  of each classifier row), ``best`` (the best evaluation so far), ``mosaic_version``;
+* ``state_shares``: per group, each state's share among the training identities (the fixed
+  gates, :mod:`mosaic.state_shares`); absent from checkpoints of older mosaic versions.
 
 Files are written through :func:`mosaic.fileio.atomic_path`, so an interruption while saving
 leaves the previous checkpoint intact. Loading uses ``weights_only=True``: only tensors and plain
@@ -210,6 +212,8 @@ def load_checkpoint(
             f"checkpoint {path} does not match the model its config describes ({first}): "
             "it was written by an incompatible mosaic version"
         ) from None
+    if data.get("state_shares") is not None:
+        model.set_state_shares(data["state_shares"])
     model.to(map_location).eval()
     return LoadedCheckpoint(
         model=model,

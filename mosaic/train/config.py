@@ -98,14 +98,38 @@ class AugmentConfig:
 class RoutingConfig:
     """How the oracle routes experts during training.
 
-    ``group_dropout`` switches each attribute group's experts off for a sample with this
-    probability (as if the group were unannotated). Without it a model trained from scratch can
-    identify the training identities from the oracle's attribute code alone and never learn to
-    see; with it the backbone must carry identity by itself, and the experts learn to work in
-    any subset of groups, which is what the ``drop:``/``only:``/``subset:`` conditions measure.
+    Every routing a trace evaluates should also occur in training, or its score measures an
+    input the model never saw rather than what it relies on. Per sample and group:
+
+    - ``group_dropout``: the group's experts are off with this probability (as if the group
+      were unannotated): the routings of ``drop:``, ``only:`` and ``subset:``. Without it a model
+      trained from scratch can identify the training identities from the oracle's attribute
+      code alone and never learn to see; with it the backbone must carry identity by itself.
+    - ``fixed_prob``: the group is routed by its fixed gates (each expert weighted by its
+      state's share among the training identities) with this probability: the routing of
+      ``fixed:`` and of unannotated images in a model without a learned router. Drawn from the
+      same uniform number as the dropout, so the two never coincide (their sum must stay < 1).
+
+    and per sample:
+
+    - ``all_off_prob``: every expert is off with this probability: the ``none`` routing, which
+      group dropout alone reaches only with probability ``group_dropout ** G``.
     """
 
     group_dropout: float = 0.0
+    fixed_prob: float = 0.0
+    all_off_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("group_dropout", "fixed_prob", "all_off_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise MosaicError(f"routing.{name} must be in [0, 1), got {value}")
+        if self.group_dropout + self.fixed_prob >= 1.0:
+            raise MosaicError(
+                f"routing.group_dropout + routing.fixed_prob must be < 1 (some groups must keep their own "
+                f"state), got {self.group_dropout} + {self.fixed_prob}"
+            )
 
 
 @dataclass

@@ -3,6 +3,10 @@
 The trunk (every block before the first expert) does not depend on routing, so each batch runs
 it once and reuses the tokens for every router. Retrieval uses cosine distance on L2-normalised
 features and :func:`mosaic.metrics.evaluate` (the protocol of every public ReID toolkit).
+
+The oracle routes an image whose state is missing like the tracer does (the learned router's
+prediction, else the group's fixed gates), so that training's evaluation and ``mosaic trace``
+score a checkpoint alike and the routing never marks the unannotated images (distractors).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from mosaic.model.routers import state_accuracy
+from mosaic.schema import FIXED, MISSING
 
 
 @dataclass
@@ -77,8 +82,10 @@ def extract_features(
             states = data.states[start : start + batch_size].to(device, non_blocking=True)
             with autocast():
                 tokens = model.trunk(images)
+                filled = _fill_missing(model, states, tokens)
                 for router in routers:
-                    out = model.head(tokens, model.gates(states, router=router, tokens=tokens))
+                    routed = filled if router == "oracle" else states
+                    out = model.head(tokens, model.gates(routed, router=router, tokens=tokens))
                     vec = out.bn_features if feature == "bn" else out.features
                     feats[router].append(vec.float().cpu())
                 if learned is not None:
@@ -89,6 +96,20 @@ def extract_features(
         {r: torch.cat(v) for r, v in feats.items()},
         torch.cat(predicted) if predicted else None,
     )
+
+
+def _fill_missing(model, states: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Missing states replaced by the learned router's prediction, else by ``FIXED`` (the fixed
+    gates); left missing only by a model with neither (built outside training)."""
+    missing = states == MISSING
+    if not bool(missing.any()):
+        return states
+    learned = getattr(model, "learned_router", None)
+    if learned is not None:
+        return torch.where(missing, learned.predict(tokens).to(states.dtype), states)
+    if model.routers["oracle"].has_fixed_gates:
+        return states.masked_fill(missing, FIXED)
+    return states
 
 
 def retrieval_metrics(features: torch.Tensor, data: EvalSet, max_rank: int = 50) -> dict[str, Any]:

@@ -42,7 +42,8 @@ import torch
 
 from mosaic.errors import MosaicError
 from mosaic.fileio import write_text_atomic
-from mosaic.schema import MISSING
+from mosaic.schema import FIXED, MISSING
+from mosaic.state_shares import training_state_shares
 from mosaic.train.augment import BatchAugment
 from mosaic.train.checkpoint import (
     capture_rng_state,
@@ -216,6 +217,10 @@ class Trainer:
 
         # ---- model
         model = build_model(config.model, self.schema, num_classes=len(self.class_pids))
+        # the fixed gates: per group, each state's share among the training identities (stored in checkpoints)
+        model.set_state_shares(
+            training_state_shares(train[list(self.schema.group_names)].to_numpy(), train["pid"].to_numpy(), self.schema)
+        )
         self.model = model.to(self.device)
         self.img_size = tuple(model.img_size)
 
@@ -428,6 +433,7 @@ class Trainer:
             "schema_fingerprint": self.schema.fingerprint(),
             "num_classes": len(self.class_pids),
             "class_pids": self.class_pids.tolist(),
+            "state_shares": unwrap_model(self.model).state_shares,
             "best": self.best,
             "last_eval": self.last_eval,
             "world_size": self.dist.world_size,
@@ -534,12 +540,22 @@ class Trainer:
         return torch.stack([terms.total.detach()] + [terms.parts.get(n, zero) for n in LOSS_PARTS[1:]])
 
     def _route_states(self, states: torch.Tensor) -> torch.Tensor:
-        """States the oracle routes by: each group dropped (``-1``) with ``routing.group_dropout``."""
-        p = self.config.routing.group_dropout
-        if not p:
-            return states
-        drop = torch.rand(states.shape, generator=self.augment_generator) < p  # CPU stream: checkpointed
-        return states.masked_fill(drop.to(states.device, non_blocking=True), MISSING)
+        """States the oracle routes by (see :class:`~mosaic.train.config.RoutingConfig`): each group
+        dropped (``-1``) with ``group_dropout``, routed by its fixed gates (``-2``) with
+        ``fixed_prob``; every group dropped with ``all_off_prob``."""
+        cfg = self.config.routing
+        p, q = cfg.group_dropout, cfg.fixed_prob
+        if p or q:
+            # one uniform per (sample, group), CPU stream: checkpointed, and the same draws as a
+            # dropout-only run, so adding fixed_prob does not change which groups are dropped
+            u = torch.rand(states.shape, generator=self.augment_generator).to(states.device, non_blocking=True)
+            states = states.masked_fill(u < p, MISSING)
+            if q:
+                states = states.masked_fill((u >= p) & (u < p + q), FIXED)
+        if cfg.all_off_prob:
+            off = torch.rand(states.shape[0], generator=self.augment_generator) < cfg.all_off_prob
+            states = states.masked_fill(off.to(states.device, non_blocking=True)[:, None], MISSING)
+        return states
 
     @property
     def _part_names(self) -> tuple[str, ...]:
