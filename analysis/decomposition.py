@@ -62,6 +62,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from analysis.resampling import IdentitySums, identity_sums, identity_weights, percentile_interval
 from analysis.settings import AnalysisSettings, MethodNotApplicable
 
 __all__ = [
@@ -206,35 +207,31 @@ class _Clusters:
     """Valid queries grouped by identity, and the shared identity-cluster resamples."""
 
     valid: np.ndarray      # (Q,) bool
-    member: np.ndarray     # (n_valid,) identity index of each valid query
-    counts: np.ndarray     # (n_ids,) valid queries per identity
-    weights: np.ndarray    # (B, n_ids) multinomial resample counts
+    identity: np.ndarray   # (n_valid,) pid of each valid query
+    weights: np.ndarray    # (B, n_ids) multinomial resample counts over the sorted identities
+
+    @property
+    def n_queries(self) -> int:
+        return int(self.identity.size)
 
     @property
     def n_ids(self) -> int:
-        return int(self.counts.size)
+        return int(self.weights.shape[1])
 
-    def sums(self, values: np.ndarray) -> np.ndarray:
-        """Per-identity sums of per-query values ``(K, n_valid) -> (K, n_ids)``."""
-        return np.stack([np.bincount(self.member, weights=row, minlength=self.n_ids) for row in values]) \
-            if len(values) else np.zeros((0, self.n_ids))
+    def sums(self, values: np.ndarray) -> IdentitySums:
+        """Per-identity sums of per-query values ``(K, n_valid)``."""
+        return identity_sums(values, self.identity)
 
 
 def _clusters(data, settings: AnalysisSettings) -> _Clusters:
-    # imported here so that `mosaic inspect` (point estimates only) does not load scipy
-    from analysis.paired import bootstrap_weights
-
     valid = np.asarray(data.valid, dtype=bool)
-    _, member = np.unique(np.asarray(data.query_pid)[valid], return_inverse=True)
-    counts = np.bincount(member).astype(np.float64) if member.size else np.zeros(0)
-    weights = bootstrap_weights(counts.size, settings.n_bootstrap, settings.seed) if counts.size else np.zeros((0, 0))
-    return _Clusters(valid, member, counts, weights)
+    identity = np.asarray(data.query_pid)[valid]
+    weights = identity_weights(np.unique(identity).size, settings.n_bootstrap, settings.seed)
+    return _Clusters(valid, identity, weights)
 
 
 def _interval(boot: np.ndarray, ci_level: float) -> np.ndarray:
-    tail = (1.0 - ci_level) / 2.0
-    with np.errstate(invalid="ignore"):
-        return np.nanquantile(boot, [tail, 1.0 - tail], axis=0) if boot.size else np.full((2, boot.shape[1]), np.nan)
+    return np.stack(percentile_interval(boot, ci_level)) if boot.size else np.full((2, boot.shape[1]), np.nan)
 
 
 def _per_query(data, metric: str, index: int, valid: np.ndarray) -> np.ndarray:
@@ -251,7 +248,7 @@ def decomposition_tables(trace, settings: AnalysisSettings | None = None) -> dic
         raise MethodNotApplicable("the trace has no 'oracle' condition, the reference of every decomposition")
     index = {n: i for i, n in enumerate(names)}
     clusters = _clusters(data, settings)
-    common = {"ci_level": float(settings.ci_level), "n_queries": int(clusters.member.size), "n_ids": clusters.n_ids,
+    common = {"ci_level": float(settings.ci_level), "n_queries": clusters.n_queries, "n_ids": clusters.n_ids,
               "n_bootstrap": int(settings.n_bootstrap), "resampling_unit": RESAMPLING_UNIT}
 
     # every available difference as one row of a (K, n_valid) matrix, resampled together
@@ -295,10 +292,8 @@ def _difference_estimates(delta: np.ndarray, clusters: _Clusters, ci_level: floa
     """Mean over valid queries of each row of ``delta`` and its identity-cluster percentile interval."""
     if not delta.shape[0] or clusters.n_ids == 0:
         return np.full(delta.shape[0], np.nan), np.full((2, delta.shape[0]), np.nan)
-    sums = clusters.sums(delta)                                                   # (K, n_ids)
-    estimate = sums.sum(1) / clusters.counts.sum()
-    boot = (clusters.weights @ sums.T) / (clusters.weights @ clusters.counts)[:, None]   # (B, K)
-    return estimate, _interval(boot, ci_level)
+    sums = clusters.sums(delta)
+    return sums.estimate, _interval(sums.resample(clusters.weights), ci_level)
 
 
 def _code_share(data, index: Mapping[str, int], clusters: _Clusters, settings: AnalysisSettings,
@@ -318,8 +313,8 @@ def _code_share(data, index: Mapping[str, int], clusters: _Clusters, settings: A
             none = _per_query(data, metric, index[NONE], clusters.valid)
             gains = np.stack([_per_query(data, metric, index[CODE], clusters.valid) - none,
                               _per_query(data, metric, index[ORACLE], clusters.valid) - none])
-            sums = clusters.sums(gains)                                           # (2, n_ids)
-            code_gain, oracle_gain = sums.sum(1) / clusters.counts.sum()
+            sums = clusters.sums(gains).sums                                      # (2, n_ids)
+            code_gain, oracle_gain = sums.sum(1) / clusters.n_queries
             row.update(code_gain=float(code_gain), oracle_gain=float(oracle_gain))
             if oracle_gain == 0:
                 row.update(status=NOT_ESTIMABLE, reason="oracle and none score the same: there is no gain to share")
