@@ -61,7 +61,8 @@ class TraceSettings:
         top_k: nearest gallery images kept per query and condition.
         max_rank: CMC ranks 1..max_rank.
         batch_size: images per trunk / head pass.
-        feature: ``bn`` (after the BNNeck, the usual retrieval feature) or ``pre_bn``.
+        feature: ``bn`` (after the BNNeck, the usual retrieval feature) or ``pre_bn``; ``None``: the
+            checkpoint's ``eval.feature`` (resolved by :func:`mosaic.trace_checkpoint.trace_checkpoint`).
         distance: ``cosine`` (1 - cosine similarity) or ``euclidean``, on L2-normalised features.
         cache_budget_mb: memory the cached trunk tokens may take on the compute device before they
             spill to a memmap on disk; ``None`` = half of the free memory of the device.
@@ -72,7 +73,7 @@ class TraceSettings:
     top_k: int = 10
     max_rank: int = 50
     batch_size: int = 128
-    feature: str = "bn"
+    feature: str | None = "bn"
     distance: str = "cosine"
     cache_budget_mb: float | None = None
     spill_dir: str | None = None
@@ -83,7 +84,7 @@ class TraceSettings:
             raise MosaicError(
                 f"top_k must be >= 0, max_rank and batch_size >= 1 (got {self.top_k}, {self.max_rank}, {self.batch_size})"
             )
-        if self.feature not in FEATURES:
+        if self.feature is not None and self.feature not in FEATURES:
             raise MosaicError(f"unknown feature {self.feature!r}: use one of {list(FEATURES)}")
         if self.distance not in DISTANCES:
             raise MosaicError(f"unknown distance {self.distance!r}: use one of {list(DISTANCES)}")
@@ -307,6 +308,8 @@ def condition_features(
     codes, filled = fill_missing_routes(condition, condition.route_states(states, pids, is_query), fill)
     routed = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.int64))
     enabled = torch.from_numpy(condition.enabled_mask).to(device)
+    if settings.feature is None:
+        raise MosaicError("TraceSettings.feature is None: name the feature to trace, bn or pre_bn")
     attr = FEATURES[settings.feature]
     feats, gates, missing = [], [], 0
     for start, stop in _chunks(cache.n, settings.batch_size):

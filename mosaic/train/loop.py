@@ -29,11 +29,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import signal
 import sys
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -53,6 +50,8 @@ from mosaic.train.checkpoint import (
     unwrap_model,
 )
 from mosaic.train.config import TrainConfig
+from mosaic.train.interrupt import StopFlag, TrainingDiverged, TrainingInterrupted  # noqa: F401  (raised here, public here)
+from mosaic.train.run import RESUMABLE_OVERRIDES, RunPaths, TrainResult, resolve_run  # noqa: F401  (public names of this module before the split)
 from mosaic.train.distributed import DistContext, init_distributed
 from mosaic.train.evaluate import EvalSet, evaluate_model
 from mosaic.train.losses import ReIDLoss
@@ -61,82 +60,6 @@ from mosaic.train.sampler import PKSampler
 from mosaic.train.validation import split_validation
 
 LOSS_PARTS = ("loss", "id", "triplet", "attribute")
-
-
-class TrainingDiverged(MosaicError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-    exit_code = 3
-
-    def __init__(self, message: str, step: int, checkpoint: Path | None):
-        super().__init__(message)
-        self.step, self.checkpoint = step, checkpoint
-
-
-class TrainingInterrupted(MosaicError):
-    """Ctrl-C: a checkpoint was written at ``step``; resume with ``mosaic train --resume RUN``.
-
-    A :class:`MosaicError` so that the command line prints its one line and exits 130, the
-    shell's status for Ctrl-C.
-    """
-
-    exit_code = 130
-
-    def __init__(self, step: int, checkpoint: Path | None, run_dir: Path):
-        super().__init__(
-            f"interrupted at step {step}; checkpoint written to {checkpoint}; "
-            f"resume with: mosaic train --resume {run_dir}"
-        )
-        self.step, self.checkpoint, self.run_dir = step, checkpoint, run_dir
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    step: int
-    total_steps: int
-    finished: bool
-    last_eval: dict[str, dict[str, Any]] | None
-    checkpoint: Path | None
-    seconds: float
-
-
-class RunPaths:
-    """File names inside a run directory (see the module docstring)."""
-
-    def __init__(self, run_dir: str | Path):
-        self.root = Path(run_dir)
-        self.config = self.root / "config.yaml"
-        self.metrics = self.root / "metrics.jsonl"
-        self.checkpoints = self.root / "checkpoints"
-        self.last = self.checkpoints / "last.pt"
-        self.best = self.checkpoints / "best.pt"
-        self.images = self.root / "images"
-
-
-class _StopFlag:
-    """First Ctrl-C asks the loop to checkpoint and stop at the next step boundary; the second aborts."""
-
-    def __init__(self, announce: bool):
-        self.requested = False
-        self._announce = announce
-        self._previous = None
-
-    def __enter__(self) -> "_StopFlag":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        if self._announce:
-            print("\nstopping after this step to write a checkpoint (Ctrl-C again aborts without one)", file=sys.stderr)
 
 
 def _autocast_factory(device: torch.device, amp: bool) -> Callable[[], contextlib.AbstractContextManager]:
@@ -280,7 +203,7 @@ class Trainer:
         self._window: list[torch.Tensor] = []
         self._window_start = 0
         self._window_time = time.perf_counter()
-        self._stop: _StopFlag | None = None
+        self._stop: StopFlag | None = None
         self._bar = None
         self._tensorboard = None
         if resume:
@@ -581,7 +504,7 @@ class Trainer:
         self._window_start, self._window_time = self.step - len(self._window), time.perf_counter()
         evaluated_at = -1
         self.model.train()
-        with _StopFlag(announce=self.main) as stop:
+        with StopFlag(announce=self.main) as stop:
             self._stop = stop
             try:
                 while self.step < end:
@@ -646,54 +569,3 @@ def _seed_everything(seed: int) -> None:
 
 def _rank_seed(seed: int, rank: int) -> int:
     return (seed * 1_000_003 + rank * 7919 + 1) % 2**63
-
-
-# ----------------------------------------------------------------------------- entry point
-
-# Settings that may change when resuming: how the run executes and evaluates, never what it learns.
-RESUMABLE_OVERRIDES = ("run.device", "run.log_every", "run.checkpoint_every", "run.threads", "run.cache_on_device",
-                       "run.compile", "run.amp", "run.find_unused_parameters", "eval.")
-
-
-def resolve_run(
-    config_path: str | Path | None = None,
-    overrides: tuple[str, ...] | list[str] = (),
-    *,
-    resume: str | Path | None = None,
-    out: str | Path | None = None,
-) -> tuple[TrainConfig, Path, bool]:
-    """The config, run directory and resume flag for ``mosaic train`` arguments.
-
-    A fresh run reads ``config_path`` plus ``overrides``; its folder is ``out``, else
-    ``run.out``, else ``runs/<config file stem>``. A resumed run takes the configuration stored in
-    ``RESUME/checkpoints/last.pt`` and accepts only overrides that do not change what is learned
-    (:data:`RESUMABLE_OVERRIDES`).
-    """
-    from mosaic.train.config import load_config, parse_override
-
-    if resume is not None:
-        run_dir = Path(resume)
-        last = RunPaths(run_dir).last
-        if not last.is_file():
-            raise MosaicError(f"nothing to resume in {run_dir}: no checkpoints/last.pt there (pass the run folder)")
-        if out is not None and Path(out).resolve() != run_dir.resolve():
-            raise MosaicError("--out and --resume name different folders: a resumed run continues in its own folder")
-        for item in overrides:
-            key = parse_override(item)[0]
-            resumable = any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_OVERRIDES)
-            if not resumable or key == "eval.val_ids":  # the held-out identities are not trained on
-                raise MosaicError(
-                    f"--set {key} cannot change when resuming (it would change what the run learns): "
-                    "start a new run with --config instead"
-                )
-        stored = read_checkpoint(last)["config"]
-        config = load_config(None, overrides, base=stored)
-        return config, run_dir, True
-    if config_path is None:
-        raise MosaicError("pass --config FILE for a new run (see configs/) or --resume RUN to continue one")
-    config = load_config(config_path, overrides)
-    if out is not None:
-        config.run.out = str(out)
-    run_dir = Path(config.run.out) if config.run.out else Path("runs") / Path(config_path).stem
-    config.run.out = str(run_dir)
-    return config, run_dir, False
