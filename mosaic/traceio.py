@@ -33,9 +33,9 @@ import numpy as np
 
 from mosaic.conditions import CONDITION_KINDS  # the registry: a kind registered there is a valid trace kind
 from mosaic.errors import MosaicError
+from mosaic.router_names import ROUTER_NAMES as ROUTERS  # the registry: a router registered there is valid
 from mosaic.schema import AttributeSchema
 
-ROUTERS = ("oracle", "learned", "none")
 FILL_METHODS = ("learned", "fixed", "none")  # how a condition routed missing states; "none": it filled none
 
 ENCODING_TYPE = "mosaic-trace"

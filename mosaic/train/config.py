@@ -231,13 +231,13 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise MosaicError(message)
-        unknown = [r for r in self.eval.routers if r not in ROUTERS]
+        from mosaic.router_names import ROUTER_NAMES  # the registry: routers registered from user code count
+
+        unknown = [r for r in self.eval.routers if r not in ROUTER_NAMES]
         if unknown:
-            raise MosaicError(f"eval.routers has unknown router {unknown[0]!r}: use any of {list(ROUTERS)}")
+            raise MosaicError(f"eval.routers has unknown router {unknown[0]!r}: use any of {list(ROUTER_NAMES)}")
         return self
 
-
-ROUTERS = ("oracle", "none", "learned")
 
 # ----------------------------------------------------------------------------- loading
 
