@@ -105,3 +105,25 @@ def test_api_errors_are_mosaic_errors_raised_before_work(setup, tmp_path):
         api.train()
     with pytest.raises(MosaicError, match="format"):
         api.report(tmp_path / "missing.h5", tmp_path / "r.txt", format="pdf")
+
+
+def test_api_report_runs_without_torch(tmp_path):
+    """``mosaic.api`` imports nothing heavy; reporting a trace never loads torch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "from mosaic import api\n"
+        "import analysis\n"
+        f"analysis.simulate({str(tmp_path / 't.h5')!r}, n_ids=20, groups=3, n_subsets=8, seed=0)\n"
+        f"result = api.report({str(tmp_path / 't.h5')!r}, {str(tmp_path)!r}, 'md', bootstrap=100, permutations=100,\n"
+        "                    images=False)\n"
+        "assert result.path.name == 'report.md' and result.path.is_file()\n"
+        "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "assert not loaded, loaded[:5]\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
