@@ -22,7 +22,6 @@ import math
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 
 from mosaic.conditions import Condition
 from mosaic.errors import MosaicError
+from mosaic.provenance import git_commit
 from mosaic.traceio import TraceData
 
 __all__ = [
@@ -504,33 +504,11 @@ def describe_conditions(conditions: Sequence[Condition], schema) -> list[dict[st
 # ------------------------------------------------------------------------------- provenance
 
 def _package_versions() -> dict[str, str]:
-    from importlib import metadata
-
     from mosaic import __version__
+    from mosaic.provenance import package_versions
 
-    versions = {"python": platform.python_version(), "mosaic": __version__}
-    for dist in ("torch", "timm", "numpy", "h5py", "pandas", "peft"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def _git_commit() -> str | None:
-    """Commit of the checkout mosaic runs from, if it is one (``+dirty`` when it has local changes)."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "--", "."],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("+dirty" if dirty else "") if commit else None
+    return {"python": platform.python_version(), "mosaic": __version__,
+            **package_versions(("torch", "timm", "numpy", "h5py", "pandas", "peft"))}
 
 
 def build_provenance(
@@ -555,7 +533,7 @@ def build_provenance(
         "command": command,
         "config": dict(config or {}),
         "versions": _package_versions(),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "checkpoint": dict(checkpoint or {}),
         # flat as well: the one fact most readers look up, a plain attribute in /provenance
         "checkpoint_sha256": (checkpoint or {}).get("sha256"),
