@@ -79,9 +79,9 @@ def type_name(tp: Any) -> str:
 def coerce(value: Any, tp: Any, key: str) -> Any:
     """``value`` as type ``tp``, or a MosaicError naming ``key``, the type and the value.
 
-    Lists become tuples where the type says tuple; an integral float is an integer; a number is
-    accepted for a string (YAML reads ``1501`` as a number) and a numeric string for a float
-    (YAML 1.1 reads ``3e-4`` as a string). Nothing else is converted.
+    Lists become tuples where the type says tuple, a lone string is a one-item list of strings, an
+    integral float is an integer, and a numeric string is a float (YAML 1.1 reads ``3e-4`` as a
+    string). Nothing else is converted.
     """
 
     def fail() -> MosaicError:
@@ -114,11 +114,16 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             value = [value]  # a lone name where a list of names is expected
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
             raise fail()
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise MosaicError(f"{key} must have {len(args)} values, got {len(value)}: {value!r}")
-            return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-        out = [coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+        try:
+            if origin is tuple and args and args[-1] is not Ellipsis:
+                if len(value) != len(args):
+                    raise MosaicError(f"{key} must have {len(args)} values, got {len(value)}: {value!r}")
+                return tuple(coerce(v, a, key) for v, a in zip(value, args))
+            out = [coerce(v, item, key) for v in value]
+        except MosaicError as exc:
+            if "must have" in str(exc):
+                raise
+            raise fail() from None
         return tuple(out) if origin is tuple else out
     if origin in (dict, Mapping) or tp in (dict, Mapping):
         if not isinstance(value, Mapping):
@@ -146,8 +151,6 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
-        if isinstance(value, Real) and not isinstance(value, bool):
-            return str(value)
         raise fail()
     if isinstance(tp, type) and not isinstance(value, tp):
         raise fail()
@@ -167,12 +170,14 @@ def check_bounds(value: Any, bounds: tuple, key: str) -> None:
     if not (too_low or too_high):
         return
     if high is None:
-        span = f"at least {low}" if closed[0] == "[" else f"greater than {low}"
+        span = f"be at least {low}" if closed[0] == "[" else f"be greater than {low}"
     elif low is None:
-        span = f"at most {high}" if closed[1] == "]" else f"less than {high}"
+        span = f"be at most {high}" if closed[1] == "]" else f"be less than {high}"
+    elif closed == "()":
+        span = f"lie strictly between {low} and {high}"
     else:
-        span = f"in {closed[0]}{low}, {high}{closed[1]}"
-    raise MosaicError(f"{key} must be {span}, got {value!r}")
+        span = f"be in {closed[0]}{low}, {high}{closed[1]}"
+    raise MosaicError(f"{key} must {span}, got {value!r}")
 
 
 def check_choice(value: Any, choices: Any, key: str) -> None:

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from mosaic.conditions import Condition
 from mosaic.errors import MosaicError
 from mosaic.provenance import git_commit
+from mosaic.settings import check_fields
 from mosaic.traceio import TraceData
 
 __all__ = [
@@ -79,15 +80,12 @@ class TraceSettings:
     spill_dir: str | None = None
     progress: bool = True
 
+    bounds: ClassVar[dict[str, tuple]] = {"top_k": (0, None), "max_rank": (1, None), "batch_size": (1, None),
+                                          "cache_budget_mb": (0, None)}
+    choices: ClassVar[dict[str, Any]] = {"feature": tuple(FEATURES), "distance": DISTANCES}
+
     def __post_init__(self) -> None:
-        if self.top_k < 0 or self.max_rank < 1 or self.batch_size < 1:
-            raise MosaicError(
-                f"top_k must be >= 0, max_rank and batch_size >= 1 (got {self.top_k}, {self.max_rank}, {self.batch_size})"
-            )
-        if self.feature is not None and self.feature not in FEATURES:
-            raise MosaicError(f"unknown feature {self.feature!r}: use one of {list(FEATURES)}")
-        if self.distance not in DISTANCES:
-            raise MosaicError(f"unknown distance {self.distance!r}: use one of {list(DISTANCES)}")
+        check_fields(self)
 
 
 @dataclass
