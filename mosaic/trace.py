@@ -19,13 +19,9 @@ scored by :func:`mosaic.metrics.evaluate` with the standard protocol.
 from __future__ import annotations
 
 import math
-import os
 import platform
-import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -34,8 +30,10 @@ import torch.nn.functional as F
 
 from mosaic.conditions import Condition
 from mosaic.errors import MosaicError
+from mosaic.image_set import ImageSet
 from mosaic.provenance import git_commit
 from mosaic.settings import check_fields
+from mosaic.token_cache import TokenCache, default_budget
 from mosaic.traceio import TraceData
 
 __all__ = [
@@ -88,153 +86,6 @@ class TraceSettings:
         check_fields(self)
 
 
-@dataclass
-class ImageSet:
-    """Query or gallery images with what the trace records about them.
-
-    Attributes:
-        images: ``(N, 3, H, W)`` uint8 at the model's input size (or normalised float).
-        pid, camid: ``(N,)`` int64.
-        path: ``(N,)`` str, relative to the dataset root where possible.
-        states: ``(N, G)`` int16 state codes, ``-1`` = missing.
-    """
-
-    images: torch.Tensor
-    pid: np.ndarray
-    camid: np.ndarray
-    path: np.ndarray
-    states: np.ndarray
-
-    def __post_init__(self) -> None:
-        n = len(self.images)
-        self.pid = np.asarray(self.pid, dtype=np.int64)
-        self.camid = np.asarray(self.camid, dtype=np.int64)
-        self.path = np.asarray(self.path, dtype=str).reshape(-1) if n else np.zeros(0, dtype="<U1")
-        self.states = np.asarray(self.states, dtype=np.int16).reshape(n, -1)
-        if not (len(self.pid) == len(self.camid) == len(self.path) == len(self.states) == n):
-            raise ValueError(
-                f"ImageSet arrays disagree in length: images {n}, pid {len(self.pid)}, camid {len(self.camid)}, "
-                f"path {len(self.path)}, states {len(self.states)}"
-            )
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    @classmethod
-    def from_dataset(
-        cls,
-        dataset,
-        split: str,
-        size: Sequence[int],
-        *,
-        cache_dir: str | os.PathLike | None = None,
-        progress: bool = True,
-    ) -> "ImageSet":
-        """Decode one split of a :class:`mosaic.data.ReIDDataset` at ``size = (H, W)``."""
-        from mosaic.images import load_image_tensor
-
-        table = dataset.split(split)
-        images = load_image_tensor(table["path"].tolist(), size, cache_dir=cache_dir, progress=progress)
-        return cls(
-            images=images,
-            pid=table["pid"].to_numpy(),
-            camid=table["camid"].to_numpy(),
-            path=np.array([_relative(p, dataset.root) for p in table["path"].tolist()], dtype=str),
-            states=dataset.states(split),
-        )
-
-
-def _relative(path: str, root: Path) -> str:
-    try:
-        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
-# ------------------------------------------------------------------------------- token cache
-
-class TokenCache:
-    """Trunk tokens of every image, written once and read once per condition.
-
-    Kept as one tensor on ``device`` when ``n * T * D`` floats fit ``budget_bytes``; otherwise a
-    float32 numpy memmap in a temporary folder (deleted by :meth:`close`), read back chunk by
-    chunk. Use as a context manager.
-    """
-
-    def __init__(
-        self,
-        n: int,
-        tail: Sequence[int],
-        *,
-        device: torch.device,
-        budget_bytes: float,
-        spill_dir: str | os.PathLike | None = None,
-    ) -> None:
-        self.n, self.tail, self.device = int(n), tuple(int(t) for t in tail), torch.device(device)
-        self.nbytes = self.n * math.prod(self.tail) * 4
-        self._dir: str | None = None
-        self._tensor: torch.Tensor | None = None
-        self._memmap: np.memmap | None = None
-        if self.nbytes <= budget_bytes:
-            self._tensor = torch.empty((self.n, *self.tail), dtype=torch.float32, device=self.device)
-        else:
-            if spill_dir is not None:
-                Path(spill_dir).mkdir(parents=True, exist_ok=True)
-            self._dir = tempfile.mkdtemp(prefix="mosaic-trunk-", dir=spill_dir)
-            try:
-                self._memmap = np.lib.format.open_memmap(
-                    os.path.join(self._dir, "tokens.npy"), mode="w+", dtype=np.float32, shape=(self.n, *self.tail)
-                )
-            except OSError as exc:
-                self.close()
-                raise MosaicError(
-                    f"cannot spill {self.nbytes / 2**30:.1f} GiB of trunk tokens to {spill_dir or tempfile.gettempdir()} "
-                    f"({exc.strerror}): free disk space, pass --spill-dir, or raise --cache-budget"
-                ) from None
-
-    @property
-    def spilled(self) -> bool:
-        return self._memmap is not None
-
-    def write(self, start: int, tokens: torch.Tensor) -> None:
-        stop = start + len(tokens)
-        if self._tensor is not None:
-            self._tensor[start:stop] = tokens.to(self.device, torch.float32)
-        else:
-            self._memmap[start:stop] = tokens.detach().float().cpu().numpy()
-
-    def read(self, start: int, stop: int) -> torch.Tensor:
-        if self._tensor is not None:
-            return self._tensor[start:stop]
-        return torch.from_numpy(np.ascontiguousarray(self._memmap[start:stop])).to(self.device)
-
-    def close(self) -> None:
-        self._tensor = None
-        if self._memmap is not None:
-            del self._memmap
-            self._memmap = None
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def __enter__(self) -> "TokenCache":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _default_budget(device: torch.device) -> float:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return 0.5 * free
-    try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        available = 4 * 2**30
-    return 0.5 * available
-
-
 def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
     for start in range(0, n, size):
         yield start, min(n, start + size)
@@ -252,7 +103,7 @@ def compute_trunk(model, image_sets: Sequence[ImageSet], settings: TraceSettings
     from mosaic.model import normalize_images
 
     total = sum(len(s) for s in image_sets)
-    budget = settings.cache_budget_mb * 2**20 if settings.cache_budget_mb is not None else _default_budget(device)
+    budget = settings.cache_budget_mb * 2**20 if settings.cache_budget_mb is not None else default_budget(device)
     cache: TokenCache | None = None
     offset = 0
     with _progress(total, "trunk", settings.progress) as bar:
