@@ -27,9 +27,7 @@ diverged run never overwrites the last good checkpoint.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -42,17 +40,13 @@ from mosaic.fileio import write_text_atomic
 from mosaic.schema import FIXED, MISSING
 from mosaic.state_shares import training_state_shares
 from mosaic.train.augment import BatchAugment
-from mosaic.train.checkpoint import (
-    capture_rng_state,
-    read_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-    unwrap_model,
-)
+from mosaic.train.checkpoint import save_checkpoint, unwrap_model
 from mosaic.train.config import TrainConfig
 from mosaic.train.interrupt import StopFlag, TrainingDiverged, TrainingInterrupted  # noqa: F401  (raised here, public here)
-from mosaic.train.run import RESUMABLE_OVERRIDES, RunPaths, TrainResult, resolve_run  # noqa: F401  (public names of this module before the split)
-from mosaic.train.distributed import DistContext, init_distributed
+from mosaic.train.monitor import MetricsLog
+from mosaic.train.run_state import checkpoint_payload, restore_run
+from mosaic.train.run import RunPaths, TrainResult
+from mosaic.train.distributed import DistContext, init_distributed, wrap_for_training
 from mosaic.train.evaluate import EvalSet, evaluate_model
 from mosaic.train.losses import ReIDLoss
 from mosaic.train.optim import build_optimizer, build_scheduler
@@ -66,14 +60,6 @@ def _autocast_factory(device: torch.device, amp: bool) -> Callable[[], contextli
     if device.type == "cuda" and amp:
         return lambda: torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext  # CPU runs in fp32
-
-
-def _tensorboard_writer(log_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter  # needs the optional tensorboard package
-    except Exception:
-        return None
-    return SummaryWriter(log_dir=str(log_dir / "tensorboard"))
 
 
 class Trainer:
@@ -179,21 +165,8 @@ class Trainer:
         self.augment_generator = torch.Generator().manual_seed(_rank_seed(run.seed, self.dist.rank))
         self.autocast = _autocast_factory(self.device, run.amp)
 
-        # ---- wrappers: DDP for several processes, torch.compile on CUDA when asked
-        self.forward_model: torch.nn.Module = model
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.forward_model = DistributedDataParallel(
-                model,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=run.find_unused_parameters,
-            )
-        if run.compile:
-            if self.device.type == "cuda":
-                self.forward_model = torch.compile(self.forward_model)
-            elif self.main:
-                print("run.compile is only used on CUDA; this CPU run is not compiled", file=sys.stderr)
+        self.forward_model = wrap_for_training(model, self.dist, compile=run.compile,
+                                               find_unused_parameters=run.find_unused_parameters)
 
         # ---- state
         self.step = 0
@@ -205,7 +178,7 @@ class Trainer:
         self._window_time = time.perf_counter()
         self._stop: StopFlag | None = None
         self._bar = None
-        self._tensorboard = None
+        self.metrics_log = MetricsLog(self.paths.metrics, enabled=self.main)
         if resume:
             self._resume()
         else:
@@ -215,72 +188,15 @@ class Trainer:
         if self.main:
             self.paths.root.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.paths.config, config.to_yaml())
-            self._tensorboard = _tensorboard_writer(self.paths.root)
+            self.metrics_log.open_tensorboard(self.paths.root)
 
     # ------------------------------------------------------------------ resume
     def _resume(self) -> None:
-        if not self.paths.last.is_file():
-            raise MosaicError(f"nothing to resume in {self.paths.root}: no checkpoints/last.pt there")
-        data = read_checkpoint(self.paths.last, map_location="cpu")
-        if data["schema_fingerprint"] != self.schema.fingerprint():
-            raise MosaicError(
-                f"cannot resume {self.paths.root}: its checkpoint was trained on attribute schema "
-                f"{data['schema']['name']!r} but data.root now gives {self.schema.name!r}: point data.root back at the run's dataset"
-            )
-        if list(data["class_pids"]) != self.class_pids.tolist():
-            raise MosaicError(
-                f"cannot resume {self.paths.root}: the training identities differ from the checkpoint's; "
-                "point data.root back at the run's dataset"
-            )
-        unwrap_model(self.model).load_state_dict(data["model"])
-        self.optimizer.load_state_dict(data["optimizer"])
-        self.scheduler.load_state_dict(data["scheduler"])
-        self.sampler.load_state_dict(data["sampler"])
-        self.step = int(data["step"])
-        self.best = data.get("best")
-        self.last_eval = data.get("last_eval")
-        self.last_good_checkpoint = (self.step, self.paths.last)
-        rng = data["rng"]
-        if len(rng) == self.dist.world_size:
-            mine = rng[self.dist.rank]
-            restore_rng_state(mine["global"])
-            self.augment_generator.set_state(mine["augment"])
-            if mine.get("window") is not None:
-                self._window = [row.to(self.device) for row in mine["window"]]
-        elif self.main:
-            print(
-                f"resuming on {self.dist.world_size} process(es) from a {len(rng)}-process checkpoint: "
-                "random streams restart (the result is not bit-identical to an uninterrupted run)",
-                file=sys.stderr,
-            )
-        if self.main:
-            self._truncate_metrics(self.step)
-
-    def _truncate_metrics(self, step: int) -> None:
-        """Drop log lines written after the checkpoint, so the resumed log continues seamlessly."""
-        if not self.paths.metrics.is_file():
-            return
-        kept = []
-        for line in self.paths.metrics.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by the interruption
-            if int(record.get("step", 0)) <= step:
-                kept.append(line)
-        write_text_atomic(self.paths.metrics, "".join(f"{line}\n" for line in kept))
+        restore_run(self)
 
     # ------------------------------------------------------------------ logging
     def _log(self, record: dict[str, Any]) -> None:
-        if not self.main:
-            return
-        with open(self.paths.metrics, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, allow_nan=True) + "\n")
-        if self._tensorboard is not None:
-            prefix = record["kind"] if record["kind"] != "eval" else f"eval/{record.get('router')}"
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key not in ("step", "epoch"):
-                    self._tensorboard.add_scalar(f"{prefix}/{key}", value, record["step"])
+        self.metrics_log.write(record)
 
     def _check_window(self) -> torch.Tensor | None:
         """The buffered per-step losses averaged over processes; raises on the first NaN/inf step."""
@@ -304,7 +220,7 @@ class Trainer:
         mean = values.mean(dim=0)
         record = {"kind": "train", "step": self.step, "epoch": self.step / self.steps_per_epoch}
         record["lr"] = float(self.optimizer.param_groups[0]["lr"])
-        for name, value in zip(self._part_names, mean.tolist()):
+        for name, value in zip(LOSS_PARTS, mean.tolist()):
             record[name] = value
         record["images_per_s"] = n * self.sampler.batch_size * self.dist.world_size / max(elapsed, 1e-9)
         self._log(record)
@@ -329,38 +245,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _payload(self, finished: bool) -> dict[str, Any]:
-        rng = {
-            "global": capture_rng_state(),
-            "augment": self.augment_generator.get_state(),
-            "window": torch.stack(self._window).cpu() if self._window else None,
-        }
-        all_rng = [rng]
-        if self.dist.enabled:
-            import torch.distributed as tdist
-
-            all_rng = [None] * self.dist.world_size
-            tdist.all_gather_object(all_rng, rng)
-        return {
-            "model": unwrap_model(self.model).state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "sampler": self.sampler.state_dict(),
-            "rng": all_rng,
-            "step": self.step,
-            "epoch": self.step // self.steps_per_epoch,
-            "total_steps": self.total_steps,
-            "steps_per_epoch": self.steps_per_epoch,
-            "finished": finished,
-            "config": self.config.to_dict(),
-            "schema": self.schema.to_dict(),
-            "schema_fingerprint": self.schema.fingerprint(),
-            "num_classes": len(self.class_pids),
-            "class_pids": self.class_pids.tolist(),
-            "state_shares": unwrap_model(self.model).state_shares,
-            "best": self.best,
-            "last_eval": self.last_eval,
-            "world_size": self.dist.world_size,
-        }
+        return checkpoint_payload(self, finished)
 
     def save(self, *, finished: bool = False, best: bool = False) -> Path:
         """Write ``checkpoints/last.pt`` (and ``best.pt``) after checking the pending losses."""
@@ -480,10 +365,6 @@ class Trainer:
             states = states.masked_fill(off.to(states.device, non_blocking=True)[:, None], MISSING)
         return states
 
-    @property
-    def _part_names(self) -> tuple[str, ...]:
-        return LOSS_PARTS
-
     def fit(self, stop_at: int | None = None) -> TrainResult:
         """Train until the configured number of steps (or ``stop_at``), evaluating and checkpointing.
 
@@ -541,8 +422,7 @@ class Trainer:
             finally:
                 self._stop = None
                 self._bar.close()
-                if self._tensorboard is not None:
-                    self._tensorboard.flush()
+                self.metrics_log.flush()
         return TrainResult(
             self.paths.root, self.step, self.total_steps, finished, self.last_eval, checkpoint, time.perf_counter() - start_time
         )
