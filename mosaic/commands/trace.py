@@ -13,15 +13,19 @@ from typing import Optional
 import typer
 
 
-CONDITIONS_HELP = (
-    "Comma-separated patterns (fnmatch) over condition names: oracle, none, drop:<group> (information and "
-    "capacity removed), fixed:<group> (same gates for every image: information removed, capacity kept), "
-    "counterfactual:<group> (misrouting: the queries routed by another identity's state, how far a wrong route "
-    "misleads retrieval), relabel:<group> (states permuted for every image: semantic specialisation), "
-    "only:<group>, subset:<i>, learned, code (retrieval by attribute codes alone, no model). "
-    "E.g. 'oracle,drop:*' or 'only:up*'. "
-    "Default: all of them (learned only if the checkpoint has a learned router)."
-)
+def _conditions_help() -> str:
+    """The --conditions help, from the condition-kind registry (kinds registered before the CLI loads join it)."""
+    from mosaic.conditions import CONDITION_KINDS
+
+    kinds = "; ".join(f"{kind.syntax} ({kind.help})" for kind in CONDITION_KINDS.values())
+    defaults = ", ".join(kind.default_pattern for kind in CONDITION_KINDS.values() if kind.in_default)
+    return (
+        f"Comma-separated patterns (fnmatch) over condition names: {kinds}. E.g. 'oracle,drop:*' or 'only:up*'. "
+        f"Default: {defaults} (learned only if the checkpoint has a learned router)."
+    )
+
+
+CONDITIONS_HELP = _conditions_help()
 
 
 def trace(
