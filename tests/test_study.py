@@ -1,0 +1,150 @@
+"""analysis.study and `mosaic study`: planted label × group interactions, seeds as replicates, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from analysis.metaanalysis import between_seed_variance, combination
+from analysis.simulate import simulate
+from analysis.simulate_study import simulate_study
+from analysis.study import kendall_w, study
+from mosaic.cli import main
+
+EQUAL = dict(gender=0.6, upcolour=0.8, hat=0.2)
+KINDS = ("oracle", "drop", "counterfactual")
+
+
+def _contrasts(results, quantity="drop"):
+    c = results.table("contrasts")
+    return c[(c.level == "group") & (c.quantity == quantity)].set_index("item")
+
+
+# Seeds on one test set share its identity error, which cancels in the seeds' scatter; with a fresh
+# test set per seed the scatter carries it too, so the contrast needs more seeds for the same power.
+@pytest.mark.parametrize("shared, n_seeds, planted", [(True, 3, 1.2), (False, 4, 1.5)])
+def test_planted_interaction_is_recovered_with_the_right_sign(shared, n_seeds, planted):
+    traces = simulate_study({"A": {**EQUAL, "downcolour": planted}, "B": {**EQUAL, "downcolour": 0.0}}, n_seeds=n_seeds,
+                            seed_sd=0.1, effect_sd=0.3, n_ids=120, kinds=KINDS, shared_test_set=shared, seed=3)
+    results = study(traces, n_bootstrap=400)
+    for quantity in ("drop", "misrouting"):
+        row = _contrasts(results, quantity).loc["downcolour"]
+        assert row["reject_holm"], (quantity, row.to_dict())
+        assert row["estimate"] < 0 and row["ci_high"] < 0  # A loses more: its ΔmAP is more negative
+        assert row["unit"] == "identity × seed" and row["seed_valid"]
+    pooled = results.table("pooled").set_index(["label", "level", "item", "quantity"])
+    assert pooled.loc[("A", "group", "downcolour", "drop"), "estimate"] < pooled.loc[("B", "group", "downcolour", "drop"), "estimate"]
+    # the decomposition quantities the traces lack are named, not dropped
+    assert set(pooled.xs("information", level="quantity")["status"]) == {"unavailable"}
+
+
+def test_planted_equal_groups_are_not_flagged_beyond_the_nominal_rate():
+    raw, tests, familywise = 0, 0, 0
+    reps = 8
+    for rep in range(reps):
+        traces = simulate_study({"A": {**EQUAL, "downcolour": 1.0}, "B": {**EQUAL, "downcolour": 1.0}}, n_seeds=3,
+                                seed_sd=0.1, effect_sd=0.3, n_ids=80, kinds=("oracle", "drop"), seed=100 + rep)
+        c = _contrasts(study(traces, n_bootstrap=300, seed=rep))
+        raw += int((c["p"] < 0.05).sum())
+        tests += len(c)
+        familywise += int(c["reject_holm"].any())
+    # 96 null tests: a nominal 5 % gives about 5; pseudo-replication would give far more
+    assert raw / tests <= 0.10
+    assert familywise <= 2
+
+
+def test_between_seed_variance_interval_covers_its_truth():
+    """Q-profile coverage on run estimates with a shared identity error (the full check is the benchmark)."""
+    rng = np.random.default_rng(0)
+    tau, shared_sd, own_sd, k, reps = 0.02, 0.015, 0.006, 4, 300
+    covered = 0
+    cov = np.full((k, k), shared_sd ** 2) + np.eye(k) * own_sd ** 2
+    for _ in range(reps):
+        theta = -0.05 + rng.normal(0, tau, k) + rng.normal(0, shared_sd) + rng.normal(0, own_sd, k)
+        t = between_seed_variance(theta, cov, 0.95)
+        covered += t["tau2_low"] <= tau ** 2 <= t["tau2_high"]
+    assert 0.92 <= covered / reps <= 0.98
+
+
+def test_shared_identity_error_is_not_averaged_away():
+    """Seeds on one test set: the pooled variance keeps the identity error the seeds share."""
+    k, shared, own = 4, 0.02 ** 2, 0.001 ** 2
+    cov = np.full((k, k), shared) + np.eye(k) * own
+    theta = np.array([-0.05, -0.051, -0.049, -0.05])
+    c = combination(theta, cov, np.zeros(k, int), {0: 1.0}, 150)
+    assert c["var_identity"] == pytest.approx(shared, rel=1e-9)
+    assert c["se"] >= np.sqrt(shared)
+
+
+def test_rank_stability_and_kendall_w():
+    assert kendall_w(np.array([[1, 2, 3, 4], [1, 2, 3, 4]]))["kendall_w"] == pytest.approx(1.0)
+    assert kendall_w(np.array([[1, 2, 3, 4], [4, 3, 2, 1]]))["kendall_w"] == pytest.approx(0.0)
+    traces = simulate_study({"A": {"downcolour": 2.0, "gender": 1.0, "hat": 0.5}}, n_seeds=3, n_ids=100,
+                            kinds=("oracle", "drop"), seed=1)
+    results = study(traces, n_bootstrap=200)
+    rank = results.table("rank_stability").set_index("group")
+    assert rank.loc["downcolour", "rank_low"] == rank.loc["downcolour", "rank_high"] == 1
+    assert rank.loc["downcolour", "top3_share"] == 1.0
+    assert results.table("concordance")["kendall_w"].iloc[0] > 0.5
+    assert results.table("contrasts").empty  # one label: nothing to contrast
+
+
+def _write(tmp_path, traces, prefix="run"):
+    from mosaic.traceio import write_trace
+
+    paths = []
+    for i, t in enumerate(traces):
+        paths.append(str(write_trace(t.data, tmp_path / f"{prefix}{i}.h5")))
+    return paths
+
+
+def test_cli_writes_every_format_with_the_same_numbers(tmp_path):
+    traces = simulate_study({"A": {**EQUAL, "downcolour": 1.2}, "B": EQUAL}, n_seeds=2, n_ids=60, kinds=KINDS, seed=2)
+    paths = _write(tmp_path, traces)
+    outputs = {}
+    for fmt in ("html", "md", "json"):
+        out = tmp_path / f"study.{fmt}"
+        assert main(["study", *paths, "--out", str(out), "--bootstrap", "200"]) == 0
+        outputs[fmt] = out.read_text(encoding="utf-8")
+    document = json.loads(outputs["json"])
+    row = next(r for r in document["tables"]["contrasts-group"]["rows"] if r["item"] == "downcolour" and r["quantity"] == "drop")
+    for fmt in ("html", "md"):
+        assert json.dumps(row["estimate"]) in outputs[fmt]
+    assert "<svg" in outputs["html"] and "figure-rank-stability" in outputs["html"]
+    assert "http://" not in outputs["html"].replace("http://www.w3.org/2000/svg", "")
+
+
+def test_labels_from_globs(tmp_path):
+    traces = simulate_study({"x": EQUAL}, n_seeds=4, n_ids=40, kinds=("oracle", "drop"), seed=4)
+    for t in traces:
+        t.data.provenance.pop("label")
+    paths = _write(tmp_path, traces[:2], "market") + _write(tmp_path, traces[2:], "duke")
+    results = study(paths, labels=["market=*market*", "duke=*duke*"], n_bootstrap=100)
+    assert results.settings["labels"] == ["market", "duke"]
+    assert list(results.table("pooled").groupby("label")["k"].max()) == [2, 2]
+
+
+def _one_line_error(capsys, argv, *words):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    for w in words:
+        assert w in err
+    return err
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    a = simulate(tmp_path / "a.h5", n_ids=30, kinds=("oracle", "drop"), seed=1)
+    b = simulate(tmp_path / "b.h5", n_ids=30, groups=3, kinds=("oracle", "drop"), seed=2)  # groups g00..g02
+    out = tmp_path / "study.html"
+    _one_line_error(capsys, ["study", str(a.path), "--out", str(out)], "at least two traces")
+    _one_line_error(capsys, ["study", str(a.path), str(b.path), "--out", str(out)], "share no attribute group")
+    _one_line_error(capsys, ["study", str(a.path), str(a.path), "--out", str(out)], "one run")
+    twin = simulate_study({"x": EQUAL}, n_seeds=2, n_ids=30, kinds=("oracle", "drop"), seed=5)
+    twin[1].data.provenance["checkpoint_sha256"] = twin[0].data.provenance["checkpoint_sha256"]
+    paths = _write(tmp_path, twin, "twin")
+    _one_line_error(capsys, ["study", *paths, "--out", str(out)], "one run", "checkpoint")
+    _one_line_error(capsys, ["study", *paths, "--label", "nonsense", "--out", str(out)], "NAME=GLOB")
+    assert not out.exists()
