@@ -116,16 +116,22 @@ def test_set_fingerprint(trace) -> str:
 
 def _label_parts(trace) -> dict[str, str]:
     dataset = trace.dataset or {}
-    train = _train_config(trace.provenance)
-    root = str(dataset.get("root") or "")
-    model = train.get("model") if isinstance(train.get("model"), Mapping) else {}
-    config_path = str((trace.provenance.get("config") or {}).get("path", "") if isinstance(trace.provenance.get("config"), Mapping) else "")
+    model = _train_config(trace.provenance).get("model")
     return {
-        "dataset": str(dataset.get("name") or "") + (f"@{os.path.basename(root.rstrip('/'))}" if root else ""),
+        "dataset": str(dataset.get("name") or ""),
+        "root": str(dataset.get("root") or "").rstrip("/"),
         "schema": str(dataset.get("schema") or trace.schema.name),
-        "backbone": str(model.get("backbone") or ""),
-        "config": os.path.splitext(os.path.basename(config_path))[0],
+        "backbone": str(model.get("backbone") or "") if isinstance(model, Mapping) else "",
     }
+
+
+def _short_roots(parts: list[dict[str, str]]) -> None:
+    """Dataset roots relative to the folder they share (``default/world`` rather than the full path)."""
+    roots = [p["root"] for p in parts]
+    if all(roots) and len(set(roots)) > 1:
+        common = os.path.commonpath(roots)
+        for p in parts:
+            p["root"] = os.path.relpath(p["root"], common)
 
 
 def parse_label_patterns(patterns: Sequence[str] | Mapping[str, str] | None) -> list[tuple[str, str]]:
@@ -158,6 +164,7 @@ def _assign_labels(traces, paths: list[str], patterns: list[tuple[str, str]]) ->
     if all(label is not None for label in labels):
         return [str(label) for label in labels]
     parts = [_label_parts(t) for t in traces]
+    _short_roots(parts)
     varying = [key for key in parts[0] if len({p[key] for p in parts}) > 1]
     return [
         labels[i] if labels[i] is not None else (" ".join(parts[i][k] for k in varying) or parts[i]["dataset"] or "run")

@@ -148,3 +148,12 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     _one_line_error(capsys, ["study", *paths, "--out", str(out)], "one run", "checkpoint")
     _one_line_error(capsys, ["study", *paths, "--label", "nonsense", "--out", str(out)], "NAME=GLOB")
     assert not out.exists()
+
+
+def test_labels_from_provenance_where_traces_differ():
+    traces = simulate_study({"x": EQUAL}, n_seeds=4, n_ids=40, kinds=("oracle", "drop"), seed=6)
+    for i, t in enumerate(traces):
+        t.data.provenance.pop("label")
+        t.data.dataset = {**t.data.dataset, "root": f"/data/runs/{'market' if i < 2 else 'duke'}/world"}
+    results = study(traces, n_bootstrap=100)
+    assert results.settings["labels"] == ["market/world", "duke/world"]
