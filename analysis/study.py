@@ -47,7 +47,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.corrections import add_corrections
-from analysis.metaanalysis import between_seed_variance, combination
+from analysis.metaanalysis import DF_METHODS, between_seed_variance, combination
 from analysis.status import NOT_ESTIMABLE, OK
 from analysis.study_runs import STUDY_QUANTITIES, Quantity, collect_runs, run_estimates, shared_schema
 
@@ -116,6 +116,7 @@ def study(
     ci_level: float = 0.95,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    df_method: str = "satterthwaite",
 ) -> StudyResults:
     """Pool, rank and compare attribute-group effects over several runs.
 
@@ -129,9 +130,13 @@ def study(
     rank_by : the quantity whose effects are ranked for the stability tables.
     alpha, ci_level : Holm / BH decisions; interval coverage.
     n_bootstrap, seed : identity-cluster bootstrap resamples per run, and their seed.
+    df_method : degrees of freedom of the pooled and contrast t intervals,
+        :data:`analysis.metaanalysis.DF_METHODS` (``"satterthwaite"`` or ``"conservative"``).
     """
     if not 0 < ci_level < 1:
         raise ValueError(f"ci_level must lie strictly between 0 and 1, got {ci_level}")
+    if df_method not in DF_METHODS:
+        raise ValueError(f"df_method must be one of {DF_METHODS}, got {df_method!r}")
     quantities = dict(quantities or STUDY_QUANTITIES)
     if rank_by not in quantities:
         raise ValueError(f"rank_by={rank_by!r} is not a study quantity: choose from {list(quantities)}")
@@ -144,8 +149,8 @@ def study(
     tables = {
         "runs": _runs_table(runs, est),
         "run_effects": _run_effects(runs, est, ci_level),
-        "pooled": _pooled(est, label_names, label_of_run, ci_level),
-        "contrasts": _contrasts(est, label_names, label_of_run, ci_level, alpha),
+        "pooled": _pooled(est, label_names, label_of_run, ci_level, df_method),
+        "contrasts": _contrasts(est, label_names, label_of_run, ci_level, alpha, df_method),
     }
     tables["rank_stability"], tables["concordance"] = _rank_tables(tables["pooled"], est, schema, label_names,
                                                                    label_of_run, rank_by)
@@ -154,6 +159,7 @@ def study(
         if int((label_of_run == label_names.index(label)).sum()) < 2:
             notes.append(f"label {label} has one run: its intervals hold for new identities, not for a new training seed")
     settings = {"alpha": alpha, "ci_level": ci_level, "n_bootstrap": n_bootstrap, "seed": seed, "rank_by": rank_by,
+                "df_method": df_method,
                 "labels": label_names, "groups": list(schema.groups), "families": {k: list(v) for k, v in schema.families.items()},
                 "quantities": {q.name: q.meaning for q in quantities.values()}}
     runs_info = [{"run": i, "label": r.label, "seed": r.seed, "path": r.path, "checkpoint": r.checkpoint,
@@ -195,7 +201,7 @@ def _run_effects(runs, est, ci_level) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _pooled(est, label_names, label_of_run, ci_level) -> pd.DataFrame:
+def _pooled(est, label_names, label_of_run, ci_level, df_method) -> pd.DataFrame:
     rows = []
     for k, (level, item, quantity) in enumerate(est.keys):
         cov = est.covariance(k)
@@ -207,7 +213,8 @@ def _pooled(est, label_names, label_of_run, ci_level) -> pd.DataFrame:
                 rows.append({**base, "status": UNAVAILABLE})
                 continue
             theta, sub = est.estimate[runs, k], cov[np.ix_(runs, runs)]
-            combined = combination(theta, sub, np.zeros(runs.size, int), {0: 1.0}, int(est.n_ids[runs].min()), ci_level)
+            combined = combination(theta, sub, np.zeros(runs.size, int), {0: 1.0}, int(est.n_ids[runs].min()), ci_level,
+                                   df_method)
             tau = between_seed_variance(theta, sub, ci_level)
             rows.append({**base, **{c: combined[c] for c in ("estimate", "se", "df", "ci_low", "ci_high",
                                                                "var_seed", "var_identity", "seed_valid")},
@@ -217,7 +224,7 @@ def _pooled(est, label_names, label_of_run, ci_level) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _contrasts(est, label_names, label_of_run, ci_level, alpha) -> pd.DataFrame:
+def _contrasts(est, label_names, label_of_run, ci_level, alpha, df_method) -> pd.DataFrame:
     rows = []
     for a, b in combinations(range(len(label_names)), 2):
         for k, (level, item, quantity) in enumerate(est.keys):
@@ -230,7 +237,7 @@ def _contrasts(est, label_names, label_of_run, ci_level, alpha) -> pd.DataFrame:
                 continue
             cov = est.covariance(k)[np.ix_(runs, runs)]
             result = combination(est.estimate[runs, k], cov, label_of_run[runs], {a: 1.0, b: -1.0},
-                                 int(est.n_ids[runs].min()), ci_level)
+                                 int(est.n_ids[runs].min()), ci_level, df_method)
             rows.append({**base, **{c: result[c] for c in ("estimate", "se", "df", "ci_low", "ci_high", "statistic",
                                                            "p", "seed_valid")},
                          "status": OK if np.isfinite(result["p"]) else NOT_ESTIMABLE})

@@ -160,7 +160,7 @@ def build_study_report(results, *, command: str = "", created: str | None = None
     effects.add(_table(_available(level(pooled, "group"))[lambda f: f.quantity == rank_by], id="pooled-groups",
                        caption=f"Pooled ΔmAP ({rank_by}) per label and group; τ² = between-seed variance (points²)",
                        columns=POOLED_COLUMNS,
-                       note="Unit: identity × seed. Interval: t with Welch–Satterthwaite df; τ²: Paule–Mandel with "
+                       note=f"Unit: identity × seed. Interval: t with {s['df_method']} df; τ²: Paule–Mandel with "
                             "Q-profile interval, both on the identity-bootstrap covariance of the runs."))
 
     decomposition = Section("decomposition", "Decomposition per group: information, capacity, misrouting, semantics",
@@ -236,8 +236,9 @@ def _methods_text(s) -> str:
         "the same test set share the resampled identities, which gives the covariance of their errors. Per label the "
         "effect is the equal-weight mean of the seeds (random-effects model: run = label mean + seed deviation + "
         "identity-sampling error). Its variance is the seeds' sample variance over k plus the identity covariance the "
-        "seeds share, with a t interval on Welch–Satterthwaite degrees of freedom (a Hartung–Knapp-type interval that "
-        "does not rely on a τ² estimated from few seeds). The between-seed variance τ² is the Paule–Mandel estimate "
+        f"seeds share, with a t interval on {s.get('df_method', 'satterthwaite')} degrees of freedom (Welch–Satterthwaite, "
+        "or conservatively the smallest seeds − 1; a Hartung–Knapp-type interval that does not rely on a τ² estimated "
+        "from few seeds). The between-seed variance τ² is the Paule–Mandel estimate "
         "of the generalised Q on the runs' full identity covariance, with a Q-profile interval. Contrasts (label × group "
         "interaction) are differences of pooled effects with the same variance; Holm and Benjamini–Hochberg adjust "
         f"within each label pair × level × quantity; α = {s['alpha']}. Ranking stability ranks the groups by "

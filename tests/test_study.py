@@ -157,3 +157,14 @@ def test_labels_from_provenance_where_traces_differ():
         t.data.dataset = {**t.data.dataset, "root": f"/data/runs/{'market' if i < 2 else 'duke'}/world"}
     results = study(traces, n_bootstrap=100)
     assert results.settings["labels"] == ["market/world", "duke/world"]
+
+
+def test_conservative_degrees_of_freedom_are_the_seeds():
+    cov = np.eye(3) * 1e-6 + 1e-5
+    theta = np.array([-0.05, -0.04, -0.06])
+    liberal = combination(theta, cov, np.zeros(3, int), {0: 1.0}, 150)
+    conservative = combination(theta, cov, np.zeros(3, int), {0: 1.0}, 150, df_method="conservative")
+    assert conservative["df"] == 2 and liberal["df"] > 2
+    assert conservative["ci_high"] - conservative["ci_low"] > liberal["ci_high"] - liberal["ci_low"]
+    with pytest.raises(ValueError, match="df_method"):
+        combination(theta, cov, np.zeros(3, int), {0: 1.0}, 150, df_method="kenward")

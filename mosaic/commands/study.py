@@ -62,6 +62,7 @@ def study(
     ci_level: float = typer.Option(0.95, "--ci-level", help="Coverage of every interval."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Identity-cluster bootstrap resamples per run."),
     seed: int = typer.Option(0, "--seed", help="Seed of the resampling: same seed, same numbers."),
+    df: str = typer.Option("satterthwaite", "--df", help="Degrees of freedom of the t intervals: satterthwaite, or conservative (smallest seeds - 1 of the labels involved)."),
 ) -> None:
     from mosaic.fileio import ensure_writable_dir
 
@@ -74,7 +75,11 @@ def study(
         raise MosaicError(f"--alpha must lie strictly between 0 and 1, got {alpha}")
     if bootstrap < 100:
         raise MosaicError(f"--bootstrap must be at least 100 for a usable standard error, got {bootstrap}")
+    from analysis.metaanalysis import DF_METHODS
     from analysis.study_runs import STUDY_QUANTITIES
+
+    if df not in DF_METHODS:
+        raise MosaicError(f"--df {df!r} is not a degrees-of-freedom method: use one of {', '.join(DF_METHODS)}")
 
     if rank_by not in STUDY_QUANTITIES:
         raise MosaicError(f"--rank-by {rank_by!r} is not a study quantity: use one of {', '.join(STUDY_QUANTITIES)}")
@@ -82,7 +87,7 @@ def study(
     command = shlex.join(["mosaic", "study", *map(str, traces), "--out", str(out)]
                          + [a for lab in (label or []) for a in ("--label", lab)])
     (path,) = write_study(list(traces), out, fmt_name=format, labels=label or None, command=command, rank_by=rank_by,
-                       alpha=alpha, ci_level=ci_level, n_bootstrap=bootstrap, seed=seed)
+                       alpha=alpha, ci_level=ci_level, n_bootstrap=bootstrap, seed=seed, df_method=df)
     typer.echo(str(path))
 
 
