@@ -168,3 +168,16 @@ def test_conservative_degrees_of_freedom_are_the_seeds():
     assert conservative["ci_high"] - conservative["ci_low"] > liberal["ci_high"] - liberal["ci_low"]
     with pytest.raises(ValueError, match="df_method"):
         combination(theta, cov, np.zeros(3, int), {0: 1.0}, 150, df_method="kenward")
+
+
+def test_market_and_duke_are_compared_on_the_groups_they_share():
+    market = simulate_study({"market": EQUAL}, n_seeds=2, n_ids=40, kinds=("oracle", "drop"), seed=7)
+    duke = simulate_study({"duke": {"gender": 0.6, "upcolour": 0.8}}, n_seeds=2, n_ids=40, kinds=("oracle", "drop"),
+                          groups="dukemtmc", seed=8)
+    results = study(market + duke, n_bootstrap=100)
+    groups = set(results.settings["groups"])
+    assert {"gender", "upcolour", "downcolour", "hat"} <= groups
+    assert not groups & {"age", "hair", "boots", "top"}
+    notes = " ".join(results.notes)
+    assert "groups only in market" in notes and "age" in notes and "boots" in notes
+    assert "downcolour has different states" in notes
