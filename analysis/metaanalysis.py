@@ -60,8 +60,8 @@ _RIDGE = 1e-10  # relative: keeps tau^2 I + Sigma invertible at tau^2 = 0 when r
 def generalised_q(theta: np.ndarray, cov: np.ndarray, tau2: float) -> float:
     """``min_mu (theta - mu 1)' (tau2 I + cov)^-1 (theta - mu 1)``: the generalised Cochran Q."""
     k = theta.size
-    scale = float(np.mean(np.diag(cov))) if k else 0.0
-    v = cov + (tau2 + _RIDGE * max(scale, 1e-300)) * np.eye(k)
+    scale = max(float(np.mean(np.diag(cov))), float(np.var(theta)), 1e-30) if k else 1e-30
+    v = cov + (tau2 + _RIDGE * scale) * np.eye(k)
     inv = np.linalg.pinv(v, hermitian=True)
     ones = np.ones(k)
     mu = float(ones @ inv @ theta / (ones @ inv @ ones))
@@ -94,7 +94,9 @@ def between_seed_variance(theta, cov, ci_level: float = 0.95) -> dict[str, Any]:
     nan = {"tau2": np.nan, "tau2_low": np.nan, "tau2_high": np.nan, "q": np.nan, "k": int(k)}
     if k < 2 or not (np.all(np.isfinite(theta)) and np.all(np.isfinite(cov))):
         return nan
-    spread = float(np.var(theta, ddof=1)) + float(np.mean(np.diag(cov))) + 1e-300
+    spread = float(np.var(theta, ddof=1)) + float(np.mean(np.diag(cov)))
+    if spread <= 0:  # every run the same and no identity error (e.g. an effect exactly 0 for every query)
+        return {**nan, "tau2": 0.0, "tau2_low": 0.0, "tau2_high": 0.0, "q": 0.0}
     alpha = 1.0 - ci_level
     q0 = generalised_q(theta, cov, 0.0)
     tau2 = _solve(theta, cov, k - 1.0, spread)

@@ -181,3 +181,13 @@ def test_market_and_duke_are_compared_on_the_groups_they_share():
     notes = " ".join(results.notes)
     assert "groups only in market" in notes and "age" in notes and "boots" in notes
     assert "downcolour has different states" in notes
+
+
+def test_runs_without_any_change_are_not_an_error():
+    """A group that carries no information (misrouting exactly 0 for every query) pools to 0, τ² 0."""
+    t = between_seed_variance(np.zeros(2), np.zeros((2, 2)))
+    assert (t["tau2"], t["tau2_low"], t["tau2_high"]) == (0.0, 0.0, 0.0)
+    c = combination(np.zeros(2), np.zeros((2, 2)), np.zeros(2, int), {0: 1.0}, 100)
+    assert c["estimate"] == 0 and np.isnan(c["p"])
+    t = between_seed_variance(np.array([0.0, 0.01]), np.zeros((2, 2)))
+    assert t["tau2"] > 0 and np.isfinite(t["tau2_high"])
