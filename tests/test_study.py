@@ -191,3 +191,22 @@ def test_runs_without_any_change_are_not_an_error():
     assert c["estimate"] == 0 and np.isnan(c["p"])
     t = between_seed_variance(np.array([0.0, 0.01]), np.zeros((2, 2)))
     assert t["tau2"] > 0 and np.isfinite(t["tau2_high"])
+
+
+def test_decomposition_is_pooled_where_traced_and_adds_up():
+    """Traces with fixed:g conditions get information and capacity; information + capacity = drop, per run."""
+    traces = simulate_study({"A": {**EQUAL, "downcolour": 1.2}, "B": EQUAL}, n_seeds=2, n_ids=60, kinds=KINDS,
+                            drop_cost=0.3, seed=9)
+    for t in traces:  # the simulated counterfactual routing stands in for a traced fixed routing
+        t.data.condition_name = np.array([n.replace("counterfactual:", "fixed:") for n in t.data.condition_name.tolist()])
+    results = study(traces, n_bootstrap=200)
+    runs = results.table("run_effects").set_index(["run", "level", "item", "quantity"])["estimate"]
+    for run in range(4):
+        for g in ("downcolour", "gender", "hat"):
+            assert runs[(run, "group", g, "information")] + runs[(run, "group", g, "capacity")] == pytest.approx(
+                runs[(run, "group", g, "drop")], abs=1e-12)
+    pooled = results.table("pooled").set_index(["label", "level", "item", "quantity"])
+    assert pooled.loc[("A", "group", "downcolour", "information"), "ci_high"] < 0
+    assert pooled.loc[("A", "group", "downcolour", "misrouting"), "status"] == "unavailable"
+    contrast = _contrasts(results, "information").loc["downcolour"]
+    assert contrast["estimate"] < 0
