@@ -20,44 +20,22 @@ import fnmatch
 import hashlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from analysis.decomposition import ORACLE, QUANTITIES, Quantity
 from analysis.resampling import identity_sums, identity_weights
 from mosaic.errors import MosaicError
 
 __all__ = ["Quantity", "STUDY_QUANTITIES", "Run", "collect_runs", "shared_schema", "RunEstimates", "run_estimates"]
 
-ORACLE = "oracle"
-
-
-@dataclass(frozen=True)
-class Quantity:
-    """One per-group quantity: per-query AP of ``condition(group)`` minus that of ``reference(group)``."""
-
-    name: str
-    label: str
-    condition: Callable[[str], str]
-    reference: Callable[[str], str]
-    meaning: str
-
-
-# The reliance measured by the paired tests (drop) and the per-group decomposition of BRIEF §6.
+# The reliance measured by the paired tests (drop), then the per-group decomposition of the
+# interventions, defined once in analysis.decomposition.
 STUDY_QUANTITIES: dict[str, Quantity] = {
-    q.name: q
-    for q in (
-        Quantity("drop", "drop", lambda g: f"drop:{g}", lambda g: ORACLE,
-                 "drop − oracle: the group's information and expert capacity"),
-        Quantity("information", "information", lambda g: f"fixed:{g}", lambda g: ORACLE,
-                 "fixed − oracle: the identity information in the group's route (capacity kept, nobody misled)"),
-        Quantity("capacity", "capacity", lambda g: f"drop:{g}", lambda g: f"fixed:{g}",
-                 "drop − fixed: the group's expert parameters once their information is gone"),
-        Quantity("misrouting", "misrouting", lambda g: f"counterfactual:{g}", lambda g: ORACLE,
-                 "counterfactual − oracle: how far a wrong route on the queries misleads retrieval"),
-        Quantity("semantics", "semantic specialisation", lambda g: f"relabel:{g}", lambda g: ORACLE,
-                 "relabel − oracle: what the experts learned a state looks like, identity partition kept"),
-    )
+    "drop": Quantity("drop", "drop", lambda g: f"drop:{g}", lambda g: ORACLE,
+                     "drop − oracle: the group's information and expert capacity"),
+    **QUANTITIES,
 }
 
 
