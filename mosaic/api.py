@@ -21,13 +21,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from mosaic.errors import MosaicError
 from mosaic.train.run import TrainResult
 
-__all__ = ["DemoResult", "ReportResult", "TraceResult", "TrainResult", "demo", "report", "trace", "train",
-           "write_reports"]
+__all__ = ["DemoResult", "ReportResult", "StudyResult", "TraceResult", "TrainResult", "demo", "report", "study",
+           "trace", "train", "write_reports"]
 
 PathLike = str | os.PathLike
 
@@ -68,13 +68,28 @@ class ReportResult:
 
 @dataclass
 class DemoResult:
-    """The demo's outputs: its folder, the stages that ran (the others were reused) and the analysis."""
+    """The demo's outputs: its folder, the stages that ran (the others were reused) and the analysis.
+
+    A one-run demo fills ``report_html`` / ``report_json`` and ``results`` (:class:`analysis.Results`);
+    a study demo (several seeds or worlds) fills ``study_html`` / ``study_json`` and ``results``
+    (the study's results).
+    """
 
     out: Path
-    report_html: Path
-    report_json: Path
     stages_run: list[str]
     minutes: float
+    results: Any
+    report_html: Optional[Path] = None
+    report_json: Optional[Path] = None
+    study_html: Optional[Path] = None
+    study_json: Optional[Path] = None
+
+
+@dataclass
+class StudyResult:
+    """A written study report (``paths``, one per format) and the study's results."""
+
+    paths: list[Path]
     results: Any
 
 
@@ -235,23 +250,30 @@ def demo(
     world_config=None,
     fresh: bool = False,
     progress: bool = True,
+    seeds: int = 1,
+    worlds: int = 1,
     announce: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """The whole mission on a synthetic world: world -> training run -> trace -> HTML and JSON report.
 
     Stages whose settings, inputs and outputs are unchanged are reused (``fresh=True`` redoes all).
     ``world_config`` (a :class:`mosaic.synth.WorldConfig`) replaces the layout's default world;
-    ``ids`` / ``images_per_id`` resize it. ``announce`` receives one line per stage.
+    ``ids`` / ``images_per_id`` resize it. ``announce`` receives one line per stage. With
+    ``seeds > 1`` or ``worlds == 2`` the demo is a study (:mod:`mosaic.demo_study`): every seed
+    trains and traces on every world, and ``OUT/study.html`` / ``OUT/study.json`` compare them.
     """
     import json
 
     from analysis import Results
     from mosaic.demo import CONFIG_DIR, build_stages, check_config_reads_layout
+    from mosaic.demo_study import MAX_WORLDS, build_study_stages
     from mosaic.fileio import ensure_writable_dir
     from mosaic.pipeline import Ledger, run_stages
     from mosaic.synth import WorldConfig
     from mosaic.synth.layouts import DEFAULT_LAYOUT, get_layout
 
+    if seeds < 1 or not 1 <= worlds <= MAX_WORLDS:
+        raise MosaicError(f"--seeds must be at least 1 and --worlds 1 or {MAX_WORLDS}, got --seeds {seeds} --worlds {worlds}")
     world_layout = get_layout(layout or (world_config.layout if world_config is not None else DEFAULT_LAYOUT))
     config = Path(config) if config is not None else CONFIG_DIR / world_layout.demo_config
     if not config.is_file():
@@ -262,11 +284,70 @@ def demo(
         size = {k: v for k, v in (("n_ids", ids), ("images_per_id", images_per_id)) if v is not None}
         world_config = WorldConfig(seed=seed, layout=world_layout.name, **size)
     say = announce or (lambda line: None)
-    stages = build_stages(out, config=config, seed=seed, progress=progress, world_config=world_config, announce=say)
+    is_study = seeds > 1 or worlds > 1
+    if is_study:
+        stages = build_study_stages(out, config=config, seed=seed, n_seeds=seeds, n_worlds=worlds, progress=progress,
+                                    world_config=world_config, announce=say)
+    else:
+        stages = build_stages(out, config=config, seed=seed, progress=progress, world_config=world_config, announce=say)
     started = time.perf_counter()
     ran = run_stages(stages, Ledger(out), fresh=fresh, announce=say)
     minutes = (time.perf_counter() - started) / 60
+    if is_study:
+        study_json = out / "study.json"
+        results = json.loads(study_json.read_text(encoding="utf-8"))["analysis"]
+        return DemoResult(out=out, stages_run=ran, minutes=minutes, results=results, study_html=out / "study.html",
+                          study_json=study_json)
     report_json = out / "report.json"
     results = Results.from_dict(json.loads(report_json.read_text(encoding="utf-8"))["analysis"])
-    return DemoResult(out=out, report_html=out / "report.html", report_json=report_json, stages_run=ran,
-                      minutes=minutes, results=results)
+    return DemoResult(out=out, stages_run=ran, minutes=minutes, results=results, report_html=out / "report.html",
+                      report_json=report_json)
+
+
+def study(
+    traces: Sequence[PathLike],
+    out: PathLike = "study.html",
+    format: Optional[str] = None,
+    *,
+    labels: Optional[Sequence[str] | Mapping[str, str]] = None,
+    rank_by: str = "drop",
+    alpha: float = 0.05,
+    ci_level: float = 0.95,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    df: str = "satterthwaite",
+    command: Optional[str] = None,
+) -> StudyResult:
+    """Compare several traces: seeds of one label as replicates, labels side by side (:func:`analysis.study`).
+
+    ``labels``: ``["NAME=GLOB", ...]`` (or ``{NAME: GLOB}``) over the trace paths; default: the labels
+    the traces record. ``out``'s suffix picks the format unless ``format`` is given.
+    """
+    import shlex
+
+    from analysis.metaanalysis import DF_METHODS
+    from analysis.study_runs import STUDY_QUANTITIES
+    from mosaic.fileio import ensure_writable_dir
+    from mosaic.reporting import write_study
+    from mosaic.settings import check_bounds, check_choice
+
+    for path in traces:
+        if not Path(path).is_file():
+            raise MosaicError(f"trace {path} does not exist: check the path")
+    check_bounds(ci_level, (0, 1, "()"), "--ci-level")
+    check_bounds(alpha, (0, 1, "()"), "--alpha")
+    check_bounds(bootstrap, (100, None), "--bootstrap")
+    check_choice(df, DF_METHODS, "--df")
+    check_choice(rank_by, STUDY_QUANTITIES, "--rank-by")
+    out = Path(out)
+    ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+    if isinstance(labels, Mapping):
+        labels = [f"{name}={pattern}" for name, pattern in labels.items()]
+    if command is None:
+        command = shlex.join(["mosaic", "study", *map(str, traces), "--out", str(out)]
+                             + [a for lab in (labels or []) for a in ("--label", lab)])
+    results, paths = write_study([Path(t) for t in traces], out, fmt_name=format, labels=list(labels) if labels else None,
+                                 command=command, rank_by=rank_by, alpha=alpha, ci_level=ci_level, n_bootstrap=bootstrap,
+                                 seed=seed, df_method=df)
+    return StudyResult(paths=paths, results=results)
+

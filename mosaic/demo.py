@@ -17,18 +17,20 @@ DEMO_CONFIG = CONFIG_DIR / "synthetic_micro.yaml"
 
 
 def build_stages(out: Path, *, config: Path, seed: int, progress: bool, world_config=None,
-                 announce=None) -> list:
+                 world_dir: Path | None = None, announce=None) -> list:
     """The demo's four stages, each the library call behind the command a user would type.
 
     ``world_config`` (a :class:`mosaic.synth.WorldConfig`) replaces the default world; the
-    validation worlds of ``benchmarks/validation.py`` go through the same stages. ``announce``
+    validation worlds of ``benchmarks/validation.py`` go through the same stages; ``world_dir``
+    replaces ``out/world`` (several seeds of a study share one world). ``announce``
     receives one line per finished step (the training and trace summaries).
     """
     from mosaic import __version__, api
     from mosaic.pipeline import Stage
     from mosaic.synth import WorldConfig
 
-    world_dir, run_dir, trace_path, report_path = out / "world", out / "run", out / "trace.h5", out / "report.html"
+    world_dir = world_dir or out / "world"
+    run_dir, trace_path, report_path = out / "run", out / "trace.h5", out / "report.html"
     world_config = world_config or WorldConfig(seed=seed)
     checkpoint = run_dir / "checkpoints" / "last.pt"
     say = announce or (lambda line: None)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-__all__ = ["StageProgress", "analyse_trace", "canonical_command", "render_report", "resolve_output"]
+__all__ = ["StageProgress", "analyse_trace", "canonical_command", "render_report", "resolve_output", "write_study"]
 
 
 class StageProgress:
@@ -91,3 +91,27 @@ def render_report(document, fmt, path: Path, progress: Callable[[str], None]) ->
     progress(f"writing {path.name}")
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_study(traces: list, outputs, *, fmt_name: Optional[str] = None, labels=None, command: str = "",
+                **settings):
+    """Run :func:`analysis.study` on ``traces`` once and write the report to each of ``outputs`` atomically.
+
+    Each output's format is ``fmt_name``, else its suffix (html, md, json), else html. Returns
+    ``(results, paths)``.
+    """
+    import analysis
+    from mosaic.fileio import atomic_path
+    from reports import FORMATS, get_format
+    from reports.study import build_study_report
+
+    outputs = [Path(outputs)] if isinstance(outputs, (str, Path)) else [Path(o) for o in outputs]
+    by_suffix = {f.suffix: f for f in FORMATS.values()}
+    formats = [get_format(fmt_name) if fmt_name else by_suffix.get(o.suffix.lower(), FORMATS["html"]) for o in outputs]
+    results = analysis.study(traces, labels=labels, **settings)
+    document = build_study_report(results, command=command)
+    for out, fmt in zip(outputs, formats):
+        with atomic_path(out) as tmp:
+            tmp.write_text(fmt.render(document), encoding="utf-8")
+    return results, outputs
+

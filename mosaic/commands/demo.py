@@ -21,6 +21,8 @@ Stages, each reused on the next run when its settings, inputs and outputs are un
 
 * report: OUT/report.html, plus OUT/report.json with the same numbers
 
+With --seeds N (N > 1) or --worlds 2 the demo is a study: each world is built once (OUT/<world>/world), every seed trains and traces in OUT/<world>/seed<S>/, and OUT/study.html and OUT/study.json compare them (mosaic study; docs/study.md). The second world makes downcolour uninformative (every identity the same lower-body colour).
+
 Example: mosaic demo --out runs/demo, then open runs/demo/report.html in a browser.
 """
 
@@ -40,11 +42,19 @@ def demo(
         None, "--images-per-id", help="Images per identity (default: the default world's).", show_default=False
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),
+    seeds: int = typer.Option(1, "--seeds", help="Training seeds per world; more than one writes OUT/study.html (mosaic study)."),
+    worlds: int = typer.Option(1, "--worlds", help="1: the default world; 2: also a world whose downcolour is uninformative, compared in OUT/study.html."),
 ) -> None:
     from mosaic import api
 
     result = api.demo(out, seed=seed, config=config, layout=layout, ids=ids, images_per_id=images_per_id, fresh=fresh,
-                      progress=progress, announce=lambda line: typer.echo(line, err=True))
+                      progress=progress, seeds=seeds, worlds=worlds, announce=lambda line: typer.echo(line, err=True))
+    if result.study_json is not None:
+        from mosaic.commands.demo_study import print_study_headline
+
+        typer.echo(f"demo study finished in {result.minutes:.1f} min; report: {result.study_html}")
+        print_study_headline(result.study_json, typer.echo)
+        return
     typer.echo(f"demo finished in {result.minutes:.1f} min; report: {result.report_html}")
     _print_headline(result.report_json)
 
