@@ -34,9 +34,10 @@ PathLike = str | os.PathLike
 
 @dataclass
 class TraceResult:
-    """A written trace: its path and its contents (a :class:`mosaic.traceio.TraceData`)."""
+    """A traced checkpoint: the file written (``None`` when not asked to write) and its contents
+    (a :class:`mosaic.traceio.TraceData`)."""
 
-    path: Path
+    path: Optional[Path]
     data: Any
 
     @property
