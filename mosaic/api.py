@@ -26,8 +26,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from mosaic.errors import MosaicError
 from mosaic.train.run import TrainResult
 
-__all__ = ["DemoResult", "ReportResult", "StudyResult", "TraceResult", "TrainResult", "demo", "report", "study",
-           "trace", "train", "write_reports"]
+__all__ = ["DemoResult", "ReportResult", "StudyResult", "TraceResult", "TrainResult", "demo", "report",
+           "report_output", "study", "trace", "train", "write_reports"]
 
 PathLike = str | os.PathLike
 
@@ -215,6 +215,13 @@ def report(
     if isinstance(stages, StageProgress):
         stages.finish()
     return ReportResult(path=path, results=results, document=document, paths=[path])
+
+
+def report_output(trace: PathLike, out: Optional[PathLike] = None, format: Optional[str] = None) -> Path:
+    """The file :func:`report` writes for these arguments (an unknown format or missing folder is a MosaicError)."""
+    from mosaic.reporting import resolve_output
+
+    return resolve_output(Path(trace), Path(out) if out is not None else None, format)[1]
 
 
 def write_reports(trace: PathLike, out: PathLike, formats: Sequence[str] = ("html", "json"), *, images: bool = True,

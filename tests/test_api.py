@@ -127,3 +127,23 @@ def test_api_report_runs_without_torch(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("command", ["train", "trace", "report", "demo", "study"])
+def test_commands_parse_call_the_api_and_print(command):
+    """The work lives in mosaic.api: a command module imports no orchestration of its own."""
+    import ast
+    import inspect
+
+    import importlib
+
+    module = importlib.import_module(f"mosaic.commands.{command}")
+    tree = ast.parse(inspect.getsource(module))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    orchestration = {"mosaic.cli", "mosaic.pipeline", "mosaic.train.loop", "mosaic.trace_checkpoint.trace_checkpoint",
+                     "mosaic.demo", "mosaic.demo_study", "mosaic.reporting", "mosaic.traceio", "mosaic.data"}
+    assert not imported & orchestration, imported & orchestration
+    calls = {f"{node.func.value.id}.{node.func.attr}" for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)}
+    assert f"api.{command}" in calls

@@ -56,9 +56,7 @@ def report(
     from mosaic import api
 
     if not quiet:
-        from mosaic.reporting import resolve_output
-
-        typer.echo(f"mosaic report: {trace} -> {resolve_output(trace, out, format)[1]}", err=True)
+        typer.echo(f"mosaic report: {trace} -> {api.report_output(trace, out, format)}", err=True)
     result = api.report(trace, out, format, images=images, alpha=alpha, ci_level=ci_level, bootstrap=bootstrap,
                         permutations=permutations, seed=seed, progress=not quiet)
     if result.n_warnings and not quiet:
