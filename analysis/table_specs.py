@@ -19,14 +19,14 @@ def _status(done: str = "ok, not tested or not estimable") -> tuple[C, ...]:
             C("reason", "str", "why the row is not ok (empty when ok)", role="status"))
 
 
-def _p(test: str, *, labelled: bool = True) -> tuple[C, ...]:
+def _p(test: str) -> tuple[C, ...]:
     """p, its Holm and Benjamini-Hochberg adjustments within a family, and the decisions at alpha."""
     return (
         C("p", "float", f"p-value of the {test}", role="test"),
-        C("p_holm", "float", "p Holm-adjusted within the row's family of tests", label="p Holm" if labelled else None,
+        C("p_holm", "float", "p Holm-adjusted within the row's family of tests", label="p Holm",
           role="correction"),
         C("p_bh", "float", "p Benjamini-Hochberg-adjusted within the row's family of tests",
-          label="p BH" if labelled else None, role="correction"),
+          label="p BH", role="correction"),
         C("reject_holm", "bool", "p_holm < alpha (False where not tested)", role="decision"),
         C("reject_bh", "bool", "p_bh < alpha (False where not tested)", role="decision"),
     )

@@ -28,7 +28,7 @@ register_table(TableSpec(
         C("F", "float", "HTZ approximate Hotelling T² F of the group (group rows)", role="test"),
         C("df_num", "float", "numerator degrees of freedom of F (group rows)", label="df (num.)", role="test"),
         C("df", "float", "Bell–McCaffrey / Satterthwaite degrees of freedom", role="test"),
-        *_p("CR2 t test (term rows) or HTZ F test (group rows)", labelled=False),
+        *_p("CR2 t test (term rows) or HTZ F test (group rows)"),
         C("resampled", "str", "the independent unit of the errors (identities)", label="unit"),
         C("n_clusters", "int", "identities in the fit", label="identities", role="count"),
         C("n", "int", "valid queries in the state (term rows) or fitted (group rows)", role="count"),

@@ -75,14 +75,6 @@ CODE_COLUMNS = (
     Column("resampling_unit", "resampled"),
 )
 
-DETAIL_COLUMNS = (
-    Column("group"), Column("family"), Column("quantity"), Column("metric"), Column("condition"),
-    Column("reference", "minus"), Column("estimate", "Δ"), Column("ci_low", "CI low"), Column("ci_high", "CI high"),
-    Column("n_queries", "queries"), Column("n_ids", "identities"), Column("resampling_unit", "resampled"),
-    Column("status"), Column("reason"),
-)
-
-
 def unavailable_text(table: pd.DataFrame | None, code: pd.DataFrame | None) -> str:
     """One clause per quantity this trace cannot measure, with the reason (group names generalised)."""
     parts = [f"**{_label(quantity) if quantity in QUANTITY_LABELS else 'code share'}**: {reason}"
@@ -166,14 +158,5 @@ def build_decomposition(ctx) -> Section:
     if missing:
         section.add(Paragraph(missing))
     figure = decomposition_figure(table, ctx.group_order)
-    if figure is not None:
-        section.add(figure)
-    for frame, table_id, caption, columns in (
-        (table, "table-decomposition", "Decomposition per group on mAP and rank-1", DETAIL_COLUMNS),
-        (code, "table-decomposition-code", "Code share on mAP and rank-1",
-         (Column("quantity"), Column("metric"), *CODE_COLUMNS[1:], Column("status"), Column("reason"))),
-    ):
-        if frame is not None and len(frame):
-            section.add(Table.from_frame(frame, id=table_id, caption=caption, columns=columns,
-                                         max_rows=ctx.options.max_table_rows))
-    return section
+    section.add_all(figure)
+    return section.add_all(ctx.frame_table("decomposition", raw=True), ctx.frame_table("decomposition_code", raw=True))
