@@ -2,7 +2,7 @@
 
 A :class:`TableSpec` is the contract between a method that produces a table and everything that
 reads it -- the report (labels, captions, which columns it shows first), the JSON documentation
-(``docs/report-json.md`` is generated from the specs, :func:`columns_markdown`) and the method
+(``docs/report-json.md`` is generated from the specs by :mod:`analysis.table_docs`) and the method
 itself: :func:`validate_table` runs on every frame before it enters the results, so a column
 that is produced but not specified, or specified but missing, is a bug found at once.
 
