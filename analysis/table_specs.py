@@ -40,13 +40,19 @@ def _interval(of: str, how: str, label: str = "CI low", high: str = "CI high", p
               unit=unit, role="interval"))
 
 
-PAIRED_KEYS = (
+GROUP_KEYS = (
     C("group", "str", "attribute group", role="key"),
     C("family", "str", "fine family of the group", role="key"),
+)
+PAIRED_KEYS = GROUP_KEYS + (
     C("comparison", "str", "drop or counterfactual", role="key"),
     C("condition", "str", "the condition, e.g. drop:hat", role="key", hidden=True),
     C("baseline", "str", "the baseline condition (oracle)", role="key", hidden=True),
     C("unit", "str", "the independent unit of the test (identity)"),
+)
+QUERY_COUNTS = (
+    C("n", "int", "valid queries", label="queries", role="count"),
+    C("n_ids", "int", "identities of the valid queries", label="identities", role="count"),
 )
 PAIRED_SHOWN = ("group", "family", "comparison", "unit")
 P_SHOWN = ("p", "p_holm", "p_bh", "test")
@@ -58,8 +64,7 @@ CONFIG_RESAMPLED = (
 register_table(TableSpec(
     "paired_mcnemar", "paired", "Clustered McNemar test on rank-1 hits, one row per group × comparison.",
     PAIRED_KEYS + (
-        C("n", "int", "valid queries", label="queries", role="count"),
-        C("n_ids", "int", "identities of the valid queries", label="identities", role="count"),
+        *QUERY_COUNTS,
         C("n_ids_discordant", "int", "identities whose hits lost and gained do not cancel", role="count"),
         C("rank1_baseline", "float", "rank-1 rate under the baseline", label="R-1 oracle", unit="fraction"),
         C("rank1_condition", "float", "rank-1 rate under the condition", label="R-1 condition", unit="fraction"),
@@ -84,8 +89,7 @@ register_table(TableSpec(
 register_table(TableSpec(
     "paired_wilcoxon", "paired", "Clustered signed-rank test on per-query AP, one row per group × comparison.",
     PAIRED_KEYS + (
-        C("n", "int", "valid queries", label="queries", role="count"),
-        C("n_ids", "int", "identities of the valid queries", label="identities", role="count"),
+        *QUERY_COUNTS,
         C("n_zero", "int", "queries whose AP did not change", role="count"),
         C("mean_delta_ap", "float", "mean change of AP (ΔmAP)", label="ΔmAP", unit="AP", role="estimate"),
         *_interval("mean_delta_ap", "identity-cluster percentile bootstrap, the resamples of paired_identity",
@@ -198,8 +202,7 @@ register_table(TableSpec(
     "Random-forest and XGBoost surrogates of mAP on the group indicators, one row per model × group.",
     (
         C("model", "str", "random_forest or xgboost", role="key"),
-        C("group", "str", "attribute group", role="key"),
-        C("family", "str", "fine family of the group", role="key"),
+        *GROUP_KEYS,
         C("perm_importance_mean", "float", "drop in R² when the group's indicator is permuted (seeded)",
           label="permutation importance", unit="R²", role="estimate"),
         *_refit_interval("perm_importance", "the permutation importance", "R²"),
@@ -234,8 +237,7 @@ register_table(TableSpec(
     "config_ttest", "configuration",
     "Per group, mean mAP of the subset configurations with the group enabled minus without.",
     (
-        C("group", "str", "attribute group", role="key"),
-        C("family", "str", "fine family of the group", role="key"),
+        *GROUP_KEYS,
         C("n_on", "int", "configurations with the group enabled", role="count"),
         C("n_off", "int", "configurations without it", role="count"),
         C("mean_on", "float", "mean mAP with the group enabled", unit="mAP"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analysis.table_specs import IDENTITY, P_SHOWN, _interval, _p, _status
+from analysis.table_specs import GROUP_KEYS, IDENTITY, P_SHOWN, _interval, _p, _status
 from analysis.tables import ColumnSpec as C
 from analysis.tables import TableSpec, register_table
 
@@ -103,8 +103,7 @@ register_table(TableSpec(
     "Per group: information (fixed − oracle), capacity (drop − fixed), misrouting (counterfactual − oracle) and "
     "semantics (relabel − oracle), on mAP and rank-1; one row per group × quantity × metric.",
     (
-        C("group", "str", "attribute group", role="key"),
-        C("family", "str", "fine family of the group", role="key"),
+        *GROUP_KEYS,
         C("quantity", "str", "information, capacity, misrouting or semantics", role="key"),
         C("metric", "str", "mAP or rank1", role="key"),
         *_DECOMPOSITION_SHARED, *_DECOMPOSITION_TAIL,
