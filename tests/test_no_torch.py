@@ -48,6 +48,7 @@ TORCH_FREE_CORE = frozenset({
     "mosaic.jsonsafe",
     "mosaic.schema",
     "mosaic.conditions",
+    "mosaic.codes",
     "mosaic.interventions",
     "mosaic.state_shares",
     "mosaic.traceio",
