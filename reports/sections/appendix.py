@@ -17,6 +17,7 @@ from reports.ranked import build_ranked_lists
 if TYPE_CHECKING:
     from reports.build import BuildContext
 
+
 def build_retrieval(ctx: BuildContext) -> Section:
     section = Section("retrieval", "Retrieval under each condition")
     section.add(Paragraph(
@@ -27,9 +28,8 @@ def build_retrieval(ctx: BuildContext) -> Section:
     if conditions is None:
         conditions = ctx.trace.conditions
     cmc = ctx.table("cmc")
-    figure = figures.cmc_curves(cmc if cmc is not None else ctx.trace.cmc_table(), conditions, order=ctx.group_order)
-    if figure is not None:
-        section.add(figure)
+    section.add_all(figures.cmc_curves(cmc if cmc is not None else ctx.trace.cmc_table(), conditions,
+                                       order=ctx.group_order))
     # Subset configurations repeat the same few gate patterns; the heatmaps show the named
     # conditions first and as many subsets as fit.
     named = [c for c, k in zip(conditions["condition"], conditions["kind"]) if k != "subset"]

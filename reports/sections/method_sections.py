@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-import pandas as pd
-
 from analysis.tables import table_spec
 from reports import figures
 from reports.document import Paragraph, Section
@@ -14,6 +12,7 @@ from reports.methods import METHODS_BY_KEY
 
 if TYPE_CHECKING:
     from reports.build import BuildContext
+
 
 def _method_section(ctx: BuildContext, key: str) -> Section:
     info = METHODS_BY_KEY[key]
@@ -64,7 +63,7 @@ def build_config_surrogate(ctx: BuildContext) -> Section:
     frame = ctx.table("config_surrogate")
     if frame is None:
         return section
-    models = [(str(m), sub) for m, sub in frame.groupby("model", sort=False)] if "model" in frame else [("", frame)]
+    models = [(str(m), sub) for m, sub in frame.groupby("model", sort=False)]
     for value, name in (("mean_abs_shap", "mean |SHAP|"), ("perm_importance_mean", "permutation importance")):
         figure = figures.importance_bars(
             [(f"{m} {name}".strip(), sub) for m, sub in models], value=value, label="group",
@@ -88,21 +87,14 @@ def build_config_ttest(ctx: BuildContext) -> Section:
     section = _method_section(ctx, "config_ttest")
     frame = ctx.table("config_ttest")
     if frame is not None:
-        if "diff" in frame:
-            # The interval in the table is the identity-resampled interval of the mAP difference, so
-            # that is what the figure draws; Cohen's d (no interval) stays in the table.
-            figure = figures.coefficient_forest(
-                [("mAP with − without the group", frame[[c for c in frame.columns if c != "coef"]]
-                  .rename(columns={"diff": "estimate"}), "difference in mean mAP")],
-                fig_id="fig-config-ttest", title="Configuration-level t-tests: mAP difference",
-                caption="Mean mAP of configurations with the group's experts enabled minus without, with "
-                        "confidence intervals from identity resamples; Cohen's d is in the table.",
-            )
-            if figure is not None:
-                section.add(figure)
-        section.add(ctx.frame_table("config_ttest", "mAP with − without each group, with Cohen's d (unit resampled: "
-                                                "identity; the paper's Welch test, conditional on this test set's "
-                                                "identities, in the *_conditional columns)"))
+        # The interval in the table is the identity-resampled interval of the mAP difference, so
+        # that is what the figure draws; Cohen's d (no interval) stays in the table.
+        section.add_all(figures.coefficient_forest(
+            [("mAP with − without the group", frame, "difference in mean mAP")], estimate="diff", label="group",
+            fig_id="fig-config-ttest", title="Configuration-level t-tests: mAP difference",
+            caption="Mean mAP of configurations with the group's experts enabled minus without, with "
+                    "confidence intervals from identity resamples; Cohen's d is in the table.",
+        ), ctx.frame_table("config_ttest"))
     return section
 
 
@@ -114,9 +106,8 @@ def build_paired(ctx: BuildContext) -> Section:
         (ctx.table("paired_mcnemar"), "delta_rank1", "Δrank-1", "fig-paired-delta-rank1",
          "the McNemar table's intervals (Tango score interval on counts divided by the identity design effect)"),
     ):
-        figure = figures.paired_change(frame, estimate=estimate, metric=metric, order=ctx.group_order,
-                                       fig_id=fig_id, interval=interval)
-        section.add_all(figure)
+        section.add_all(figures.paired_change(frame, estimate=estimate, metric=metric, order=ctx.group_order,
+                                              fig_id=fig_id, interval=interval))
     section.add_all(*(ctx.frame_table(name) for name in ("paired_identity", "paired_wilcoxon", "paired_mcnemar")))
     return section
 
@@ -125,16 +116,13 @@ def build_query_glm(ctx: BuildContext) -> Section:
     section = _method_section(ctx, "query_glm")
     frame = ctx.table("query_glm")
     if frame is not None:
-        terms = frame[frame["level"].astype(str) == "term"] if "level" in frame else frame
-        figure = figures.coefficient_forest(
-            [("rank-1 hit vs the group's reference state", terms, "log-odds ratio")], fig_id="fig-query-glm", title="Query-level GLM coefficients",
+        terms = frame[frame["level"].astype(str) == "term"]
+        section.add_all(figures.coefficient_forest(
+            [("rank-1 hit vs the group's reference state", terms, "log-odds ratio")], fig_id="fig-query-glm",
+            title="Query-level GLM coefficients",
             caption="Binomial GLM of the rank-1 hit on the query's attribute states (identity-clustered CR2 "
                     "intervals, Satterthwaite degrees of freedom).",
-        )
-        if figure is not None:
-            section.add(figure)
-        section.add(ctx.frame_table("query_glm", "Query-level binomial GLM (unit: identity; CR2 cluster-robust errors, "
-                                             "Satterthwaite t per term, HTZ F per group)"))
+        ), ctx.frame_table("query_glm"))
     return section
 
 

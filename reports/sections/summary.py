@@ -14,6 +14,7 @@ from reports.numbers import PERCENT
 if TYPE_CHECKING:
     from reports.build import BuildContext
 
+
 RETRIEVAL_COLUMNS = (
     Column("condition"),
     Column("kind"),
@@ -128,8 +129,7 @@ def build_summary(ctx: BuildContext) -> Section:
                 columns=SUMMARY_FAMILY_COLUMNS,
             )
         )
-    for block in decomposition.summary_blocks(ctx):
-        section.add(block)
+    section.add_all(*decomposition.summary_blocks(ctx))
     conditions = ctx.table("conditions")
     if conditions is None:
         conditions = ctx.trace.conditions
@@ -137,8 +137,5 @@ def build_summary(ctx: BuildContext) -> Section:
         Table.from_frame(conditions, id="summary-retrieval", caption="Retrieval per condition",
                          columns=RETRIEVAL_COLUMNS)
     )
-    figure = figures.paired_change(ctx.table("paired_identity"), estimate="delta_map", metric="ΔmAP",
-                                   order=ctx.group_order, fig_id="fig-summary-delta-map")
-    if figure is not None:
-        section.add(figure)
-    return section
+    return section.add_all(figures.paired_change(ctx.table("paired_identity"), estimate="delta_map", metric="ΔmAP",
+                                                 order=ctx.group_order, fig_id="fig-summary-delta-map"))
