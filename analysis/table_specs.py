@@ -8,6 +8,7 @@ its p-value and stays out of the multiple-testing corrections (:mod:`analysis.co
 
 from __future__ import annotations
 
+from analysis.corrections import CORRECTIONS
 from analysis.tables import ColumnSpec as C
 from analysis.tables import TableSpec, register_table
 
@@ -19,17 +20,22 @@ def _status(done: str = "ok, not tested or not estimable") -> tuple[C, ...]:
             C("reason", "str", "why the row is not ok (empty when ok)", role="status"))
 
 
+# correction -> (short name in report headers, full name in descriptions)
+CORRECTION_NAMES = {"holm": ("Holm", "Holm"), "bh": ("BH", "Benjamini-Hochberg")}
+
+
 def _p(test: str) -> tuple[C, ...]:
-    """p, its Holm and Benjamini-Hochberg adjustments within a family, and the decisions at alpha."""
-    return (
-        C("p", "float", f"p-value of the {test}", role="test"),
-        C("p_holm", "float", "p Holm-adjusted within the row's family of tests", label="p Holm",
-          role="correction"),
-        C("p_bh", "float", "p Benjamini-Hochberg-adjusted within the row's family of tests",
-          label="p BH", role="correction"),
-        C("reject_holm", "bool", "p_holm < alpha (False where not tested)", role="decision"),
-        C("reject_bh", "bool", "p_bh < alpha (False where not tested)", role="decision"),
-    )
+    """p, then per correction of :data:`analysis.corrections.CORRECTIONS` its adjusted p within the row's family
+    of tests and the decision at alpha."""
+    columns = [C("p", "float", f"p-value of the {test}", role="test")]
+    for name in CORRECTIONS:
+        short, title = CORRECTION_NAMES.get(name, (name, name))
+        columns += [
+            C(f"p_{name}", "float", f"p {title}-adjusted within the row's family of tests", label=f"p {short}",
+              role="correction"),
+            C(f"reject_{name}", "bool", f"p_{name} <= alpha (False where not tested)", role="decision"),
+        ]
+    return tuple(columns)
 
 
 def _interval(of: str, how: str, label: str = "CI low", high: str = "CI high", prefix: str = "",
@@ -164,7 +170,7 @@ register_table(TableSpec(
         C("n_configs", "int", "configurations fitted", role="count"),
         *_status(),
     ),
-    resamples=IDENTITY, test="t, identity-resampled SE (binomial GLM)",
+    resamples=IDENTITY, test="t, identity-resampled SE (binomial GLM)", outside_families=(("term", "Intercept"),),
     shown_first=("term", "family", "coef", "ci_low", "ci_high", "se") + P_SHOWN + ("resampled", "n_ids"),
     caption="Binomial GLM of configuration rank-1 hits (unit resampled: identity; the paper's numbers, "
             "conditional on this test set's identities, in the *_conditional columns)",
@@ -182,7 +188,7 @@ register_table(TableSpec(
         C("n_configs", "int", "configurations fitted", role="count"),
         *_status(),
     ),
-    resamples=IDENTITY, test="t, identity-resampled SE (Gaussian GLM)",
+    resamples=IDENTITY, test="t, identity-resampled SE (Gaussian GLM)", outside_families=(("term", "Intercept"),),
     shown_first=("term", "family", "coef", "ci_low", "ci_high", "se") + P_SHOWN + ("resampled", "n_ids"),
     caption="Gaussian GLM of configuration mAP (unit resampled: identity; the paper's numbers, conditional on "
             "this test set's identities, in the *_conditional columns)",

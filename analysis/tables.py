@@ -86,7 +86,8 @@ class TableSpec:
     ``resamples`` names the unit every interval and p-value resamples (``"identity"``; empty for
     a descriptive table), ``test`` the test behind its ``p`` column (the report writes it on each
     row), ``family_keys`` the columns whose values split the rows into families of tests for the
-    corrections, ``shown_first`` the columns the report shows first (the rest follow in the
+    corrections (``outside_families``: ``(column, value)`` pairs of rows that carry a p but join no
+    family, such as a GLM's intercept), ``shown_first`` the columns the report shows first (the rest follow in the
     frame's order), ``caption`` the report's caption.
     """
 
@@ -97,6 +98,7 @@ class TableSpec:
     resamples: str = ""
     test: str = ""
     family_keys: tuple[str, ...] = ()
+    outside_families: tuple[tuple[str, str], ...] = ()
     shown_first: tuple[str, ...] = ()
     caption: str = ""
 
@@ -204,8 +206,11 @@ def columns_markdown(names: Iterable[str] | None = None) -> str:
             facts.append(f"resampling unit: {spec.resamples}")
         if spec.test:
             facts.append(f"test: {spec.test}")
-        if spec.family_keys:
-            facts.append("families of tests: one per " + " × ".join(f"`{k}`" for k in spec.family_keys))
+        if spec.corrections:
+            facts.append("families of tests: " + (" × ".join(f"one per `{k}`" for k in spec.family_keys)
+                                                  if spec.family_keys else "the whole table"))
+        for column, value in spec.outside_families:
+            facts.append(f"rows with `{column}` = `{value}` join no family")
         out.append(_cell(spec.description) + "\n")
         out.append("(" + "; ".join(facts) + ")\n")
         out.append("| column | dtype | unit | report label | meaning |")

@@ -13,6 +13,7 @@ import pytest
 import analysis
 import reports
 from analysis.analyze import METHODS, Method
+from analysis.corrections import CORRECTIONS
 from analysis.table_docs import DOC_BEGIN, DOC_END, with_column_docs
 from analysis.tables import TABLES, ColumnSpec, TableContractError, TableSpec, register_table, validate_table
 
@@ -40,8 +41,8 @@ def test_every_test_table_names_its_test_unit_corrections_and_decisions():
         names = {c.name for c in spec.columns}
         if "p_holm" in names:
             assert spec.resamples == "identity", spec.name
-            assert set(spec.corrections) == {"p_holm", "p_bh"}, spec.name
-            assert set(spec.decisions) == {"reject_holm", "reject_bh"}, spec.name
+            assert set(spec.corrections) == {f"p_{c}" for c in CORRECTIONS}, spec.name
+            assert set(spec.decisions) == {f"reject_{c}" for c in CORRECTIONS}, spec.name
         if spec.test:
             assert "p" in names, spec.name
         assert set(spec.shown_first) - names <= {"test"}, spec.name
@@ -54,9 +55,40 @@ def test_analyze_output_matches_the_specs(small_trace):
     assert {"paired_identity", "paired_mcnemar", "decomposition", "ranking_groups", "conditions"} <= set(results.tables)
     for name, frame in results.tables.items():
         validate_table(name, frame)  # analyze() checked them already; this states it
-    spec = TABLES["paired_identity"]
-    hidden = spec.hidden
-    assert hidden == {"condition", "baseline"}
+    assert TABLES["paired_identity"].hidden == {"condition", "baseline"}
+
+
+@pytest.fixture(scope="module")
+def full_results():
+    trace = analysis.simulate(n_ids=24, groups=4, effects={"g00": 1.0, "g01": 0.5}, n_subsets=12, seed=5)
+    options = {"configuration": {"rf_n_estimators": 20, "xgb_n_estimators": 20, "permutation_repeats": 2,
+                                 "surrogate_resamples": 10},
+               "explanatory": {"n_estimators": 20, "n_folds": 2}}
+    return analysis.analyze(trace, seed=0, n_bootstrap=100, n_permutations=100, options=options)
+
+
+def test_the_family_keys_of_each_spec_are_the_families_its_corrections_used(full_results):
+    """Recompute every correction within the families the spec names: the method's columns must agree."""
+    checked = 0
+    for name, frame in full_results.tables.items():
+        spec = TABLES[name]
+        if not spec.corrections:
+            continue
+        p = frame["p"].to_numpy(dtype=float)
+        tested = frame["status"].astype(str).eq("ok").to_numpy() & np.isfinite(p)
+        for column, value in spec.outside_families:
+            tested &= frame[column].astype(str).ne(value).to_numpy()
+        p = np.where(tested, p, np.nan)
+        keys = list(spec.family_keys)
+        families = frame.groupby(keys, sort=False).indices.values() if keys else [np.arange(len(frame))]
+        for correction, adjust in CORRECTIONS.items():
+            expected = np.full(len(frame), np.nan)
+            for index in families:
+                expected[index] = adjust(p[index])
+            np.testing.assert_allclose(frame[f"p_{correction}"].to_numpy(dtype=float), expected, equal_nan=True,
+                                       err_msg=f"{name}: p_{correction} not adjusted within {keys or 'the table'}")
+        checked += 1
+    assert checked >= 7  # three paired tables, four configuration tables, the query GLM
 
 
 def _frame():
