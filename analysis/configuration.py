@@ -274,11 +274,10 @@ def _glm_table(design: ConfigurationDesign, kind: str, alpha: float, ci_level: f
             elif fit["status"] == OK:
                 row.update(status=NOT_TESTED, reason=design.not_resamplable)
         rows.append(row)
-    frame = add_corrections(pd.DataFrame(rows), alpha, by=None)
-    # the intercept is no hypothesis about a group: it stays out of the family
-    intercept = frame["term"] == INTERCEPT
-    frame.loc[intercept, ["p_holm", "p_bh"]] = np.nan
-    frame.loc[intercept, ["reject_holm", "reject_bh"]] = False
+    # the intercept is no hypothesis about a group: it stays out of the family (and out of its size)
+    frame = pd.DataFrame(rows)
+    frame["p_family"] = frame["p"].where(frame["term"] != INTERCEPT)
+    frame = add_corrections(frame, alpha, by=None, p_column="p_family").drop(columns="p_family")
     frame = frame.rename(columns={"stat_conditional": f"{paper_stat}_conditional"})
     if binomial:
         frame["odds_ratio"] = np.exp(frame["coef"])
