@@ -10,9 +10,14 @@ from reports.document import Column
 
 
 def spec_columns(spec: TableSpec, frame: pd.DataFrame) -> list[Column]:
-    """``spec.shown_first``, then the frame's other columns, hidden ones left out; labels from the spec."""
+    """``spec.shown_first``, then the frame's other columns, hidden ones left out; labels from the spec, and
+    its meaning and unit as the header's help text (the HTML tooltip)."""
     columns = []
     for name in spec.display_columns(frame):
         column = spec.column(name)
-        columns.append(Column(name, column.label if column is not None else None))
+        if column is None:  # the test column the report adds
+            columns.append(Column(name, help=spec.test))
+            continue
+        help = column.description + (f" [{column.unit}]" if column.unit else "")
+        columns.append(Column(name, column.label, help=help))
     return columns

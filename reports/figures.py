@@ -27,10 +27,8 @@ def _floats(series: pd.Series | None, n: int) -> list[float]:
 
 def group_order(ranking_groups: pd.DataFrame | None, fallback: Sequence[str]) -> list[str]:
     """Groups most relied on first (consensus ranking), else the schema order."""
-    if ranking_groups is not None and len(ranking_groups) and "group" in ranking_groups:
-        frame = ranking_groups
-        if "consensus_rank" in frame:
-            frame = frame.sort_values(["consensus_rank", "group"], kind="stable")
+    if ranking_groups is not None and len(ranking_groups):
+        frame = ranking_groups.sort_values(["consensus_rank", "group"], kind="stable")
         ordered = [str(g) for g in frame["group"].tolist()]
         return ordered + [g for g in fallback if g not in ordered]
     return list(fallback)
@@ -39,7 +37,7 @@ def group_order(ranking_groups: pd.DataFrame | None, fallback: Sequence[str]) ->
 def paired_change(frame: pd.DataFrame | None, *, estimate: str, metric: str, order: Sequence[str],
                   fig_id: str, interval: str = "identity-cluster bootstrap intervals") -> Figure | None:
     """Per-group change with CIs, one panel per comparison (drop | counterfactual) on a shared axis."""
-    if frame is None or not len(frame) or estimate not in frame or "comparison" not in frame:
+    if frame is None or not len(frame):
         return None
     comparisons = [c for c in ("drop", "counterfactual") if c in set(frame["comparison"])]
     comparisons += sorted(set(frame["comparison"]) - set(comparisons))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from analysis.tables import table_spec
 from reports import decomposition, figures
 from reports.document import Column, Paragraph, Section, Table
 from reports.numbers import PERCENT
@@ -68,11 +69,11 @@ SUMMARY_FAMILY_COLUMNS = (
 
 def _wide_by_comparison(frame: pd.DataFrame | None, columns: dict[str, str]) -> pd.DataFrame | None:
     """``group x comparison`` rows -> one row per group with ``<name>_<comparison>`` columns."""
-    if frame is None or "group" not in frame or "comparison" not in frame:
+    if frame is None:
         return None
     parts = []
     for comparison, sub in frame.groupby("comparison", sort=True):
-        present = {src: f"{dst}_{comparison}" for src, dst in columns.items() if src in sub}
+        present = {src: f"{dst}_{comparison}" for src, dst in columns.items()}
         parts.append(sub.drop_duplicates("group").set_index("group")[list(present)].rename(columns=present))
     return pd.concat(parts, axis=1) if parts else None
 
@@ -81,7 +82,7 @@ def summary_groups_frame(ctx: BuildContext) -> pd.DataFrame | None:
     ranking = ctx.table("ranking_groups")
     if ranking is None:
         return None
-    frame = ranking.sort_values(["consensus_rank", "group"], kind="stable") if "consensus_rank" in ranking else ranking
+    frame = ranking.sort_values(["consensus_rank", "group"], kind="stable")
     frame = frame.set_index("group", drop=False)
     for name, cols in (
         ("paired_identity", {"delta_map": "delta_map", "ci_low": "ci_low", "ci_high": "ci_high", "p_holm": "p_holm"}),
@@ -121,12 +122,10 @@ def build_summary(ctx: BuildContext) -> Section:
         ctx.note("ranking", "no ranking_groups table in the results: the summary ranking is missing")
     families = ctx.table("ranking_families")
     if families is not None:
-        sort = [c for c in ("level", "comparison", "rank") if c in families]
         section.add(
             Table.from_frame(
-                families.sort_values(sort, kind="stable") if sort else families, id="summary-families",
-                caption="Ranking of attribute families (rank interval: identity resamples)",
-                columns=SUMMARY_FAMILY_COLUMNS,
+                families.sort_values(["level", "comparison", "rank"], kind="stable"), id="summary-families",
+                caption=table_spec("ranking_families").caption, columns=SUMMARY_FAMILY_COLUMNS,
             )
         )
     section.add_all(*decomposition.summary_blocks(ctx))
