@@ -183,12 +183,13 @@ def test_a_user_registered_method_runs_is_checked_and_is_reported(user_method, s
 
     doc = json.loads(reports.render(results, small_trace, "json"))
     section = next(s for s in doc["sections"] if s["id"] == "method-user-mean-drop")
-    assert section["tables"] == ["table-user-mean-drop"]
+    assert section["tables"] == ["table-user-mean-drop"] and section["title"] == "Method: user_mean_drop"
     shown = doc["tables"]["table-user-mean-drop"]
     assert shown["caption"] == MEAN_DROP.caption
     assert [c["label"] for c in shown["columns"]][:3] == ["group", "mean ΔAP", "queries"]
     assert doc["analysis"]["tables"]["user_mean_drop"]["columns"] == [c.name for c in MEAN_DROP.columns]
-    assert "Mean ΔAP per dropped group" in reports.render(results, small_trace, "md")
+    markdown = reports.render(results, small_trace, "md")
+    assert "Mean ΔAP per dropped group" in markdown and "Mean ΔAP per dropped group." in markdown
 
 
 def test_a_user_method_whose_frame_breaks_its_spec_fails_loudly(user_method, small_trace, monkeypatch):

@@ -164,10 +164,14 @@ def other_method_sections(ctx: BuildContext) -> list[Section]:
         spec = table_spec(name)
         if name not in covered and spec is not None:
             by_method.setdefault(spec.method, []).append(name)
+    from analysis.analyze import METHODS as ANALYSIS_METHODS
+
     sections = []
     for method, names in by_method.items():
         section = Section(f"method-{method.replace('_', '-')}", f"Method: {method}", origin="extension")
-        section.add(Paragraph(" ".join(table_spec(n).description for n in names)))
+        known = ANALYSIS_METHODS.get(method)
+        intro = [known.description[:1].upper() + known.description[1:] + "."] if known is not None else []
+        section.add(Paragraph(" ".join(intro + [table_spec(n).description for n in names])))
         tables = [ctx.frame_table(n, raw=True) for n in names]
         section.add_all(*tables)
         if not any(tables):
