@@ -92,6 +92,7 @@ def _sync(device: torch.device) -> None:
 def _trainer(cfg, model, device: torch.device, size: dict[str, Any], p: int, k: int, compiled, seed: int = 0):
     """A :class:`Trainer` holding random images, so that its real ``train_step`` is what is timed."""
     from mosaic.model import normalize_images
+    from mosaic.state_shares import training_state_shares
     from mosaic.train.augment import BatchAugment
     from mosaic.train.loop import Trainer, _autocast_factory
     from mosaic.train.losses import ReIDLoss
@@ -107,7 +108,10 @@ def _trainer(cfg, model, device: torch.device, size: dict[str, Any], p: int, k: 
     trainer.model, trainer.forward_model = model, compiled
     trainer.train_images = torch.randint(0, 256, (size["n_images"], 3, h, w), generator=g, dtype=torch.uint8).to(device)
     trainer.train_labels = torch.from_numpy(labels).to(device)
-    trainer.train_states = _random_states(_schema(), size["n_images"], g).to(device)
+    states = _random_states(_schema(), size["n_images"], g)
+    # the recipe routes some groups by their fixed gates, which come from the training identities' states
+    model.set_state_shares(training_state_shares(states.numpy(), labels, _schema()))
+    trainer.train_states = states.to(device)
     trainer.augment = BatchAugment(cfg.augment, normalize=lambda x: normalize_images(x, model))
     trainer.augment_generator = torch.Generator().manual_seed(seed + 1)
     trainer.autocast = _autocast_factory(device, True)

@@ -116,21 +116,32 @@ def intervention_table(names: list[str]) -> "pd.DataFrame":  # noqa: F821
     return pd.DataFrame(rows)
 
 
+RELABEL_NEGLIGIBLE = 0.005  # 0.5 mAP points
+
+
 def check_intervention_claims(table) -> list[tuple[str, bool]]:
+    """The answers these worlds fix by construction (the visible world's relabel is not one: see
+    :func:`intervention_diagnostics`)."""
     by_world = {w: f for w, f in table.groupby("world")}
-    constant, uniform, invisible = by_world["constant"], by_world["uniform"], by_world["invisible"]
-    includes_zero = lambda f, k: bool(((f[f"{k}_low"] <= 0) & (f[f"{k}_high"] >= 0)).all())  # noqa: E731
-    below_zero = lambda f, k: bool((f[f"{k}_high"] < 0).all())  # noqa: E731
+    constant, invisible = by_world["constant"], by_world["invisible"]
     return [
         ("constant world: fixed equals oracle for every validation group (no identity information)",
          bool((constant.fixed.abs() < 1e-9).all())),
-        ("invisible world: relabel ≈ oracle for every validation group (95% CI of ΔmAP includes 0)",
-         includes_zero(invisible, "relabel")),
-        ("invisible world: fixed < oracle for every validation group (their code carries identity)",
-         below_zero(invisible, "fixed")),
-        ("uniform world: relabel < oracle for every validation group (visible states, experts see them)",
-         below_zero(uniform, "relabel")),
+        ("invisible world: fixed < oracle for every validation group (their code carries identity; 95% CI below 0)",
+         bool((invisible.fixed_high < 0).all())),
+        ("invisible world: relabel ≈ oracle for every validation group (|ΔmAP| < 0.5 points and under a quarter "
+         "of the group's fixed ΔmAP: an invisible state's expert can only be a code)",
+         bool(((invisible.relabel.abs() < RELABEL_NEGLIGIBLE) & (invisible.relabel.abs() < invisible.fixed.abs() / 4)).all())),
     ]
+
+
+def intervention_diagnostics(table) -> list[str]:
+    """What the model does with visible groups: relabel < oracle only if their experts process appearance."""
+    uniform = table[table.world == "uniform"]
+    below = (uniform.relabel_high < 0).sum()
+    return [f"uniform (visible) world: relabel < oracle (95% CI below 0) for {below} of {len(uniform)} validation "
+            f"groups; relabel ΔmAP {', '.join(f'{g} {100 * v:+.2f}' for g, v in zip(uniform.group, uniform.relabel))} "
+            "(near 0: the experts act as identity codes, not as detectors of what their state looks like)"]
 
 
 def format_intervention_table(table) -> str:
@@ -199,6 +210,8 @@ def main(argv=None) -> int:
         interventions = intervention_table(list(chosen))
         print(format_intervention_table(interventions))
         claims += check_intervention_claims(interventions)
+        for line in intervention_diagnostics(interventions):
+            print(f"[diagnostic] {line}")
     for text, ok in claims:
         print(f"[{'ok' if ok else 'FAILED'}] {text}")
     print(f"validation took {(time.perf_counter() - started) / 60:.1f} min")

@@ -331,6 +331,8 @@ def _dimension_scales(view: TraceView) -> Offence | None:
 
     scales = {dim: h5[dim].id for dim in COORDINATES}
     for spec in ARRAYS:
+        if spec.path not in h5:
+            continue  # an array newer than the file's schema: the reader filled it, nothing is attached
         ds = h5[spec.path]
         for axis, dim in enumerate(spec.dims):
             if not h5py.h5ds.is_attached(ds.id, scales[dim], axis):
