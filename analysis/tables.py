@@ -173,6 +173,8 @@ def validate_table(name: str, frame: pd.DataFrame, *, method: str = "") -> pd.Da
     who = f" (method {method!r})" if method else ""
     if spec is None:
         raise TableContractError(f"table {name!r}{who} has no TableSpec: register one with analysis.tables.register_table")
+    if not len(frame) and not len(frame.columns):
+        return frame  # nothing to compare (e.g. no pair of labels to contrast)
     problems = []
     columns = [str(c) for c in frame.columns]
     unknown = [c for c in columns if spec.column(c) is None]
