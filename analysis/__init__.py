@@ -14,6 +14,7 @@ from __future__ import annotations
 from analysis.analyze import analyze
 from analysis.results import Results
 from analysis.simulate import simulate
+from analysis.study import StudyResults, study
 from analysis.trace import Trace, read_trace
 
-__all__ = ["Results", "Trace", "analyze", "read_trace", "simulate"]
+__all__ = ["Results", "StudyResults", "Trace", "analyze", "read_trace", "simulate", "study"]

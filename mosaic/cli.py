@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "trace",
     "inspect",
     "report",
+    "study",
 )
 
 app = typer.Typer(

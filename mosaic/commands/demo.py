@@ -23,6 +23,8 @@ Stages, each reused on the next run when its settings, inputs and outputs are un
 
 * report: OUT/report.html, plus OUT/report.json with the same numbers
 
+With --seeds N (N > 1) or --worlds 2 the demo is a study: each world is built once (OUT/<world>/world), every seed trains and traces in OUT/<world>/seed<S>/, and OUT/study.html and OUT/study.json compare them (mosaic study; docs/study.md). The second world makes downcolour uninformative (every identity the same lower-body colour).
+
 Example: mosaic demo --out runs/demo, then open runs/demo/report.html in a browser.
 """
 
@@ -44,6 +46,8 @@ def demo(
         None, "--images-per-id", help="Images per identity (default: the default world's).", show_default=False
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),
+    seeds: int = typer.Option(1, "--seeds", help="Training seeds per world; more than one writes OUT/study.html (mosaic study)."),
+    worlds: int = typer.Option(1, "--worlds", help="1: the default world; 2: also a world whose downcolour is uninformative, compared in OUT/study.html."),
 ) -> None:
     from mosaic.fileio import ensure_writable_dir
     from mosaic.pipeline import Ledger, run_stages
@@ -58,6 +62,10 @@ def demo(
     out = ensure_writable_dir(out, create=True)
     size = {k: v for k, v in (("n_ids", ids), ("images_per_id", images_per_id)) if v is not None}
     world_config = WorldConfig(seed=seed, layout=world_layout.name, **size)
+    if seeds > 1 or worlds > 1:
+        _study_demo(out, config=config, seed=seed, seeds=seeds, worlds=worlds, progress=progress,
+                    world_config=world_config, fresh=fresh)
+        return
     stages = build_stages(out, config=config, seed=seed, progress=progress, world_config=world_config)
     started = time.perf_counter()
     run_stages(stages, Ledger(out), fresh=fresh, announce=lambda line: typer.echo(line, err=True))
@@ -66,7 +74,7 @@ def demo(
     _print_headline(out / "report.json")
 
 
-def build_stages(out: Path, *, config: Path, seed: int, progress: bool, world_config=None) -> list:
+def build_stages(out: Path, *, config: Path, seed: int, progress: bool, world_config=None, world_dir: Path | None = None) -> list:
     """The demo's four stages, each a call of the same command a user would type.
 
     ``world_config`` (a :class:`mosaic.synth.WorldConfig`) replaces the default world; the
@@ -76,7 +84,8 @@ def build_stages(out: Path, *, config: Path, seed: int, progress: bool, world_co
     from mosaic.pipeline import Stage
     from mosaic.synth import WorldConfig
 
-    world_dir, run_dir, trace_path, report_path = out / "world", out / "run", out / "trace.h5", out / "report.html"
+    world_dir = world_dir or out / "world"  # several seeds of a study share one world
+    run_dir, trace_path, report_path = out / "run", out / "trace.h5", out / "report.html"
     world_config = world_config or WorldConfig(seed=seed)
     checkpoint = run_dir / "checkpoints" / "last.pt"
     quiet = [] if progress else ["--quiet"]
@@ -112,6 +121,21 @@ def build_stages(out: Path, *, config: Path, seed: int, progress: bool, world_co
         "report", {"seed": seed, "version": __version__}, [report_path, out / "report.json"], report, upstream=[traced]
     )
     return [world, trained, traced, reported]
+
+
+def _study_demo(out: Path, *, config: Path, seed: int, seeds: int, worlds: int, progress: bool, world_config,
+                fresh: bool) -> None:
+    from mosaic.commands.demo_study import MAX_WORLDS, build_study_stages, print_study_headline
+    from mosaic.pipeline import Ledger, run_stages
+
+    if seeds < 1 or not 1 <= worlds <= MAX_WORLDS:
+        raise MosaicError(f"--seeds must be at least 1 and --worlds 1 or {MAX_WORLDS}, got --seeds {seeds} --worlds {worlds}")
+    stages = build_study_stages(out, config=config, seed=seed, n_seeds=seeds, n_worlds=worlds, progress=progress,
+                                world_config=world_config)
+    started = time.perf_counter()
+    run_stages(stages, Ledger(out), fresh=fresh, announce=lambda line: typer.echo(line, err=True))
+    typer.echo(f"demo study finished in {(time.perf_counter() - started) / 60:.1f} min; report: {out / 'study.html'}")
+    print_study_headline(out / "study.json", typer.echo)
 
 
 def check_config_reads_layout(config: Path, world_layout) -> None:
