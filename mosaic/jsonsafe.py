@@ -50,7 +50,7 @@ def jsonable(value: Any, *, float_digits: int | None = None, finite: bool = Fals
         if isinstance(v, (list, tuple)):
             return [convert(x) for x in v]
         if isinstance(v, (set, frozenset)):
-            return sorted((convert(x) for x in v), key=repr)
+            return sorted((convert(x) for x in v), key=str)
         if isinstance(v, os.PathLike):
             return os.fspath(v)
         if hasattr(v, "tolist"):  # numpy arrays and scalars, pandas Series and Index
