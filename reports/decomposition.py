@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.decomposition import unavailable_quantities
+from analysis.tables import table_spec
 from reports import svg
 from reports.document import Column, Figure, Paragraph, Section, Table
 from reports.methods import METHODS_BY_KEY
@@ -64,16 +65,13 @@ SUMMARY_COLUMNS = (
     Column("n_ids", "identities", help="resampling unit of the intervals: identity"),
 )
 
-CODE_COLUMNS = (
-    Column("metric"),
-    Column("estimate", "code share", help="(code − none) / (oracle − none)"),
-    Column("ci_low", "CI low"),
-    Column("ci_high", "CI high"),
-    Column("code_gain", "code − none"),
-    Column("oracle_gain", "oracle − none"),
-    Column("n_ids", "identities"),
-    Column("resampling_unit", "resampled"),
+# the code-share table of the summary: the spec's columns and labels, without the bookkeeping
+CODE_COLUMNS = tuple(
+    Column(name, table_spec("decomposition_code").column(name).label,
+           help=table_spec("decomposition_code").column(name).description)
+    for name in ("metric", "estimate", "ci_low", "ci_high", "code_gain", "oracle_gain", "n_ids", "resampling_unit")
 )
+
 
 def unavailable_text(table: pd.DataFrame | None, code: pd.DataFrame | None) -> str:
     """One clause per quantity this trace cannot measure, with the reason (group names generalised)."""
