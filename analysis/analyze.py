@@ -17,6 +17,7 @@ import pandas as pd
 
 from analysis.results import WARNING_COLUMNS, Results, empty_warnings
 from analysis.settings import AnalysisSettings, MethodNotApplicable
+from analysis.status import OK, UNAVAILABLE
 from analysis.tables import validate_table
 from mosaic.errors import MosaicError
 
@@ -111,7 +112,7 @@ def _status_warnings(name: str, table: pd.DataFrame) -> list[dict[str, str]]:
         return []
     # "unavailable" rows (a quantity whose conditions the trace lacks) are listed once per quantity
     # by the report, not once per group and metric here
-    bad = table[~table["status"].astype(str).isin(("ok", "unavailable"))]
+    bad = table[~table["status"].astype(str).isin((OK, UNAVAILABLE))]
     rows = []
     for _, row in bad.iterrows():
         rows.append({

@@ -52,6 +52,7 @@ import pandas as pd
 
 from analysis.resampling import IdentitySums, identity_sums, identity_weights, percentile_interval
 from analysis.settings import AnalysisSettings, MethodNotApplicable
+from analysis.status import NOT_ESTIMABLE, OK, UNAVAILABLE
 
 __all__ = [
     "Quantity",
@@ -64,7 +65,6 @@ __all__ = [
     "unavailable_reason",
 ]
 
-OK, UNAVAILABLE, NOT_ESTIMABLE = "ok", "unavailable", "not estimable"
 RESAMPLING_UNIT = "identity"
 ORACLE, NONE, CODE = "oracle", "none", "code"
 FIRST_SCHEMA_WITH_KINDS = (1, 1)  # trace schema that introduced fixed, relabel and code

@@ -48,7 +48,7 @@ from scipy import stats
 
 from analysis.corrections import add_corrections
 from analysis.metaanalysis import DF_METHODS, between_seed_variance, combination
-from analysis.status import NOT_ESTIMABLE, OK
+from analysis.status import NOT_ESTIMABLE, OK, UNAVAILABLE
 from analysis.tables import validate_table
 from analysis.study_runs import STUDY_QUANTITIES, Quantity, collect_runs, run_estimates, shared_schema
 from mosaic.jsonsafe import jsonable
@@ -57,7 +57,6 @@ __all__ = ["study", "StudyResults", "kendall_w", "STUDY_QUANTITIES"]
 
 UNIT_RUN = "identity"
 UNIT_POOLED = "identity × seed"
-UNAVAILABLE = "unavailable"
 TOP = 3
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
+from analysis.status import OK
 from analysis.tables import table_spec
 from reports import decomposition, figures
 from reports.columns import spec_columns
@@ -97,7 +98,7 @@ class BuildContext:
         frame = self.raw_table(name)
         if frame is None or not len(frame):
             return None
-        if "status" in frame and not (frame["status"].astype(str) == "ok").any():
+        if "status" in frame and not (frame["status"].astype(str) == OK).any():
             return None
         return frame
 

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.decomposition import unavailable_quantities
+from analysis.status import OK
 from analysis.tables import table_spec
 from reports import svg
 from reports.document import Column, Figure, Paragraph, Section, Table
@@ -38,7 +39,7 @@ def _label(quantity: str) -> str:
 
 def summary_frame(table: pd.DataFrame | None, order: list[str], metric: str = "mAP") -> pd.DataFrame | None:
     """One row per group: each quantity's estimate and interval on ``metric``, wide."""
-    if table is None or not len(table) or not (table["status"].astype(str) == "ok").any():
+    if table is None or not len(table) or not (table["status"].astype(str) == OK).any():
         return None
     sub = table[table["metric"].astype(str) == metric]
     groups = [g for g in order if g in set(sub["group"])] + sorted(set(sub["group"]) - set(order))
@@ -46,7 +47,7 @@ def summary_frame(table: pd.DataFrame | None, order: list[str], metric: str = "m
     frame["family"] = frame["group"].map(sub.drop_duplicates("group").set_index("group")["family"])
     for quantity in QUANTITY_LABELS:
         rows = sub[sub["quantity"] == quantity].set_index("group").reindex(groups)
-        ok = rows["status"].astype(str).eq("ok").to_numpy()
+        ok = rows["status"].astype(str).eq(OK).to_numpy()
         for column, source in ((quantity, "estimate"), (f"ci_low_{quantity}", "ci_low"),
                                (f"ci_high_{quantity}", "ci_high")):
             frame[column] = rows[source].where(ok).to_numpy(dtype=float)
@@ -96,9 +97,9 @@ def summary_blocks(ctx) -> list[Any]:
                  "semantics = relabel − oracle (semantic specialisation: states permuted, identity partition kept). "
                  f"{level} intervals: identity-cluster bootstrap, both conditions of a difference resampled together.",
         ))
-    if code is not None and len(code) and (code["status"].astype(str) == "ok").any():
+    if code is not None and len(code) and (code["status"].astype(str) == OK).any():
         blocks.append(Table.from_frame(
-            code[code["status"].astype(str) == "ok"], id="summary-code-share",
+            code[code["status"].astype(str) == OK], id="summary-code-share",
             caption="How much of the oracle's gain the attribute code alone reaches", columns=CODE_COLUMNS,
             note="code share = (code − none) / (oracle − none): retrieval by the distance between attribute codes, "
                  "no model, against what the oracle-routed experts add; identity-cluster bootstrap interval.",
