@@ -199,3 +199,24 @@ def test_a_user_method_whose_frame_breaks_its_spec_fails_loudly(user_method, sma
     monkeypatch.setitem(METHODS, "user_mean_drop", Method("user_mean_drop", sloppy, ("user_mean_drop",), "sloppy"))
     with pytest.raises(TableContractError, match=r"user_mean_drop.*\['delta'\].*\['delta_ap'\]"):
         analysis.analyze(small_trace, seed=0, n_bootstrap=100, n_permutations=100, methods=("user_mean_drop",))
+
+
+def test_the_report_shows_each_method_table_as_its_spec_describes(full_results):
+    trace = analysis.simulate(n_ids=24, groups=4, effects={"g00": 1.0, "g01": 0.5}, n_subsets=12, seed=5)
+    doc = json.loads(reports.render(full_results, trace, "json", reports.ReportOptions(images=False)))
+    shown = 0
+    for name, spec in TABLES.items():
+        table = doc["tables"].get(f"table-{name.replace('_', '-')}")
+        if table is None:
+            continue
+        keys = [c["key"] for c in table["columns"]]
+        assert table["caption"] == spec.caption, name
+        assert keys[:len([c for c in spec.shown_first if c in keys])] == [c for c in spec.shown_first if c in keys]
+        assert not set(keys) & spec.hidden, name
+        for column in table["columns"]:
+            if column["key"] == "test":
+                assert {row["test"] for row in table["rows"]} == {spec.test}, name
+                continue
+            assert column["label"] == (spec.column(column["key"]).label or column["key"]), (name, column)
+        shown += 1
+    assert shown >= 12
