@@ -17,6 +17,8 @@ import pandas as pd
 
 from analysis.results import WARNING_COLUMNS, Results, empty_warnings
 from analysis.settings import AnalysisSettings, MethodNotApplicable
+from analysis.status import OK, UNAVAILABLE
+from analysis.tables import validate_table
 from mosaic.errors import MosaicError
 
 __all__ = ["analyze", "METHODS", "Method", "as_trace"]
@@ -110,7 +112,7 @@ def _status_warnings(name: str, table: pd.DataFrame) -> list[dict[str, str]]:
         return []
     # "unavailable" rows (a quantity whose conditions the trace lacks) are listed once per quantity
     # by the report, not once per group and metric here
-    bad = table[~table["status"].astype(str).isin(("ok", "unavailable"))]
+    bad = table[~table["status"].astype(str).isin((OK, UNAVAILABLE))]
     rows = []
     for _, row in bad.iterrows():
         rows.append({
@@ -209,12 +211,12 @@ def analyze(
     for name, view in VIEWS.items():
         frame = stage(f"view:{name}", lambda view=view: view(trace))
         if frame is not None:
-            tables[name] = frame
+            tables[name] = validate_table(name, frame, method="view")
 
     for name in settings.methods:
         produced = stage(name, lambda method=METHODS[name]: method.run(trace, settings))
         for table_name, frame in (produced or {}).items():
-            tables[table_name] = frame
+            tables[table_name] = validate_table(table_name, frame, method=name)
             warnings.extend(_status_warnings(table_name, frame))
 
     def rank():
@@ -225,7 +227,7 @@ def analyze(
     ranked = stage("ranking", rank)
     if ranked is not None:
         produced, rank_warnings = ranked
-        tables.update(produced)
+        tables.update({t: validate_table(t, frame, method="ranking") for t, frame in produced.items()})
         warnings.extend(rank_warnings)
         for table_name in ("ranking_families", "agreement"):
             if table_name in produced:

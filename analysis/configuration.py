@@ -24,43 +24,18 @@ say how much went in. The paper's own numbers, which treat the test set's identi
 (every query an independent trial), stay beside them in the ``*_conditional`` columns; no
 decision is made on them.
 
-``config_glm_binomial``
-    Binomial GLM of the Rank-1 hits out of the valid queries of each configuration on the
-    indicators. ``term`` (``Intercept`` or ``enabled:<group>``), ``group``, ``family``, ``coef``
-    (change in log-odds of a rank-1 hit when the group's experts are enabled), the decision
-    columns above, ``se_conditional``, ``ci_low_conditional``, ``ci_high_conditional``,
-    ``z_conditional``, ``p_conditional`` (the paper's quasi-binomial GLM: dispersion from
-    Pearson's chi², option ``binomial_scale``; ``1.0`` gives the plain binomial GLM),
-    ``odds_ratio``, ``dispersion``, ``n_configs``. Separation (e.g. every configuration with a
-    group enabled reaching 100 % Rank-1) is detected before fitting (:func:`analysis.glm.fit_glm`);
-    the resamples refit the terms and configurations the point fit kept.
-``config_glm_gaussian``
-    Gaussian GLM (identity link; identical to OLS) of mAP on the indicators: ``term``, ``group``,
-    ``family``, ``coef`` (change in mAP when the group's experts are enabled, in the trace's mAP
-    units), the decision columns, ``se_conditional``, ``ci_low_conditional``,
-    ``ci_high_conditional``, ``t_conditional``, ``df_conditional``, ``p_conditional`` (OLS),
-    ``n_configs``.
-``config_surrogate``
-    Random-forest and XGBoost surrogates of mAP on the indicators (:mod:`analysis.config_surrogate`),
-    one row per ``model`` (``"random_forest"`` | ``"xgboost"``) and group:
-    ``perm_importance_mean`` (drop in R² when the group's indicator is permuted, seeded) with
-    ``perm_importance_ci_low`` / ``_ci_high``, ``perm_importance_sd_conditional`` (over shuffles),
-    ``mean_abs_shap`` (mean |TreeSHAP| in mAP units) with ``mean_abs_shap_ci_low`` / ``_ci_high``,
-    ``shap_direction`` (mean SHAP over configurations with the group enabled minus over those
-    without; for an additive model the group's effect on mAP) with ``shap_direction_ci_low`` /
-    ``_ci_high`` and its test (``se``, ``t``, ``df``, ``p``, ``p_holm``, ``p_bh``, per model),
-    ``rank_permutation``, ``rank_shap`` (1 = most important), ``r2_cv`` (cross-validated R² of the
-    surrogate), ``resampled``, ``n_ids``, ``n_resamples`` (option ``surrogate_resamples``; every
-    interval is the estimate ± t · the standard error over these refits), ``n_configs``. XGBoost SHAP values come from
-    XGBoost's own TreeSHAP (``pred_contribs``); the random forest's from ``shap.TreeExplainer``.
-``config_ttest``
-    Per group, mAP of the ``subset`` configurations with the group enabled minus those without
-    (option ``ttest_kinds``): ``group``, ``family``, ``n_on``, ``n_off``, ``mean_on``,
-    ``mean_off``, ``diff`` (on - off), the decision columns (identity-resampled ``diff``),
-    ``cohens_d`` (``diff`` over the pooled standard deviation of the configurations),
-    ``resampled``, ``n_ids``, ``n_resamples``, and the paper's Welch test beside them:
-    ``ci_low_conditional``, ``ci_high_conditional``, ``t_conditional``, ``df_conditional``
-    (Welch–Satterthwaite), ``p_conditional``.
+The four tables: ``config_glm_binomial`` (binomial GLM of the rank-1 hits out of the valid queries
+of each configuration on the indicators; the paper's quasi-binomial fit, dispersion from Pearson's
+chi² -- option ``binomial_scale``, ``1.0`` gives the plain binomial GLM -- in the ``*_conditional``
+columns), ``config_glm_gaussian`` (OLS of mAP on the indicators), ``config_surrogate`` (random-forest
+and XGBoost surrogates, :mod:`analysis.config_surrogate`: permutation importance, mean |SHAP| and the
+SHAP direction, each refitted on identity resamples) and ``config_ttest`` (mAP of the ``subset``
+configurations with the group enabled minus without, option ``ttest_kinds``, with Cohen's d and the
+paper's Welch test). Their columns are the specs in :mod:`analysis.table_specs`. Separation (e.g.
+every configuration with a group enabled reaching 100 % Rank-1) is detected before fitting
+(:func:`analysis.glm.fit_glm`); the resamples refit the terms and configurations the point fit kept.
+XGBoost SHAP values come from XGBoost's own TreeSHAP (``pred_contribs``); the random forest's from
+``shap.TreeExplainer``.
 
 Every interval is at ``ci_level``; ``alpha`` only decides.
 
@@ -95,7 +70,6 @@ from mosaic.errors import MosaicError
 __all__ = ["configuration_level", "ConfigurationOptions", "ConfigurationDesign", "configuration_design", "SURROGATES"]
 
 METHOD = "configuration"
-TABLES = ("config_glm_binomial", "config_glm_gaussian", "config_surrogate", "config_ttest")
 
 
 @dataclass(frozen=True)
@@ -300,11 +274,10 @@ def _glm_table(design: ConfigurationDesign, kind: str, alpha: float, ci_level: f
             elif fit["status"] == OK:
                 row.update(status=NOT_TESTED, reason=design.not_resamplable)
         rows.append(row)
-    frame = add_corrections(pd.DataFrame(rows), alpha, by=None)
-    # the intercept is no hypothesis about a group: it stays out of the family
-    intercept = frame["term"] == INTERCEPT
-    frame.loc[intercept, ["p_holm", "p_bh"]] = np.nan
-    frame.loc[intercept, ["reject_holm", "reject_bh"]] = False
+    # the intercept is no hypothesis about a group: it stays out of the family (and out of its size)
+    frame = pd.DataFrame(rows)
+    frame["p_family"] = frame["p"].where(frame["term"] != INTERCEPT)
+    frame = add_corrections(frame, alpha, by=None, p_column="p_family").drop(columns="p_family")
     frame = frame.rename(columns={"stat_conditional": f"{paper_stat}_conditional"})
     if binomial:
         frame["odds_ratio"] = np.exp(frame["coef"])

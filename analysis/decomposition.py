@@ -38,20 +38,8 @@ as a ratio of identity sums. The resampling unit is named in every row (``resamp
 A quantity whose conditions the trace lacks is a row with ``status = "unavailable"`` and a
 ``reason`` (schema 1.0 traces predate ``fixed``, ``relabel`` and ``code``), never dropped.
 
-Tables
-------
-``decomposition``  one row per group x quantity x metric
-    ``group``, ``family``, ``quantity``, ``metric`` (``"mAP"`` | ``"rank1"``), ``condition``,
-    ``reference`` (the condition subtracted), ``estimate`` (condition - reference over valid
-    queries), ``ci_low``, ``ci_high`` (identity-cluster percentile bootstrap at ``ci_level``),
-    ``ci_level``, ``n_queries`` (valid queries), ``n_ids`` (their identities), ``n_bootstrap``,
-    ``resampling_unit`` (``"identity"``), ``status`` (``"ok"`` | ``"unavailable"`` |
-    ``"not estimable"``), ``reason``.
-``decomposition_code``  one row per metric
-    ``quantity`` (``"code_share"``), ``metric``, ``condition`` (``"code"``), ``reference``
-    (``"oracle"``), ``baseline`` (``"none"``), ``code_gain`` (code - none), ``oracle_gain``
-    (oracle - none), ``estimate`` (their ratio), ``ci_low``, ``ci_high``, ``ci_level``,
-    ``n_queries``, ``n_ids``, ``n_bootstrap``, ``resampling_unit``, ``status``, ``reason``.
+Tables: ``decomposition`` (one row per group x quantity x metric) and ``decomposition_code`` (one
+row per metric); their columns are the specs in :mod:`analysis.table_specs_query`.
 """
 
 from __future__ import annotations
@@ -64,6 +52,7 @@ import pandas as pd
 
 from analysis.resampling import IdentitySums, identity_sums, identity_weights, percentile_interval
 from analysis.settings import AnalysisSettings, MethodNotApplicable
+from analysis.status import NOT_ESTIMABLE, OK, UNAVAILABLE
 
 __all__ = [
     "Quantity",
@@ -76,7 +65,6 @@ __all__ = [
     "unavailable_reason",
 ]
 
-OK, UNAVAILABLE, NOT_ESTIMABLE = "ok", "unavailable", "not estimable"
 RESAMPLING_UNIT = "identity"
 ORACLE, NONE, CODE = "oracle", "none", "code"
 FIRST_SCHEMA_WITH_KINDS = (1, 1)  # trace schema that introduced fixed, relabel and code

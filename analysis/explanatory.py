@@ -51,9 +51,8 @@ Two models explain retrieval per query from the query's annotated attribute stat
 
     Validation (``query_surrogate_fit``): identity-grouped folds (``GroupKFold`` by pid), so no
     identity is in both the training and the held-out part; offsets and trees are fitted on the
-    training part only. Columns ``model``, ``fold`` (``"1"`` ... and ``"mean"``), ``r2`` (held-out
-    R²), ``r2_offset`` (held-out R² of the offsets alone: what the trees add is the difference),
-    ``n_train``, ``n_test`` (rows), ``status``, ``reason``.
+    training part only; the held-out R² of the offsets alone, beside the model's, says what the
+    trees add.
 
     Explanation (``query_surrogate``): SHAP values of the model fitted on every row. The trees' come
     from XGBoost's own TreeSHAP (``Booster.predict(..., pred_contribs=True)``; shap's reader of
@@ -61,13 +60,9 @@ Two models explain retrieval per query from the query's annotated attribute stat
     ``m[g] * (dropped_g - mean(dropped_g))``; per row, base value plus all SHAP values equals the
     prediction. A group's per-row SHAP is the sum over its features (offset, ``dropped:``
     indicator, state one-hots); rows at three levels (``level``: ``"group"``, ``"family"``,
-    ``"coarse_family"``; a family sums its groups' SHAP per row): ``group`` (empty on family
-    rows), ``family``, ``mean_abs_shap`` (mean over all rows of |SHAP|, in AP units),
-    ``mean_abs_shap_drop`` / ``mean_abs_shap_state`` (offset plus ``dropped:`` indicator alone,
-    and the state one-hots alone; group rows only), ``mean_shap`` (mean signed SHAP over the rows
-    where the group, or a group of the family, is dropped: negative = dropping it costs AP),
-    ``share`` (of the level's total ``mean_abs_shap``), ``rank`` (1 = largest ``mean_abs_shap``
-    within the level), ``n_rows``, ``status``, ``reason``.
+    ``"coarse_family"``; a family sums its groups' SHAP per row).
+
+The columns of the three tables are the specs in :mod:`analysis.table_specs_query`.
 
 Options (``AnalysisSettings.options["explanatory"]``) are the fields of
 :class:`ExplanatoryOptions`; ``alpha``, ``seed`` and ``baseline`` come from the shared settings.

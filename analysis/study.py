@@ -48,14 +48,15 @@ from scipy import stats
 
 from analysis.corrections import add_corrections
 from analysis.metaanalysis import DF_METHODS, between_seed_variance, combination
-from analysis.status import NOT_ESTIMABLE, OK
+from analysis.status import NOT_ESTIMABLE, OK, UNAVAILABLE
+from analysis.tables import validate_table
 from analysis.study_runs import STUDY_QUANTITIES, Quantity, collect_runs, run_estimates, shared_schema
+from mosaic.jsonsafe import jsonable
 
 __all__ = ["study", "StudyResults", "kendall_w", "STUDY_QUANTITIES"]
 
 UNIT_RUN = "identity"
 UNIT_POOLED = "identity × seed"
-UNAVAILABLE = "unavailable"
 TOP = 3
 
 
@@ -72,15 +73,13 @@ class StudyResults:
         return self.tables[name]
 
     def to_dict(self) -> dict[str, Any]:
-        def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-            clean = frame.astype(object).where(pd.notna(frame), None)
-            return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in clean.to_dict("records")]
-
-        return {"settings": self.settings, "notes": list(self.notes), "runs": self.runs_info,
-                "tables": {name: records(frame) for name, frame in self.tables.items()}}
+        """JSON-ready: tables as lists of records, NaN as None (columns: :mod:`analysis.table_specs_study`)."""
+        return jsonable({"settings": self.settings, "notes": list(self.notes), "runs": self.runs_info,
+                         "tables": {name: frame.to_dict("records") for name, frame in self.tables.items()}},
+                        finite=True)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, sort_keys=True, default=str, allow_nan=False)
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True, allow_nan=False)
 
 
 def kendall_w(ranks: np.ndarray) -> dict[str, float]:
@@ -154,6 +153,7 @@ def study(
     }
     tables["rank_stability"], tables["concordance"] = _rank_tables(tables["pooled"], est, schema, label_names,
                                                                    label_of_run, rank_by)
+    tables = {name: validate_table(name, frame, method="study") for name, frame in tables.items()}
     notes = list(schema.notes)
     for label in label_names:
         if int((label_of_run == label_names.index(label)).sum()) < 2:

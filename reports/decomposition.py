@@ -14,6 +14,8 @@ from typing import Any
 import pandas as pd
 
 from analysis.decomposition import unavailable_quantities
+from analysis.status import OK
+from analysis.tables import table_spec
 from reports import svg
 from reports.document import Column, Figure, Paragraph, Section, Table
 from reports.methods import METHODS_BY_KEY
@@ -37,7 +39,7 @@ def _label(quantity: str) -> str:
 
 def summary_frame(table: pd.DataFrame | None, order: list[str], metric: str = "mAP") -> pd.DataFrame | None:
     """One row per group: each quantity's estimate and interval on ``metric``, wide."""
-    if table is None or not len(table) or not (table["status"].astype(str) == "ok").any():
+    if table is None or not len(table) or not (table["status"].astype(str) == OK).any():
         return None
     sub = table[table["metric"].astype(str) == metric]
     groups = [g for g in order if g in set(sub["group"])] + sorted(set(sub["group"]) - set(order))
@@ -45,7 +47,7 @@ def summary_frame(table: pd.DataFrame | None, order: list[str], metric: str = "m
     frame["family"] = frame["group"].map(sub.drop_duplicates("group").set_index("group")["family"])
     for quantity in QUANTITY_LABELS:
         rows = sub[sub["quantity"] == quantity].set_index("group").reindex(groups)
-        ok = rows["status"].astype(str).eq("ok").to_numpy()
+        ok = rows["status"].astype(str).eq(OK).to_numpy()
         for column, source in ((quantity, "estimate"), (f"ci_low_{quantity}", "ci_low"),
                                (f"ci_high_{quantity}", "ci_high")):
             frame[column] = rows[source].where(ok).to_numpy(dtype=float)
@@ -64,22 +66,11 @@ SUMMARY_COLUMNS = (
     Column("n_ids", "identities", help="resampling unit of the intervals: identity"),
 )
 
-CODE_COLUMNS = (
-    Column("metric"),
-    Column("estimate", "code share", help="(code − none) / (oracle − none)"),
-    Column("ci_low", "CI low"),
-    Column("ci_high", "CI high"),
-    Column("code_gain", "code − none"),
-    Column("oracle_gain", "oracle − none"),
-    Column("n_ids", "identities"),
-    Column("resampling_unit", "resampled"),
-)
-
-DETAIL_COLUMNS = (
-    Column("group"), Column("family"), Column("quantity"), Column("metric"), Column("condition"),
-    Column("reference", "minus"), Column("estimate", "Δ"), Column("ci_low", "CI low"), Column("ci_high", "CI high"),
-    Column("n_queries", "queries"), Column("n_ids", "identities"), Column("resampling_unit", "resampled"),
-    Column("status"), Column("reason"),
+# the code-share table of the summary: the spec's columns and labels, without the bookkeeping
+CODE_COLUMNS = tuple(
+    Column(name, table_spec("decomposition_code").column(name).label,
+           help=table_spec("decomposition_code").column(name).description)
+    for name in ("metric", "estimate", "ci_low", "ci_high", "code_gain", "oracle_gain", "n_ids", "resampling_unit")
 )
 
 
@@ -106,9 +97,9 @@ def summary_blocks(ctx) -> list[Any]:
                  "semantics = relabel − oracle (semantic specialisation: states permuted, identity partition kept). "
                  f"{level} intervals: identity-cluster bootstrap, both conditions of a difference resampled together.",
         ))
-    if code is not None and len(code) and (code["status"].astype(str) == "ok").any():
+    if code is not None and len(code) and (code["status"].astype(str) == OK).any():
         blocks.append(Table.from_frame(
-            code[code["status"].astype(str) == "ok"], id="summary-code-share",
+            code[code["status"].astype(str) == OK], id="summary-code-share",
             caption="How much of the oracle's gain the attribute code alone reaches", columns=CODE_COLUMNS,
             note="code share = (code − none) / (oracle − none): retrieval by the distance between attribute codes, "
                  "no model, against what the oracle-routed experts add; identity-cluster bootstrap interval.",
@@ -166,14 +157,5 @@ def build_decomposition(ctx) -> Section:
     if missing:
         section.add(Paragraph(missing))
     figure = decomposition_figure(table, ctx.group_order)
-    if figure is not None:
-        section.add(figure)
-    for frame, table_id, caption, columns in (
-        (table, "table-decomposition", "Decomposition per group on mAP and rank-1", DETAIL_COLUMNS),
-        (code, "table-decomposition-code", "Code share on mAP and rank-1",
-         (Column("quantity"), Column("metric"), *CODE_COLUMNS[1:], Column("status"), Column("reason"))),
-    ):
-        if frame is not None and len(frame):
-            section.add(Table.from_frame(frame, id=table_id, caption=caption, columns=columns,
-                                         max_rows=ctx.options.max_table_rows))
-    return section
+    section.add_all(figure)
+    return section.add_all(ctx.frame_table("decomposition", raw=True), ctx.frame_table("decomposition_code", raw=True))

@@ -179,6 +179,11 @@ class Section:
         self.blocks.extend(blocks)
         return self
 
+    def add_all(self, *blocks: Block | None) -> "Section":
+        """Add the blocks that exist: a figure or table builder returns None when it has nothing to show."""
+        self.blocks.extend(b for b in blocks if b is not None)
+        return self
+
     def tables(self) -> Iterable[Table]:
         return (b for b in self.blocks if isinstance(b, Table))
 

@@ -16,13 +16,7 @@ import pandas as pd
 from reports import svg
 from reports.document import Figure
 
-ESTIMATE_COLUMNS = ("estimate", "coef", "effect", "cohens_d", "delta_map", "mean_delta_ap", "value")
-LABEL_COLUMNS = ("term", "group", "feature", "family", "label")
 COMPARISON_TITLES = {"drop": "drop (no expert)", "counterfactual": "counterfactual (misrouting)"}
-
-
-def first_column(frame: pd.DataFrame, candidates: Sequence[str]) -> str | None:
-    return next((c for c in candidates if c in frame.columns), None)
 
 
 def _floats(series: pd.Series | None, n: int) -> list[float]:
@@ -33,10 +27,8 @@ def _floats(series: pd.Series | None, n: int) -> list[float]:
 
 def group_order(ranking_groups: pd.DataFrame | None, fallback: Sequence[str]) -> list[str]:
     """Groups most relied on first (consensus ranking), else the schema order."""
-    if ranking_groups is not None and len(ranking_groups) and "group" in ranking_groups:
-        frame = ranking_groups
-        if "consensus_rank" in frame:
-            frame = frame.sort_values(["consensus_rank", "group"], kind="stable")
+    if ranking_groups is not None and len(ranking_groups):
+        frame = ranking_groups.sort_values(["consensus_rank", "group"], kind="stable")
         ordered = [str(g) for g in frame["group"].tolist()]
         return ordered + [g for g in fallback if g not in ordered]
     return list(fallback)
@@ -45,7 +37,7 @@ def group_order(ranking_groups: pd.DataFrame | None, fallback: Sequence[str]) ->
 def paired_change(frame: pd.DataFrame | None, *, estimate: str, metric: str, order: Sequence[str],
                   fig_id: str, interval: str = "identity-cluster bootstrap intervals") -> Figure | None:
     """Per-group change with CIs, one panel per comparison (drop | counterfactual) on a shared axis."""
-    if frame is None or not len(frame) or estimate not in frame or "comparison" not in frame:
+    if frame is None or not len(frame):
         return None
     comparisons = [c for c in ("drop", "counterfactual") if c in set(frame["comparison"])]
     comparisons += sorted(set(frame["comparison"]) - set(comparisons))
@@ -75,16 +67,15 @@ def paired_change(frame: pd.DataFrame | None, *, estimate: str, metric: str, ord
     return Figure(id=fig_id, caption=caption, svg=svg.forest_plot(groups, panels, title=title, description=caption))
 
 
-def coefficient_forest(frames: Sequence[tuple], *, fig_id: str, title: str, caption: str,
-                       skip_terms: Sequence[str] = ("Intercept", "const", "intercept")) -> Figure | None:
+def coefficient_forest(frames: Sequence[tuple], *, fig_id: str, title: str, caption: str, estimate: str = "coef",
+                       label: str = "term", skip_terms: Sequence[str] = ("Intercept",)) -> Figure | None:
     """Coefficients with CIs from model tables: ``frames`` holds ``(panel title, frame[, x label])``,
-    one panel per table, each on its own axis (the models' scales differ)."""
+    one panel per table, each on its own axis (the models' scales differ); ``estimate`` and
+    ``label`` name the columns drawn and the row labels (``ci_low``, ``ci_high`` the interval)."""
     panels, labels = [], None
+    est, lab = estimate, label
     for i, (panel_title, frame, *rest) in enumerate(frames):
         if frame is None or not len(frame):
-            continue
-        est, lab = first_column(frame, ESTIMATE_COLUMNS), first_column(frame, LABEL_COLUMNS)
-        if est is None or lab is None:
             continue
         frame = frame[~frame[lab].astype(str).isin(skip_terms)].drop_duplicates(lab)
         frame = frame.set_index(frame[lab].astype(str))
@@ -186,9 +177,7 @@ def gate_heatmaps(gates: pd.DataFrame | None, *, conditions_order: Sequence[str]
     """One heatmap per expert-carrying layer: conditions (rows) x experts (columns), mean gate weight."""
     if gates is None or not len(gates):
         return []
-    value = first_column(gates, ("mean_gate", "gate"))
-    if value is None or "label" not in gates or "layer" not in gates:
-        return []
+    value = "mean_gate"
     rows = [c for c in conditions_order if c in set(gates["condition"])][:max_conditions]
     experts = list(dict.fromkeys(gates["label"].astype(str)))
     figures = []

@@ -108,10 +108,12 @@ def test_demo_prints_the_five_quantities_with_intervals(tmp_path, capsys):
 def test_report_json_doc_lists_every_decomposition_column():
     from pathlib import Path
 
-    from reports.decomposition import CODE_COLUMNS, DETAIL_COLUMNS, QUANTITY_LABELS, SUMMARY_COLUMNS
+    from analysis.tables import table_spec
+    from reports.decomposition import CODE_COLUMNS, QUANTITY_LABELS, SUMMARY_COLUMNS
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "report-json.md").read_text(encoding="utf-8")
-    keys = {c.key for c in (*DETAIL_COLUMNS, *CODE_COLUMNS)}
+    keys = {c.name for t in ("decomposition", "decomposition_code") for c in table_spec(t).columns}
+    keys |= {c.key for c in CODE_COLUMNS}
     for column in SUMMARY_COLUMNS:
         generic = column.key
         for quantity in QUANTITY_LABELS:
