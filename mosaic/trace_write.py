@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mosaic.errors import MosaicError
+from mosaic.jsonsafe import jsonable
 from mosaic.schema import AttributeSchema
 from mosaic.trace_layout import ARRAYS, COORDINATES, ENCODING_TYPE, GROUPS, SCHEMA_VERSION
 
@@ -76,20 +77,8 @@ def _describe(dataset, long_name: str, units: str, description: str) -> None:
 
 
 def _jsonable(value: Any) -> Any:
-    """JSON-safe copy: numpy scalars/arrays to Python, paths to str, unknown objects to their repr."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return repr(value)
+    """JSON-safe copy (mosaic.jsonsafe); an object of unknown type is recorded as its repr."""
+    return jsonable(value, unknown=repr)
 
 
 def _to_json(value: Any) -> str:

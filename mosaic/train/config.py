@@ -21,6 +21,7 @@ from typing import Any, Literal, Mapping, Sequence
 import yaml
 
 from mosaic.errors import MosaicError
+from mosaic.jsonsafe import jsonable
 from mosaic.settings import build, field_names, field_types, unknown_key_message
 
 # ----------------------------------------------------------------------------- sections
@@ -195,7 +196,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples become lists) that YAML and JSON can hold."""
-        return _plain(_asdict_with_model(self))
+        return jsonable(_asdict_with_model(self))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -343,14 +344,6 @@ def _asdict_with_model(cfg: TrainConfig) -> dict[str, Any]:
         else:
             out[f.name] = dataclasses.asdict(value)
     return out
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def _deep_copy(obj: Any) -> Any:
