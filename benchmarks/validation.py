@@ -50,15 +50,12 @@ def worlds():
 
 
 def run_world(name: str, world_config, *, fresh: bool) -> "analysis.Results":  # noqa: F821
-    from analysis import Results
-    from mosaic.commands.demo import DEMO_CONFIG, build_stages
-    from mosaic.pipeline import Ledger, run_stages
+    from mosaic import api
 
     out = OUT / name
     out.mkdir(parents=True, exist_ok=True)
-    stages = build_stages(out, config=DEMO_CONFIG, seed=0, progress=False, world_config=world_config)
-    run_stages(stages, Ledger(out), fresh=fresh, announce=lambda line: print(f"[{name}] {line}", file=sys.stderr))
-    return Results.from_dict(json.loads((out / "report.json").read_text(encoding="utf-8"))["analysis"])
+    return api.demo(out, seed=0, world_config=world_config, fresh=fresh, progress=False,
+                    announce=lambda line: print(f"[{name}] {line}", file=sys.stderr)).results
 
 
 def summary_table(results_by_world: dict) -> "pd.DataFrame":  # noqa: F821

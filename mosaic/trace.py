@@ -19,15 +19,10 @@ scored by :func:`mosaic.metrics.evaluate` with the standard protocol.
 from __future__ import annotations
 
 import math
-import os
 import platform
-import shutil
-import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +30,10 @@ import torch.nn.functional as F
 
 from mosaic.conditions import Condition
 from mosaic.errors import MosaicError
+from mosaic.image_set import ImageSet
+from mosaic.provenance import git_commit
+from mosaic.settings import check_fields
+from mosaic.token_cache import TokenCache, default_budget
 from mosaic.traceio import TraceData
 
 __all__ = [
@@ -61,7 +60,8 @@ class TraceSettings:
         top_k: nearest gallery images kept per query and condition.
         max_rank: CMC ranks 1..max_rank.
         batch_size: images per trunk / head pass.
-        feature: ``bn`` (after the BNNeck, the usual retrieval feature) or ``pre_bn``.
+        feature: ``bn`` (after the BNNeck, the usual retrieval feature) or ``pre_bn``; ``None``: the
+            checkpoint's ``eval.feature`` (resolved by :func:`mosaic.trace_checkpoint.trace_checkpoint`).
         distance: ``cosine`` (1 - cosine similarity) or ``euclidean``, on L2-normalised features.
         cache_budget_mb: memory the cached trunk tokens may take on the compute device before they
             spill to a memmap on disk; ``None`` = half of the free memory of the device.
@@ -72,168 +72,18 @@ class TraceSettings:
     top_k: int = 10
     max_rank: int = 50
     batch_size: int = 128
-    feature: str = "bn"
+    feature: str | None = "bn"
     distance: str = "cosine"
     cache_budget_mb: float | None = None
     spill_dir: str | None = None
     progress: bool = True
 
-    def __post_init__(self) -> None:
-        if self.top_k < 0 or self.max_rank < 1 or self.batch_size < 1:
-            raise MosaicError(
-                f"top_k must be >= 0, max_rank and batch_size >= 1 (got {self.top_k}, {self.max_rank}, {self.batch_size})"
-            )
-        if self.feature not in FEATURES:
-            raise MosaicError(f"unknown feature {self.feature!r}: use one of {list(FEATURES)}")
-        if self.distance not in DISTANCES:
-            raise MosaicError(f"unknown distance {self.distance!r}: use one of {list(DISTANCES)}")
-
-
-@dataclass
-class ImageSet:
-    """Query or gallery images with what the trace records about them.
-
-    Attributes:
-        images: ``(N, 3, H, W)`` uint8 at the model's input size (or normalised float).
-        pid, camid: ``(N,)`` int64.
-        path: ``(N,)`` str, relative to the dataset root where possible.
-        states: ``(N, G)`` int16 state codes, ``-1`` = missing.
-    """
-
-    images: torch.Tensor
-    pid: np.ndarray
-    camid: np.ndarray
-    path: np.ndarray
-    states: np.ndarray
+    bounds: ClassVar[dict[str, tuple]] = {"top_k": (0, None), "max_rank": (1, None), "batch_size": (1, None),
+                                          "cache_budget_mb": (0, None)}
+    choices: ClassVar[dict[str, Any]] = {"feature": tuple(FEATURES), "distance": DISTANCES}
 
     def __post_init__(self) -> None:
-        n = len(self.images)
-        self.pid = np.asarray(self.pid, dtype=np.int64)
-        self.camid = np.asarray(self.camid, dtype=np.int64)
-        self.path = np.asarray(self.path, dtype=str).reshape(-1) if n else np.zeros(0, dtype="<U1")
-        self.states = np.asarray(self.states, dtype=np.int16).reshape(n, -1)
-        if not (len(self.pid) == len(self.camid) == len(self.path) == len(self.states) == n):
-            raise ValueError(
-                f"ImageSet arrays disagree in length: images {n}, pid {len(self.pid)}, camid {len(self.camid)}, "
-                f"path {len(self.path)}, states {len(self.states)}"
-            )
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    @classmethod
-    def from_dataset(
-        cls,
-        dataset,
-        split: str,
-        size: Sequence[int],
-        *,
-        cache_dir: str | os.PathLike | None = None,
-        progress: bool = True,
-    ) -> "ImageSet":
-        """Decode one split of a :class:`mosaic.data.ReIDDataset` at ``size = (H, W)``."""
-        from mosaic.images import load_image_tensor
-
-        table = dataset.split(split)
-        images = load_image_tensor(table["path"].tolist(), size, cache_dir=cache_dir, progress=progress)
-        return cls(
-            images=images,
-            pid=table["pid"].to_numpy(),
-            camid=table["camid"].to_numpy(),
-            path=np.array([_relative(p, dataset.root) for p in table["path"].tolist()], dtype=str),
-            states=dataset.states(split),
-        )
-
-
-def _relative(path: str, root: Path) -> str:
-    try:
-        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
-# ------------------------------------------------------------------------------- token cache
-
-class TokenCache:
-    """Trunk tokens of every image, written once and read once per condition.
-
-    Kept as one tensor on ``device`` when ``n * T * D`` floats fit ``budget_bytes``; otherwise a
-    float32 numpy memmap in a temporary folder (deleted by :meth:`close`), read back chunk by
-    chunk. Use as a context manager.
-    """
-
-    def __init__(
-        self,
-        n: int,
-        tail: Sequence[int],
-        *,
-        device: torch.device,
-        budget_bytes: float,
-        spill_dir: str | os.PathLike | None = None,
-    ) -> None:
-        self.n, self.tail, self.device = int(n), tuple(int(t) for t in tail), torch.device(device)
-        self.nbytes = self.n * math.prod(self.tail) * 4
-        self._dir: str | None = None
-        self._tensor: torch.Tensor | None = None
-        self._memmap: np.memmap | None = None
-        if self.nbytes <= budget_bytes:
-            self._tensor = torch.empty((self.n, *self.tail), dtype=torch.float32, device=self.device)
-        else:
-            if spill_dir is not None:
-                Path(spill_dir).mkdir(parents=True, exist_ok=True)
-            self._dir = tempfile.mkdtemp(prefix="mosaic-trunk-", dir=spill_dir)
-            try:
-                self._memmap = np.lib.format.open_memmap(
-                    os.path.join(self._dir, "tokens.npy"), mode="w+", dtype=np.float32, shape=(self.n, *self.tail)
-                )
-            except OSError as exc:
-                self.close()
-                raise MosaicError(
-                    f"cannot spill {self.nbytes / 2**30:.1f} GiB of trunk tokens to {spill_dir or tempfile.gettempdir()} "
-                    f"({exc.strerror}): free disk space, pass --spill-dir, or raise --cache-budget"
-                ) from None
-
-    @property
-    def spilled(self) -> bool:
-        return self._memmap is not None
-
-    def write(self, start: int, tokens: torch.Tensor) -> None:
-        stop = start + len(tokens)
-        if self._tensor is not None:
-            self._tensor[start:stop] = tokens.to(self.device, torch.float32)
-        else:
-            self._memmap[start:stop] = tokens.detach().float().cpu().numpy()
-
-    def read(self, start: int, stop: int) -> torch.Tensor:
-        if self._tensor is not None:
-            return self._tensor[start:stop]
-        return torch.from_numpy(np.ascontiguousarray(self._memmap[start:stop])).to(self.device)
-
-    def close(self) -> None:
-        self._tensor = None
-        if self._memmap is not None:
-            del self._memmap
-            self._memmap = None
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def __enter__(self) -> "TokenCache":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _default_budget(device: torch.device) -> float:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return 0.5 * free
-    try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        available = 4 * 2**30
-    return 0.5 * available
+        check_fields(self)
 
 
 def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
@@ -253,7 +103,7 @@ def compute_trunk(model, image_sets: Sequence[ImageSet], settings: TraceSettings
     from mosaic.model import normalize_images
 
     total = sum(len(s) for s in image_sets)
-    budget = settings.cache_budget_mb * 2**20 if settings.cache_budget_mb is not None else _default_budget(device)
+    budget = settings.cache_budget_mb * 2**20 if settings.cache_budget_mb is not None else default_budget(device)
     cache: TokenCache | None = None
     offset = 0
     with _progress(total, "trunk", settings.progress) as bar:
@@ -307,6 +157,8 @@ def condition_features(
     codes, filled = fill_missing_routes(condition, condition.route_states(states, pids, is_query), fill)
     routed = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.int64))
     enabled = torch.from_numpy(condition.enabled_mask).to(device)
+    if settings.feature is None:
+        raise MosaicError("TraceSettings.feature is None: name the feature to trace, bn or pre_bn")
     attr = FEATURES[settings.feature]
     feats, gates, missing = [], [], 0
     for start, stop in _chunks(cache.n, settings.batch_size):
@@ -501,33 +353,11 @@ def describe_conditions(conditions: Sequence[Condition], schema) -> list[dict[st
 # ------------------------------------------------------------------------------- provenance
 
 def _package_versions() -> dict[str, str]:
-    from importlib import metadata
-
     from mosaic import __version__
+    from mosaic.provenance import package_versions
 
-    versions = {"python": platform.python_version(), "mosaic": __version__}
-    for dist in ("torch", "timm", "numpy", "h5py", "pandas", "peft"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def _git_commit() -> str | None:
-    """Commit of the checkout mosaic runs from, if it is one (``+dirty`` when it has local changes)."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "--", "."],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("+dirty" if dirty else "") if commit else None
+    return {"python": platform.python_version(), "mosaic": __version__,
+            **package_versions(("torch", "timm", "numpy", "h5py", "pandas", "peft"))}
 
 
 def build_provenance(
@@ -552,7 +382,7 @@ def build_provenance(
         "command": command,
         "config": dict(config or {}),
         "versions": _package_versions(),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "checkpoint": dict(checkpoint or {}),
         # flat as well: the one fact most readers look up, a plain attribute in /provenance
         "checkpoint_sha256": (checkpoint or {}).get("sha256"),

@@ -8,10 +8,6 @@ settings; everything else here is a function of the inputs and the installed ver
 from __future__ import annotations
 
 import json
-import subprocess
-from functools import lru_cache
-from importlib import metadata as _metadata
-from pathlib import Path
 from typing import Any
 
 # Distributions whose versions decide the numbers in a report.
@@ -20,25 +16,16 @@ REPORTED_PACKAGES = ("mosaic-reid", "numpy", "scipy", "pandas", "h5py", "statsmo
 
 
 def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in REPORTED_PACKAGES:
-        try:
-            versions[name] = _metadata.version(name)
-        except _metadata.PackageNotFoundError:
-            continue
-    return versions
+    from mosaic.provenance import package_versions as installed
+
+    return installed(REPORTED_PACKAGES)
 
 
-@lru_cache(maxsize=1)
 def source_commit() -> str:
-    """Git commit of the checkout the reports package runs from, or "" outside a checkout."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
+    """Git commit of the checkout (``+dirty`` with local changes, as a trace records it), or ""."""
+    from mosaic.provenance import git_commit
+
+    return git_commit() or ""
 
 
 def mosaic_version() -> str:

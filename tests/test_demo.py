@@ -12,7 +12,7 @@ import yaml
 
 import analysis
 from mosaic.cli import main
-from mosaic.commands.demo import DEMO_CONFIG
+from mosaic.demo import DEMO_CONFIG
 from mosaic.schema import load_schema
 
 GROUPS = load_schema("market1501").group_names

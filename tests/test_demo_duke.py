@@ -12,7 +12,7 @@ import yaml
 
 import analysis
 from mosaic.cli import main
-from mosaic.commands.demo import CONFIG_DIR
+from mosaic.demo import CONFIG_DIR
 from mosaic.data import load_dataset
 from mosaic.schema import load_schema
 

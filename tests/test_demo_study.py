@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mosaic.commands.demo import CONFIG_DIR
-from mosaic.commands.demo_study import UNINFORMATIVE_GROUP, build_study_stages
+from mosaic.demo import CONFIG_DIR
+from mosaic.demo_study import UNINFORMATIVE_GROUP, build_study_stages
 from mosaic.synth import WorldConfig
 
 

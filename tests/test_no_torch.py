@@ -52,7 +52,13 @@ TORCH_FREE_CORE = frozenset({
     "mosaic.interventions",
     "mosaic.state_shares",
     "mosaic.traceio",
+    "mosaic.trace_layout",
+    "mosaic.trace_read",
+    "mosaic.trace_write",
     "mosaic.tracecheck",
+    "mosaic.router_names",
+    "mosaic.settings",  # the one validation engine of every settings object
+    "mosaic.provenance",  # source commit and versions, shared by traces and reports
     "mosaic.metrics",  # its torch path imports torch inside the one function that needs it
 })
 TORCH_STACK = ("torch", "torchvision", "timm", "peft")

@@ -88,7 +88,7 @@ def test_trace_with_a_newer_major_schema(trace_path, tmp_path, capsys):
 
 
 def test_output_path_resolution(trace_path, tmp_path):
-    from mosaic.commands.report import resolve_output
+    from mosaic.reporting import resolve_output
 
     assert resolve_output(trace_path, None, None)[1] == trace_path.parent / "report.html"
     fmt, path = resolve_output(trace_path, tmp_path / "r.json", None)

@@ -240,7 +240,7 @@ def test_interrupted_write_leaves_nothing(tmp_path):
         f"""
         import sys, time
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        import mosaic.traceio as tio
+        import mosaic.trace_write as tio
         from test_traceio import make_trace
         real = tio._write_schema_group
         def slow(*args, **kwargs):

@@ -40,12 +40,12 @@ def test_unknown_key_is_named_with_the_closest_valid_key(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("sampler:\n  p: four\n", r"sampler.p must be int, got 'four'"),
-        ("optim:\n  lr: fast\n", r"optim.lr must be float"),
-        ("run:\n  amp: 3\n", r"run.amp must be bool"),
+        ("sampler:\n  p: four\n", r"sampler.p must be an integer, got 'four'"),
+        ("optim:\n  lr: fast\n", r"optim.lr must be a number"),
+        ("run:\n  amp: 3\n", r"run.amp must be true or false"),
         ("optim:\n  schedule: cosin\n", r"optim.schedule must be one of .*did you mean 'cosine'"),
         ("augment:\n  erase_area: [0.1]\n", r"augment.erase_area must have 2 values"),
-        ("model:\n  lora_rank: 2.5\n", r"model.lora_rank must be int"),
+        ("model:\n  lora_rank: 2.5\n", r"model.lora_rank must be an integer"),
         ("eval:\n  routers: [oracle, psychic]\n", r"eval.routers has unknown router 'psychic'"),
         ("optim: 3\n", r"optim must be a mapping"),
     ],
@@ -61,7 +61,7 @@ def test_set_overrides_are_type_checked_and_named():
     assert cfg.eval.routers == ("oracle", "none") and cfg.data.format == "manifest"
     with pytest.raises(MosaicError, match=r"--set model.lora_rnk: unknown key 'lora_rnk' in model: did you mean 'lora_rank'"):
         load_config(None, ["model.lora_rnk=8"])
-    with pytest.raises(MosaicError, match=r"model.lora_rank must be int, got 'eight'"):
+    with pytest.raises(MosaicError, match=r"model.lora_rank must be an integer, got 'eight'"):
         load_config(None, ["model.lora_rank=eight"])
     with pytest.raises(MosaicError, match=r"not key=value"):
         load_config(None, ["model.lora_rank"])
@@ -100,7 +100,7 @@ def test_cli_reports_config_errors_as_one_line(tmp_path, capsys):
     assert "error: unknown key 'lrr' in optim: did you mean 'lr'?" in err
     assert "Traceback" not in err
     assert main(["train", "--config", str(CONFIGS / "synthetic_micro.yaml"), "--set", "optim.lr=fast"]) == 2
-    assert "optim.lr must be float" in capsys.readouterr().err
+    assert "optim.lr must be a number" in capsys.readouterr().err
 
 
 def test_duke_micro_config_is_the_market_micro_recipe_on_other_data():

@@ -1,14 +1,12 @@
-"""``mosaic demo``: the whole mission on the built-in synthetic world, in one command."""
+"""``mosaic demo``: the whole mission on the built-in synthetic world, in one command (:func:`mosaic.api.demo`)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from mosaic.errors import MosaicError
 from mosaic.synth.layouts import DEFAULT_LAYOUT, WORLD_LAYOUTS
 
 HELP = """Synthesise a world, train the micro model with attribute experts and a learned router, trace the default routing conditions, analyse them and write report.html.
@@ -28,8 +26,6 @@ With --seeds N (N > 1) or --worlds 2 the demo is a study: each world is built on
 Example: mosaic demo --out runs/demo, then open runs/demo/report.html in a browser.
 """
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-DEMO_CONFIG = CONFIG_DIR / "synthetic_micro.yaml"
 
 
 def demo(
@@ -49,140 +45,18 @@ def demo(
     seeds: int = typer.Option(1, "--seeds", help="Training seeds per world; more than one writes OUT/study.html (mosaic study)."),
     worlds: int = typer.Option(1, "--worlds", help="1: the default world; 2: also a world whose downcolour is uninformative, compared in OUT/study.html."),
 ) -> None:
-    from mosaic.fileio import ensure_writable_dir
-    from mosaic.pipeline import Ledger, run_stages
-    from mosaic.synth import WorldConfig
-    from mosaic.synth.layouts import get_layout
+    from mosaic import api
 
-    world_layout = get_layout(layout)
-    config = config if config is not None else CONFIG_DIR / world_layout.demo_config
-    if not config.is_file():
-        raise MosaicError(f"training config {config} not found: pass --config configs/{world_layout.demo_config} from a clone")
-    check_config_reads_layout(config, world_layout)
-    out = ensure_writable_dir(out, create=True)
-    size = {k: v for k, v in (("n_ids", ids), ("images_per_id", images_per_id)) if v is not None}
-    world_config = WorldConfig(seed=seed, layout=world_layout.name, **size)
-    if seeds > 1 or worlds > 1:
-        _study_demo(out, config=config, seed=seed, seeds=seeds, worlds=worlds, progress=progress,
-                    world_config=world_config, fresh=fresh)
+    result = api.demo(out, seed=seed, config=config, layout=layout, ids=ids, images_per_id=images_per_id, fresh=fresh,
+                      progress=progress, seeds=seeds, worlds=worlds, announce=lambda line: typer.echo(line, err=True))
+    if result.study_json is not None:
+        from mosaic.commands.demo_study import print_study_headline
+
+        typer.echo(f"demo study finished in {result.minutes:.1f} min; report: {result.study_html}")
+        print_study_headline(result.study_json, typer.echo)
         return
-    stages = build_stages(out, config=config, seed=seed, progress=progress, world_config=world_config)
-    started = time.perf_counter()
-    run_stages(stages, Ledger(out), fresh=fresh, announce=lambda line: typer.echo(line, err=True))
-    minutes = (time.perf_counter() - started) / 60
-    typer.echo(f"demo finished in {minutes:.1f} min; report: {out / 'report.html'}")
-    _print_headline(out / "report.json")
-
-
-def build_stages(out: Path, *, config: Path, seed: int, progress: bool, world_config=None, world_dir: Path | None = None) -> list:
-    """The demo's four stages, each a call of the same command a user would type.
-
-    ``world_config`` (a :class:`mosaic.synth.WorldConfig`) replaces the default world; the
-    validation worlds of ``benchmarks/validation.py`` go through the same stages.
-    """
-    from mosaic import __version__
-    from mosaic.pipeline import Stage
-    from mosaic.synth import WorldConfig
-
-    world_dir = world_dir or out / "world"  # several seeds of a study share one world
-    run_dir, trace_path, report_path = out / "run", out / "trace.h5", out / "report.html"
-    world_config = world_config or WorldConfig(seed=seed)
-    checkpoint = run_dir / "checkpoints" / "last.pt"
-    quiet = [] if progress else ["--quiet"]
-
-    def make_world() -> None:
-        from mosaic.synth import synthesize
-
-        synthesize(world_dir, world_config, overwrite=True, progress=progress)
-
-    def train() -> None:
-        import shutil
-
-        shutil.rmtree(run_dir, ignore_errors=True)  # a stale run of the demo's own folder
-        _invoke(
-            ["train", "--config", str(config), "--out", str(run_dir),
-             "--set", f"data.root={world_dir}", "--set", f"run.seed={seed}"]
-            + ([] if progress else ["--no-progress"]),
-            stage="train",
-        )
-
-    def trace() -> None:
-        _invoke(["trace", "--ckpt", str(checkpoint), "--out", str(trace_path), "--seed", str(seed)] + quiet, stage="trace")
-
-    def report() -> None:
-        _write_reports(trace_path, out, seed=seed, progress=progress)
-
-    world = Stage("world", {"config": world_config.to_dict(), "version": __version__}, [world_dir], make_world)
-    trained = Stage(
-        "train", {"config": config.read_text(encoding="utf-8"), "seed": seed}, [checkpoint], train, upstream=[world]
-    )
-    traced = Stage("trace", {"seed": seed, "conditions": "default"}, [trace_path], trace, upstream=[trained])
-    reported = Stage(
-        "report", {"seed": seed, "version": __version__}, [report_path, out / "report.json"], report, upstream=[traced]
-    )
-    return [world, trained, traced, reported]
-
-
-def _study_demo(out: Path, *, config: Path, seed: int, seeds: int, worlds: int, progress: bool, world_config,
-                fresh: bool) -> None:
-    from mosaic.commands.demo_study import MAX_WORLDS, build_study_stages, print_study_headline
-    from mosaic.pipeline import Ledger, run_stages
-
-    if seeds < 1 or not 1 <= worlds <= MAX_WORLDS:
-        raise MosaicError(f"--seeds must be at least 1 and --worlds 1 or {MAX_WORLDS}, got --seeds {seeds} --worlds {worlds}")
-    stages = build_study_stages(out, config=config, seed=seed, n_seeds=seeds, n_worlds=worlds, progress=progress,
-                                world_config=world_config)
-    started = time.perf_counter()
-    run_stages(stages, Ledger(out), fresh=fresh, announce=lambda line: typer.echo(line, err=True))
-    typer.echo(f"demo study finished in {(time.perf_counter() - started) / 60:.1f} min; report: {out / 'study.html'}")
-    print_study_headline(out / "study.json", typer.echo)
-
-
-def check_config_reads_layout(config: Path, world_layout) -> None:
-    """A training config that names another dataset format or schema than the world's is a one-line error."""
-    import yaml
-
-
-    try:
-        data = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("data") or {}
-    except (yaml.YAMLError, AttributeError):
-        return  # the train stage reports a malformed config in its own words
-    if not isinstance(data, dict):
-        return
-    for key, expected in (("format", world_layout.name), ("schema", world_layout.schema_name)):
-        value = data.get(key)
-        if value is not None and value != expected:
-            raise MosaicError(
-                f"training config {config} reads data.{key}={value} but the world is in the {world_layout.name} layout: "
-                f"pass --config configs/{world_layout.demo_config}"
-                + (f", or --layout {value}" if key == "format" and value in WORLD_LAYOUTS else "")
-            )
-
-
-def _invoke(args: list[str], *, stage: str) -> None:
-    from mosaic.cli import main
-
-    code = main(args)
-    if code != 0:
-        raise MosaicError(
-            f"demo stopped in stage {stage!r} (exit {code}); fix what it reported above and run the demo again: "
-            "finished stages are reused"
-        )
-
-
-def _write_reports(trace_path: Path, out: Path, *, seed: int, progress: bool) -> None:
-    """One analysis, rendered as HTML and as JSON."""
-    from mosaic.commands.report import StageProgress, analyse_trace
-    from mosaic.fileio import write_text_atomic
-    from reports import get_format
-
-    stages = StageProgress(enabled=progress)
-    document = analyse_trace(trace_path, stages, command=f"mosaic demo --seed {seed}", seed=seed)
-    for name in ("html", "json"):
-        fmt = get_format(name)
-        stages(f"writing report{fmt.suffix}")
-        write_text_atomic(out / f"report{fmt.suffix}", fmt.render(document))
-    stages.finish()
+    typer.echo(f"demo finished in {result.minutes:.1f} min; report: {result.report_html}")
+    _print_headline(result.report_json)
 
 
 def _print_headline(report_json: Path) -> None:

@@ -1,4 +1,4 @@
-"""``mosaic train``: train a ReID model with per-attribute LoRA experts (see :mod:`mosaic.train.loop`)."""
+"""``mosaic train``: train a ReID model with per-attribute LoRA experts (:func:`mosaic.api.train`, :mod:`mosaic.train.loop`)."""
 
 from __future__ import annotations
 
@@ -69,33 +69,13 @@ def train_command(
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),
 ) -> None:
-    from mosaic.train.loop import Trainer, resolve_run
-    from mosaic.train.distributed import shutdown_distributed
+    from mosaic import api
 
-    cfg, run_dir, resuming = resolve_run(config, tuple(overrides or ()), resume=resume, out=out)
-    trainer = Trainer(cfg, run_dir, resume=resuming, progress=progress)
-    try:
-        # Ctrl-C raises TrainingInterrupted (a MosaicError with exit status 130) after the
-        # checkpoint is written; the CLI prints its one line with the resume command.
-        result = trainer.fit(stop_at=stop_at)
-    finally:
-        shutdown_distributed(trainer.dist)
-    if not trainer.main:
-        return
-    state = "finished" if result.finished else f"stopped at step {result.step} of {result.total_steps}"
-    typer.echo(f"{state} in {result.seconds:.0f}s; run folder {result.run_dir}")
-    if result.finished and result.last_eval:
-        typer.echo("test split (query/gallery), final model:")
-    for router, metrics in (result.last_eval or {}).items():
-        if "mAP" in metrics:
-            typer.echo(
-                f"  {router:8s} mAP {100 * metrics['mAP']:5.1f}  Rank-1 {100 * metrics.get('rank1', float('nan')):5.1f}"
-                f"  mINP {100 * metrics['mINP']:5.1f}"
-            )
-        if "attribute_accuracy_mean" in metrics:
-            typer.echo(f"  {'':8s} learned-router attribute accuracy {100 * metrics['attribute_accuracy_mean']:5.1f}% (mean over groups)")
-    if not result.finished:
-        typer.echo(f"continue with: mosaic train --resume {result.run_dir}")
+    # Ctrl-C raises TrainingInterrupted (a MosaicError with exit status 130) after the checkpoint
+    # is written; the CLI prints its one line with the resume command.
+    result = api.train(config, out, resume=resume, overrides=overrides or (), stop_at=stop_at, progress=progress)
+    if result.is_main:
+        typer.echo(result.summary())
 
 
 def register(app: typer.Typer) -> None:

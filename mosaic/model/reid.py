@@ -15,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from torch import nn
 
 from mosaic.errors import MosaicError
 from mosaic.schema import AttributeSchema
+from mosaic.settings import check_fields
 
 from .backbones import create_backbone, get_backbone_spec, normalisation_of
 from .experts import LORA_TARGETS, LoRAExpertMixture, attach_experts, inject_plain_lora, lora_config, routed
@@ -79,33 +80,22 @@ class ModelConfig:
     pixel_mean: tuple[float, float, float] | None = None
     pixel_std: tuple[float, float, float] | None = None
 
+    # ranges and registry-backed choices, checked by mosaic.settings.check_fields (the registries are
+    # read when the check runs, so a backbone or adapter registered from user code counts)
+    bounds: ClassVar[dict[str, tuple]] = {
+        "expert_blocks": (1, None), "lora_rank": (1, None), "lora_alpha": (0, None, "(]"), "lora_dropout": (0, 1, "[)"),
+        "router_hidden": (0, None), "drop_path": (0, 1, "[)"), "pixel_std": (0, None, "(]"),
+    }
+    choices: ClassVar[dict[str, Any]] = {
+        "router_gates": lambda: LearnedRouter.GATES, "adapter": lambda: sorted(ADAPTERS),
+        "lora_targets": lambda: list(LORA_TARGETS),
+    }
+
     def __post_init__(self) -> None:
-        for key in ("pixel_mean", "pixel_std"):
-            value = getattr(self, key)
-            if value is not None:
-                value = tuple(float(v) for v in value)
-                if len(value) != 3 or (key == "pixel_std" and min(value) <= 0):
-                    raise MosaicError(f"{key} must be three values (R, G, B){', all positive' if key == 'pixel_std' else ''}, got {list(value)}")
-                setattr(self, key, value)
-        if self.img_size is not None:
-            self.img_size = tuple(int(v) for v in self.img_size)
-        if self.pretrained_img_size is not None:
-            self.pretrained_img_size = tuple(int(v) for v in self.pretrained_img_size)
-        self.lora_targets = tuple(self.lora_targets)
+        check_fields(self)
+        if not self.lora_targets:
+            raise MosaicError(f"lora_targets is empty: choose among {list(LORA_TARGETS)}")
         get_backbone_spec(self.backbone)
-        if self.router_gates not in LearnedRouter.GATES:
-            raise MosaicError(f"router_gates must be one of {list(LearnedRouter.GATES)}, got {self.router_gates!r}")
-        if self.adapter not in ADAPTERS:
-            raise MosaicError(f"unknown adapter {self.adapter!r}: use one of {sorted(ADAPTERS)}")
-        bad = [t for t in self.lora_targets if t not in LORA_TARGETS]
-        if bad or not self.lora_targets:
-            raise MosaicError(f"unknown or empty lora_targets {bad or []}: choose among {list(LORA_TARGETS)}")
-        if self.expert_blocks < 1:
-            raise MosaicError(f"expert_blocks must be at least 1, got {self.expert_blocks}")
-        if self.lora_rank < 1:
-            raise MosaicError(f"lora_rank must be at least 1, got {self.lora_rank}")
-        if not 0.0 <= self.lora_dropout < 1.0 or not 0.0 <= self.drop_path < 1.0:
-            raise MosaicError("lora_dropout and drop_path must lie in [0, 1)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-safe dict (tuples become lists)."""

@@ -250,7 +250,10 @@ def register_router(name: str, router: type[Router]) -> None:
     """Add a router class under ``name``; models built afterwards offer it by that name."""
     if not (isinstance(router, type) and issubclass(router, Router)):
         raise TypeError(f"a router must be a subclass of Router, got {router!r}")
+    from mosaic.router_names import register_router_name
+
     ROUTERS[name] = router
+    register_router_name(name, (router.__doc__ or "").strip().split("\n")[0])
 
 
 def attribute_loss(attr_logits: Mapping[str, torch.Tensor], states: torch.Tensor) -> torch.Tensor:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Mapping
 
 from mosaic.errors import MosaicError
-from mosaic.synth.layouts import DEFAULT_LAYOUT, get_layout
+from mosaic.settings import build, check_fields
+from mosaic.synth.layouts import DEFAULT_LAYOUT, WORLD_LAYOUTS, get_layout
 
 # Attribute groups of the market1501 schema and their states, in schema order, which the Market
 # priors of priors.py and people.py are written against; ``tests/test_synth.py`` checks this
@@ -98,6 +99,14 @@ class WorldConfig:
     multi_marked: tuple[str, ...] | None = None
     none_marked: tuple[str, ...] | None = None
 
+    bounds: ClassVar[dict[str, tuple]] = {
+        "seed": (0, None), "height": (32, 1024), "width": (16, 1024), "jpeg_quality": (1, 95),
+        "n_distractors": (0, 100_000), "n_junk": (0, 100_000), "n_distractor_ids": (0, 100_000),
+        "identity_detail": (0.0, 2.0), "camera_variation": (0.0, 2.0), "nuisance": (0.0, 2.0),
+        "occlusion": (0.0, 1.0), "missing": (0.0, 1.0),
+    }
+    choices: ClassVar[dict[str, Any]] = {"layout": lambda: list(WORLD_LAYOUTS)}
+
     def __post_init__(self) -> None:
         # The layout fills what it decides (cameras, traps) before anything is checked.
         world_layout = get_layout(self.layout)
@@ -122,28 +131,12 @@ class WorldConfig:
                 bound = f"{low}..{high}" if high is not None else f">= {low}"
                 raise MosaicError(f"{name} must be an integer {bound}, got {value!r}{hint}")
 
-        def number(name: str, low: float, high: float) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise MosaicError(f"{name} must be a number in [{low}, {high}], got {value!r}")
-
+        check_fields(self)  # types, the static ranges of `bounds` and the layout registry
         integer("n_ids", 4, 9999, ": a world needs at least 2 train and 2 test identities, pids have 4 digits")
         integer("images_per_id", 4, hint=": each test identity needs 2 cameras with 2 images each")
         world_layout = get_layout(self.layout)
         integer("n_cameras", 2, world_layout.max_cameras, f": the {world_layout.folders.title} layout has at most that many cameras")
-        integer("seed", 0)
-        integer("height", 32, 1024)
-        integer("width", 16, 1024)
-        integer("jpeg_quality", 1, 95)
-        for name in ("n_distractors", "n_junk", "n_distractor_ids"):
-            if getattr(self, name) is not None:
-                integer(name, 0, 100_000)
         _check_layout_extras(self, world_layout)
-        number("identity_detail", 0.0, 2.0)
-        number("camera_variation", 0.0, 2.0)
-        number("nuisance", 0.0, 2.0)
-        number("occlusion", 0.0, 1.0)
-        number("missing", 0.0, 1.0)
         for group in self.invisible:
             _check_group(group, "invisible", self.layout)
         if len(set(self.invisible)) != len(self.invisible):
@@ -179,11 +172,7 @@ class WorldConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "WorldConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise MosaicError(f"unknown world setting(s) {unknown}: expected some of {sorted(known)}")
-        return cls(**dict(data))
+        return build(cls, data, where="the world settings")
 
 
 def _check_group(group: str, knob: str, layout: str = DEFAULT_LAYOUT) -> None:

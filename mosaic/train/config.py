@@ -2,9 +2,9 @@
 
 A config file is a mapping with one section per dataclass below (``data``, ``model``,
 ``sampler``, ``optim``, ``loss``, ``augment``, ``routing``, ``eval``, ``run``). Every key is checked
-against the dataclass fields: an unknown key is an error that names it and suggests the
-closest valid key, and a value of the wrong type is an error that names the key and the
-expected type. ``--set section.key=value`` overrides go through the same checks, with the
+against the dataclass fields by :mod:`mosaic.settings` (the one validation engine of all
+settings objects): an unknown key is an error that names it and suggests the closest valid key,
+and a value of the wrong type is an error that names the key and the expected type. ``--set section.key=value`` overrides go through the same checks, with the
 value parsed as YAML (``--set optim.lr=3e-4``, ``--set eval.routers=[oracle,none]``).
 
 The ``model`` section holds the fields of :class:`mosaic.model.ModelConfig`; it is imported
@@ -14,9 +14,6 @@ lazily so that reading and validating a config does not import torch.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
@@ -24,6 +21,8 @@ from typing import Any, Literal, Mapping, Sequence
 import yaml
 
 from mosaic.errors import MosaicError
+from mosaic.jsonsafe import jsonable
+from mosaic.settings import build, field_names, field_types, unknown_key_message
 
 # ----------------------------------------------------------------------------- sections
 
@@ -197,7 +196,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples become lists) that YAML and JSON can hold."""
-        return _plain(_asdict_with_model(self))
+        return jsonable(_asdict_with_model(self))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -231,13 +230,13 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise MosaicError(message)
-        unknown = [r for r in self.eval.routers if r not in ROUTERS]
+        from mosaic.router_names import ROUTER_NAMES  # the registry: routers registered from user code count
+
+        unknown = [r for r in self.eval.routers if r not in ROUTER_NAMES]
         if unknown:
-            raise MosaicError(f"eval.routers has unknown router {unknown[0]!r}: use any of {list(ROUTERS)}")
+            raise MosaicError(f"eval.routers has unknown router {unknown[0]!r}: use any of {list(ROUTER_NAMES)}")
         return self
 
-
-ROUTERS = ("oracle", "none", "learned")
 
 # ----------------------------------------------------------------------------- loading
 
@@ -298,15 +297,15 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     cls: Any = TrainConfig
     node = raw
     for depth, part in enumerate(parts):
-        names = _field_names(cls)
+        names = field_names(cls)
         if part not in names:
             where = ".".join(parts[:depth]) or "the config"
-            raise MosaicError(f"--set {key}: {_unknown_key_message(part, names, where)}")
-        ftype = _field_types(cls)[part]
-        sub = _dataclass_of(ftype, cls, part)
+            raise MosaicError(f"--set {key}: {unknown_key_message(part, names, where)}")
+        ftype = field_types(cls)[part]
+        sub = _section_class(cls, part, ftype)
         if depth == len(parts) - 1:
             if sub is not None and not isinstance(value, Mapping):
-                example = _field_names(sub)[0]
+                example = field_names(sub)[0]
                 raise MosaicError(f"--set {key}: {key} is a section; set one of its keys, e.g. --set {key}.{example}=...")
             node[part] = value
             return
@@ -319,135 +318,18 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
         node, cls = child, sub
 
 
-# ----------------------------------------------------------------------------- validation core
+# ----------------------------------------------------------------------------- validation (mosaic.settings)
 
 
-def _field_names(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _dataclass_of(ftype: Any, owner: type, name: str) -> type | None:
+def _section_class(owner: type, name: str, ftype: Any) -> type | None:
+    """The settings class of a config section; ``model`` is typed Any here to keep torch out."""
     if owner is TrainConfig and name == "model":
         return _model_config_class()
     return ftype if dataclasses.is_dataclass(ftype) else None
 
 
-def _unknown_key_message(key: str, valid: Sequence[str], where: str) -> str:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
-    return f"unknown key {key!r} in {where}: {hint}"
-
-
 def _build(cls: type, data: Any, prefix: str) -> Any:
-    where = prefix.rstrip(".") or "the config"
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise MosaicError(f"{where} must be a mapping of keys, got {type(data).__name__}")
-    names = _field_names(cls)
-    types_ = _field_types(cls)
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in names:
-            raise MosaicError(_unknown_key_message(str(key), names, where))
-        sub = _dataclass_of(types_[key], cls, key)
-        if sub is not None:
-            kwargs[key] = _build(sub, value, f"{prefix}{key}.")
-        else:
-            kwargs[key] = _coerce(value, types_[key], f"{prefix}{key}")
-    try:
-        return cls(**kwargs)
-    except MosaicError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise MosaicError(f"invalid {where}: {exc}") from None
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
-    if origin in (tuple, list):
-        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
-        return f"a list of {_type_name(args[0])}" if args else "a list"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Return ``value`` as type ``tp`` or raise a MosaicError naming ``key``."""
-
-    def fail() -> MosaicError:
-        return MosaicError(f"{key} must be {_type_name(tp)}, got {value!r}")
-
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except MosaicError:
-                continue
-        raise fail()
-    if origin is Literal:
-        if value in args:
-            return value
-        close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1, cutoff=0.5)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise MosaicError(f"{key} must be {_type_name(tp)}, got {value!r}{hint}")
-    if origin in (tuple, list):
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-            raise fail()
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise MosaicError(f"{key} must have {len(args)} values, got {len(value)}: {value!r}")
-            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-        item = args[0] if args else Any
-        out = [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(out) if origin is tuple else out
-    if origin is dict or tp is dict:
-        if not isinstance(value, Mapping):
-            raise fail()
-        return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise fail()
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise fail()
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                raise fail() from None
-        raise fail()
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise fail()
-    if isinstance(tp, type) and not isinstance(value, tp):
-        raise fail()
-    return value
+    return build(cls, data, prefix, nested=_section_class)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -462,14 +344,6 @@ def _asdict_with_model(cfg: TrainConfig) -> dict[str, Any]:
         else:
             out[f.name] = dataclasses.asdict(value)
     return out
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def _deep_copy(obj: Any) -> Any:

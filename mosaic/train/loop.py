@@ -27,13 +27,8 @@ diverged run never overwrites the last good checkpoint.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import signal
-import sys
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,15 +40,13 @@ from mosaic.fileio import write_text_atomic
 from mosaic.schema import FIXED, MISSING
 from mosaic.state_shares import training_state_shares
 from mosaic.train.augment import BatchAugment
-from mosaic.train.checkpoint import (
-    capture_rng_state,
-    read_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-    unwrap_model,
-)
+from mosaic.train.checkpoint import save_checkpoint, unwrap_model
 from mosaic.train.config import TrainConfig
-from mosaic.train.distributed import DistContext, init_distributed
+from mosaic.train.interrupt import StopFlag, TrainingDiverged, TrainingInterrupted  # noqa: F401  (raised here, public here)
+from mosaic.train.monitor import MetricsLog
+from mosaic.train.run_state import checkpoint_payload, restore_run
+from mosaic.train.run import RunPaths, TrainResult
+from mosaic.train.distributed import DistContext, init_distributed, wrap_for_training
 from mosaic.train.evaluate import EvalSet, evaluate_model
 from mosaic.train.losses import ReIDLoss
 from mosaic.train.optim import build_optimizer, build_scheduler
@@ -63,94 +56,10 @@ from mosaic.train.validation import split_validation
 LOSS_PARTS = ("loss", "id", "triplet", "attribute")
 
 
-class TrainingDiverged(MosaicError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-    exit_code = 3
-
-    def __init__(self, message: str, step: int, checkpoint: Path | None):
-        super().__init__(message)
-        self.step, self.checkpoint = step, checkpoint
-
-
-class TrainingInterrupted(MosaicError):
-    """Ctrl-C: a checkpoint was written at ``step``; resume with ``mosaic train --resume RUN``.
-
-    A :class:`MosaicError` so that the command line prints its one line and exits 130, the
-    shell's status for Ctrl-C.
-    """
-
-    exit_code = 130
-
-    def __init__(self, step: int, checkpoint: Path | None, run_dir: Path):
-        super().__init__(
-            f"interrupted at step {step}; checkpoint written to {checkpoint}; "
-            f"resume with: mosaic train --resume {run_dir}"
-        )
-        self.step, self.checkpoint, self.run_dir = step, checkpoint, run_dir
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    step: int
-    total_steps: int
-    finished: bool
-    last_eval: dict[str, dict[str, Any]] | None
-    checkpoint: Path | None
-    seconds: float
-
-
-class RunPaths:
-    """File names inside a run directory (see the module docstring)."""
-
-    def __init__(self, run_dir: str | Path):
-        self.root = Path(run_dir)
-        self.config = self.root / "config.yaml"
-        self.metrics = self.root / "metrics.jsonl"
-        self.checkpoints = self.root / "checkpoints"
-        self.last = self.checkpoints / "last.pt"
-        self.best = self.checkpoints / "best.pt"
-        self.images = self.root / "images"
-
-
-class _StopFlag:
-    """First Ctrl-C asks the loop to checkpoint and stop at the next step boundary; the second aborts."""
-
-    def __init__(self, announce: bool):
-        self.requested = False
-        self._announce = announce
-        self._previous = None
-
-    def __enter__(self) -> "_StopFlag":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        if self._announce:
-            print("\nstopping after this step to write a checkpoint (Ctrl-C again aborts without one)", file=sys.stderr)
-
-
 def _autocast_factory(device: torch.device, amp: bool) -> Callable[[], contextlib.AbstractContextManager]:
     if device.type == "cuda" and amp:
         return lambda: torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext  # CPU runs in fp32
-
-
-def _tensorboard_writer(log_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter  # needs the optional tensorboard package
-    except Exception:
-        return None
-    return SummaryWriter(log_dir=str(log_dir / "tensorboard"))
 
 
 class Trainer:
@@ -256,21 +165,8 @@ class Trainer:
         self.augment_generator = torch.Generator().manual_seed(_rank_seed(run.seed, self.dist.rank))
         self.autocast = _autocast_factory(self.device, run.amp)
 
-        # ---- wrappers: DDP for several processes, torch.compile on CUDA when asked
-        self.forward_model: torch.nn.Module = model
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.forward_model = DistributedDataParallel(
-                model,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=run.find_unused_parameters,
-            )
-        if run.compile:
-            if self.device.type == "cuda":
-                self.forward_model = torch.compile(self.forward_model)
-            elif self.main:
-                print("run.compile is only used on CUDA; this CPU run is not compiled", file=sys.stderr)
+        self.forward_model = wrap_for_training(model, self.dist, compile=run.compile,
+                                               find_unused_parameters=run.find_unused_parameters)
 
         # ---- state
         self.step = 0
@@ -280,9 +176,9 @@ class Trainer:
         self._window: list[torch.Tensor] = []
         self._window_start = 0
         self._window_time = time.perf_counter()
-        self._stop: _StopFlag | None = None
+        self._stop: StopFlag | None = None
         self._bar = None
-        self._tensorboard = None
+        self.metrics_log = MetricsLog(self.paths.metrics, enabled=self.main)
         if resume:
             self._resume()
         else:
@@ -292,72 +188,15 @@ class Trainer:
         if self.main:
             self.paths.root.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.paths.config, config.to_yaml())
-            self._tensorboard = _tensorboard_writer(self.paths.root)
+            self.metrics_log.open_tensorboard(self.paths.root)
 
     # ------------------------------------------------------------------ resume
     def _resume(self) -> None:
-        if not self.paths.last.is_file():
-            raise MosaicError(f"nothing to resume in {self.paths.root}: no checkpoints/last.pt there")
-        data = read_checkpoint(self.paths.last, map_location="cpu")
-        if data["schema_fingerprint"] != self.schema.fingerprint():
-            raise MosaicError(
-                f"cannot resume {self.paths.root}: its checkpoint was trained on attribute schema "
-                f"{data['schema']['name']!r} but data.root now gives {self.schema.name!r}: point data.root back at the run's dataset"
-            )
-        if list(data["class_pids"]) != self.class_pids.tolist():
-            raise MosaicError(
-                f"cannot resume {self.paths.root}: the training identities differ from the checkpoint's; "
-                "point data.root back at the run's dataset"
-            )
-        unwrap_model(self.model).load_state_dict(data["model"])
-        self.optimizer.load_state_dict(data["optimizer"])
-        self.scheduler.load_state_dict(data["scheduler"])
-        self.sampler.load_state_dict(data["sampler"])
-        self.step = int(data["step"])
-        self.best = data.get("best")
-        self.last_eval = data.get("last_eval")
-        self.last_good_checkpoint = (self.step, self.paths.last)
-        rng = data["rng"]
-        if len(rng) == self.dist.world_size:
-            mine = rng[self.dist.rank]
-            restore_rng_state(mine["global"])
-            self.augment_generator.set_state(mine["augment"])
-            if mine.get("window") is not None:
-                self._window = [row.to(self.device) for row in mine["window"]]
-        elif self.main:
-            print(
-                f"resuming on {self.dist.world_size} process(es) from a {len(rng)}-process checkpoint: "
-                "random streams restart (the result is not bit-identical to an uninterrupted run)",
-                file=sys.stderr,
-            )
-        if self.main:
-            self._truncate_metrics(self.step)
-
-    def _truncate_metrics(self, step: int) -> None:
-        """Drop log lines written after the checkpoint, so the resumed log continues seamlessly."""
-        if not self.paths.metrics.is_file():
-            return
-        kept = []
-        for line in self.paths.metrics.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by the interruption
-            if int(record.get("step", 0)) <= step:
-                kept.append(line)
-        write_text_atomic(self.paths.metrics, "".join(f"{line}\n" for line in kept))
+        restore_run(self)
 
     # ------------------------------------------------------------------ logging
     def _log(self, record: dict[str, Any]) -> None:
-        if not self.main:
-            return
-        with open(self.paths.metrics, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, allow_nan=True) + "\n")
-        if self._tensorboard is not None:
-            prefix = record["kind"] if record["kind"] != "eval" else f"eval/{record.get('router')}"
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key not in ("step", "epoch"):
-                    self._tensorboard.add_scalar(f"{prefix}/{key}", value, record["step"])
+        self.metrics_log.write(record)
 
     def _check_window(self) -> torch.Tensor | None:
         """The buffered per-step losses averaged over processes; raises on the first NaN/inf step."""
@@ -381,7 +220,7 @@ class Trainer:
         mean = values.mean(dim=0)
         record = {"kind": "train", "step": self.step, "epoch": self.step / self.steps_per_epoch}
         record["lr"] = float(self.optimizer.param_groups[0]["lr"])
-        for name, value in zip(self._part_names, mean.tolist()):
+        for name, value in zip(LOSS_PARTS, mean.tolist()):
             record[name] = value
         record["images_per_s"] = n * self.sampler.batch_size * self.dist.world_size / max(elapsed, 1e-9)
         self._log(record)
@@ -406,38 +245,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _payload(self, finished: bool) -> dict[str, Any]:
-        rng = {
-            "global": capture_rng_state(),
-            "augment": self.augment_generator.get_state(),
-            "window": torch.stack(self._window).cpu() if self._window else None,
-        }
-        all_rng = [rng]
-        if self.dist.enabled:
-            import torch.distributed as tdist
-
-            all_rng = [None] * self.dist.world_size
-            tdist.all_gather_object(all_rng, rng)
-        return {
-            "model": unwrap_model(self.model).state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "sampler": self.sampler.state_dict(),
-            "rng": all_rng,
-            "step": self.step,
-            "epoch": self.step // self.steps_per_epoch,
-            "total_steps": self.total_steps,
-            "steps_per_epoch": self.steps_per_epoch,
-            "finished": finished,
-            "config": self.config.to_dict(),
-            "schema": self.schema.to_dict(),
-            "schema_fingerprint": self.schema.fingerprint(),
-            "num_classes": len(self.class_pids),
-            "class_pids": self.class_pids.tolist(),
-            "state_shares": unwrap_model(self.model).state_shares,
-            "best": self.best,
-            "last_eval": self.last_eval,
-            "world_size": self.dist.world_size,
-        }
+        return checkpoint_payload(self, finished)
 
     def save(self, *, finished: bool = False, best: bool = False) -> Path:
         """Write ``checkpoints/last.pt`` (and ``best.pt``) after checking the pending losses."""
@@ -557,10 +365,6 @@ class Trainer:
             states = states.masked_fill(off.to(states.device, non_blocking=True)[:, None], MISSING)
         return states
 
-    @property
-    def _part_names(self) -> tuple[str, ...]:
-        return LOSS_PARTS
-
     def fit(self, stop_at: int | None = None) -> TrainResult:
         """Train until the configured number of steps (or ``stop_at``), evaluating and checkpointing.
 
@@ -581,7 +385,7 @@ class Trainer:
         self._window_start, self._window_time = self.step - len(self._window), time.perf_counter()
         evaluated_at = -1
         self.model.train()
-        with _StopFlag(announce=self.main) as stop:
+        with StopFlag(announce=self.main) as stop:
             self._stop = stop
             try:
                 while self.step < end:
@@ -618,8 +422,7 @@ class Trainer:
             finally:
                 self._stop = None
                 self._bar.close()
-                if self._tensorboard is not None:
-                    self._tensorboard.flush()
+                self.metrics_log.flush()
         return TrainResult(
             self.paths.root, self.step, self.total_steps, finished, self.last_eval, checkpoint, time.perf_counter() - start_time
         )
@@ -646,54 +449,3 @@ def _seed_everything(seed: int) -> None:
 
 def _rank_seed(seed: int, rank: int) -> int:
     return (seed * 1_000_003 + rank * 7919 + 1) % 2**63
-
-
-# ----------------------------------------------------------------------------- entry point
-
-# Settings that may change when resuming: how the run executes and evaluates, never what it learns.
-RESUMABLE_OVERRIDES = ("run.device", "run.log_every", "run.checkpoint_every", "run.threads", "run.cache_on_device",
-                       "run.compile", "run.amp", "run.find_unused_parameters", "eval.")
-
-
-def resolve_run(
-    config_path: str | Path | None = None,
-    overrides: tuple[str, ...] | list[str] = (),
-    *,
-    resume: str | Path | None = None,
-    out: str | Path | None = None,
-) -> tuple[TrainConfig, Path, bool]:
-    """The config, run directory and resume flag for ``mosaic train`` arguments.
-
-    A fresh run reads ``config_path`` plus ``overrides``; its folder is ``out``, else
-    ``run.out``, else ``runs/<config file stem>``. A resumed run takes the configuration stored in
-    ``RESUME/checkpoints/last.pt`` and accepts only overrides that do not change what is learned
-    (:data:`RESUMABLE_OVERRIDES`).
-    """
-    from mosaic.train.config import load_config, parse_override
-
-    if resume is not None:
-        run_dir = Path(resume)
-        last = RunPaths(run_dir).last
-        if not last.is_file():
-            raise MosaicError(f"nothing to resume in {run_dir}: no checkpoints/last.pt there (pass the run folder)")
-        if out is not None and Path(out).resolve() != run_dir.resolve():
-            raise MosaicError("--out and --resume name different folders: a resumed run continues in its own folder")
-        for item in overrides:
-            key = parse_override(item)[0]
-            resumable = any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_OVERRIDES)
-            if not resumable or key == "eval.val_ids":  # the held-out identities are not trained on
-                raise MosaicError(
-                    f"--set {key} cannot change when resuming (it would change what the run learns): "
-                    "start a new run with --config instead"
-                )
-        stored = read_checkpoint(last)["config"]
-        config = load_config(None, overrides, base=stored)
-        return config, run_dir, True
-    if config_path is None:
-        raise MosaicError("pass --config FILE for a new run (see configs/) or --resume RUN to continue one")
-    config = load_config(config_path, overrides)
-    if out is not None:
-        config.run.out = str(out)
-    run_dir = Path(config.run.out) if config.run.out else Path("runs") / Path(config_path).stem
-    config.run.out = str(run_dir)
-    return config, run_dir, False

@@ -1,0 +1,199 @@
+"""Tracing a trained checkpoint end to end: checkpoint -> dataset -> conditions -> trace file.
+
+This is the orchestration behind ``mosaic trace`` and :func:`mosaic.api.trace`; the engine that
+computes features and retrieval lives in :mod:`mosaic.trace`, the file contract in
+:mod:`mosaic.traceio`. Every check that can fail on the inputs (conditions, schema, annotations,
+output path) runs before the first image is decoded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from mosaic.errors import MosaicError
+
+__all__ = ["resolve_device", "check_output", "trace_checkpoint", "trace_command_line"]
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise MosaicError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MosaicError(f"device {name!r} asked for but CUDA is not available here: use --device cpu")
+    return device
+
+
+def check_output(out: Path) -> Path:
+    from mosaic.fileio import ensure_writable_dir
+
+    if out.is_dir():
+        raise MosaicError(f"--out {out} is a folder: give a file name such as {out / 'trace.h5'}")
+    ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+    return out
+
+
+def trace_command_line(params: dict[str, Any]) -> str:
+    """``mosaic trace ...`` with these options (the command recorded in the trace's provenance)."""
+    parts = ["mosaic", "trace"]
+    for key, value in params.items():
+        if value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts.append(flag if value is True else f"{flag} {value}")
+    return " ".join(parts)
+
+
+def _image_cache_dir(explicit: Optional[Path], config_dir: Optional[str], ckpt_path: Path) -> Optional[Path]:
+    """Where decoded images are cached: the explicit folder, else the config's, else the run's images/ if present."""
+    if explicit is not None:
+        return Path(explicit)
+    if config_dir:
+        return Path(config_dir)
+    run_images = ckpt_path.resolve().parent.parent / "images"
+    return run_images if ckpt_path.resolve().parent.name == "checkpoints" and run_images.is_dir() else None
+
+
+def trace_checkpoint(
+    checkpoint: Path,
+    *,
+    settings,
+    data: Optional[Path] = None,
+    format: Optional[str] = None,
+    attributes: Optional[Path] = None,
+    schema: Optional[str] = None,
+    conditions: Optional[str] = None,
+    subsets: Optional[int] = None,
+    seed: int = 0,
+    fixed_gates: str = "shares",
+    device: str = "auto",
+    image_cache: Optional[Path] = None,
+    threads: Optional[int] = None,
+    command: str = "",
+):
+    """Trace ``checkpoint`` on its dataset (or ``data``) under the selected conditions.
+
+    ``settings`` is a :class:`mosaic.trace.TraceSettings`; its ``feature`` may be ``None`` for the
+    checkpoint's ``eval.feature``. Returns the :class:`mosaic.traceio.TraceData` (not yet written).
+    """
+    import dataclasses
+
+    import torch
+
+    from mosaic.conditions import resolve_conditions
+    from mosaic.data import load_dataset
+    from mosaic.trace import ImageSet, build_provenance, trace_model
+    from mosaic.train.checkpoint import load_checkpoint
+
+    torch_device = resolve_device(device)
+    if threads is not None:
+        torch.set_num_threads(max(1, threads))
+    loaded = load_checkpoint(checkpoint, map_location=torch_device)
+    model, config = loaded.model, loaded.config
+    # conditions first: a typo in a pattern should fail before the dataset is read (the shares a
+    # checkpoint may lack are looked up there later, so any valid shares stand in for them now)
+    resolve_options = dict(n_subsets=subsets, seed=seed, has_learned=model.learned_router is not None, fixed_gates=fixed_gates)
+    resolve_conditions(conditions, loaded.schema, state_shares=model.state_shares or _uniform_shares(loaded.schema), **resolve_options)
+    data_cfg = config.data
+    # `data` replaces the whole dataset description; otherwise it is the training one.
+    own = data is None
+    root = Path(data_cfg.root) if own else Path(data)
+    dataset = load_dataset(
+        root,
+        format=format or (data_cfg.format if own else None),
+        attributes=attributes or (data_cfg.attributes if own else None),
+        schema=schema or (data_cfg.schema if own else None),
+    )
+    if dataset.schema.fingerprint() != loaded.schema.fingerprint():
+        raise MosaicError(
+            f"checkpoint {loaded.path} was trained with attribute schema {loaded.schema.name!r} "
+            f"(groups {', '.join(loaded.schema.group_names)}) but the dataset {root} uses {dataset.schema.name!r} "
+            f"(groups {', '.join(dataset.schema.group_names)}): trace with a checkpoint trained on this schema, "
+            f"or pass --data/--schema of the checkpoint's"
+        )
+    shares_source = "checkpoint" if model.state_shares is not None else _recover_state_shares(model, dataset if own else None, data_cfg)
+    selected = resolve_conditions(
+        conditions, loaded.schema, state_shares=model.state_shares,
+        has_annotations=_annotated(dataset, "query") and _annotated(dataset, "gallery"), **resolve_options,
+    )
+    if settings.feature is None:
+        settings = dataclasses.replace(settings, feature=getattr(config.eval, "feature", "bn"))
+    cache_dir = _image_cache_dir(image_cache, data_cfg.cache_dir if own else None, loaded.path)
+    query = ImageSet.from_dataset(dataset, "query", model.img_size, cache_dir=cache_dir, progress=settings.progress)
+    gallery = ImageSet.from_dataset(dataset, "gallery", model.img_size, cache_dir=cache_dir, progress=settings.progress)
+    if len(query) == 0 or len(gallery) == 0:
+        raise MosaicError(f"dataset {root} has {len(query)} query and {len(gallery)} gallery images: both are needed to trace")
+
+    provenance = build_provenance(
+        command=command,
+        config={"train": config.to_dict(), "trace": {"conditions": conditions, "subsets": subsets, "seed": seed, "fixed_gates": fixed_gates}},
+        checkpoint={
+            "path": str(loaded.path),
+            "sha256": loaded.sha256,
+            "step": loaded.step,
+            "epoch": loaded.epoch,
+            "finished": loaded.finished,
+        },
+        dataset_paths={
+            "root": str(dataset.root),
+            "attribute_file": str(dataset.attribute_file) if dataset.attribute_file else None,
+        },
+        seed=seed,
+        device=torch_device,
+        state_shares=model.state_shares,
+        state_shares_source=shares_source,
+    )
+    data_info = {
+        "name": dataset.name,
+        "format": dataset.format,
+        "root": str(dataset.root),
+        "attribute_file": str(dataset.attribute_file) if dataset.attribute_file else "",
+        "schema": dataset.schema.name,
+        "n_query": len(query),
+        "n_gallery": len(gallery),
+        "n_query_ids": int(len(set(query.pid.tolist()))),
+    }
+    return trace_model(
+        model, query, gallery, selected, settings, device=torch_device, provenance=provenance, dataset=data_info
+    )
+
+
+def _uniform_shares(schema) -> dict[str, list[float]]:
+    return {g.name: [1.0 / len(g.states)] * len(g.states) for g in schema.groups}
+
+
+def _annotated(dataset, split: str) -> bool:
+    import numpy as np
+
+    from mosaic.schema import MISSING
+
+    states = dataset.states(split)
+    return bool(np.size(states) and (np.asarray(states) != MISSING).any())
+
+
+def _recover_state_shares(model, dataset, data_cfg) -> str | None:
+    """Training state shares for a checkpoint that predates them: from its training split.
+
+    ``dataset`` is the traced dataset when it is the checkpoint's own; otherwise the checkpoint's
+    training dataset is read if it is still there. Returns where the shares came from, or
+    ``None`` when they cannot be known (the kinds that need them are then unavailable).
+    """
+    from mosaic.data import load_dataset
+    from mosaic.state_shares import training_state_shares
+
+    if dataset is None:
+        try:
+            dataset = load_dataset(Path(data_cfg.root), format=data_cfg.format, attributes=data_cfg.attributes, schema=data_cfg.schema)
+        except MosaicError:
+            return None
+    train = dataset.split("train")
+    if not len(train) or dataset.schema.fingerprint() != model.schema.fingerprint():
+        return None
+    model.set_state_shares(training_state_shares(dataset.states("train"), train["pid"].to_numpy(), model.schema))
+    return f"recomputed from the training split of {dataset.root}"

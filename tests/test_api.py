@@ -1,0 +1,149 @@
+"""The library API (mosaic.api), and extending mosaic from user code: a condition kind and a router
+registered outside the package are traced, written, read and reported with no edit to mosaic."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mosaic import api
+from mosaic.errors import MosaicError
+
+from test_trace_cli import GROUPS, _write_checkpoint, _write_world  # the toy manifest world and checkpoint
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("api")
+    world = _write_world(root / "world", GROUPS, seed=1)
+    ckpt = _write_checkpoint(root / "run" / "checkpoints" / "last.pt", world, learned=False)
+    yield root, ckpt
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def user_kind():
+    """``pair:<i>``: two neighbouring groups' experts on, the others off -- a kind mosaic does not ship."""
+    from mosaic.conditions import CONDITION_KINDS, Condition, ConditionKind, register_condition_kind
+
+    def expand(ctx):
+        names = ctx.schema.group_names
+        return [
+            Condition(f"pair:{i}", "pair", "", tuple(j in (i, i + 1) for j in range(len(names))))
+            for i in range(len(names) - 1)
+        ]
+
+    kind = register_condition_kind(ConditionKind("pair", "pair:<i>", "two neighbouring groups' experts on", expand,
+                                                 in_default=False))
+    yield kind
+    CONDITION_KINDS.pop("pair")
+
+
+def test_a_condition_kind_registered_from_user_code_is_traced_and_reported(setup, user_kind, tmp_path):
+    from mosaic.trace import TraceSettings
+    from mosaic.traceio import read_trace_data
+
+    _, ckpt = setup
+    traced = api.trace(ckpt, tmp_path / "trace.h5", conditions="oracle,none,pair:*", device="cpu", seed=2,
+                       settings=TraceSettings(top_k=3, max_rank=5, feature=None), progress=False)
+    assert isinstance(traced, api.TraceResult) and traced.path.is_file()
+    data = read_trace_data(traced.path)
+    assert data.condition_name.tolist() == ["oracle", "none", "pair:0", "pair:1"]
+    assert data.condition_kind.tolist()[2:] == ["pair", "pair"]
+    # pair:0 switches the experts of groups 0 and 1 only: the gates of group 2 stay off
+    assert np.isfinite(data.ap).all() and set(traced.headline) == {"oracle", "none"}
+
+    report = api.report(traced.path, tmp_path / "report.json", bootstrap=100, permutations=100)
+    assert isinstance(report, api.ReportResult) and report.path == tmp_path / "report.json"
+    conditions = report.results.table("conditions")
+    assert {"pair:0", "pair:1"} <= set(conditions["condition"])
+    written = json.loads(report.path.read_text(encoding="utf-8"))
+    assert "pair:1" in json.dumps(written["analysis"]["tables"]["conditions"])
+
+
+def test_an_unregistered_kind_is_refused_before_any_image_is_read(setup, tmp_path):
+    _, ckpt = setup
+    with pytest.raises(MosaicError, match="pair"):
+        api.trace(ckpt, tmp_path / "trace.h5", conditions="oracle,pair:*", device="cpu", progress=False)
+    assert not (tmp_path / "trace.h5").exists()
+
+
+def test_a_router_registered_from_user_code_is_a_valid_trace_and_config_router():
+    from mosaic.model import ROUTERS, register_router
+    from mosaic.model.routers import NullRouter
+    from mosaic.router_names import ROUTER_NAMES
+    from mosaic.train.config import load_config
+
+    from mosaic import traceio
+
+    assert set(ROUTERS) == set(ROUTER_NAMES)  # the torch-free names are the class registry's
+    assert traceio.ROUTERS is ROUTER_NAMES  # the trace checks the registry itself, not a copy
+    with pytest.raises(MosaicError, match="unknown router 'quiet'"):
+        load_config(None, ["eval.routers=[oracle,quiet]"])
+
+    class Quiet(NullRouter):
+        """No expert on, under another name."""
+
+    register_router("quiet", Quiet)
+    try:
+        assert load_config(None, ["eval.routers=[oracle,quiet]"]).eval.routers == ("oracle", "quiet")
+    finally:
+        ROUTERS.pop("quiet")
+        ROUTER_NAMES.pop("quiet")
+
+
+def test_api_errors_are_mosaic_errors_raised_before_work(setup, tmp_path):
+    _, ckpt = setup
+    with pytest.raises(MosaicError, match="is a folder"):
+        api.trace(ckpt, tmp_path, progress=False)
+    with pytest.raises(MosaicError, match="--config"):
+        api.train()
+    with pytest.raises(MosaicError, match="format"):
+        api.report(tmp_path / "missing.h5", tmp_path / "r.txt", format="pdf")
+
+
+def test_api_report_runs_without_torch(tmp_path):
+    """``mosaic.api`` imports nothing heavy; reporting a trace never loads torch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "from mosaic import api\n"
+        "import analysis\n"
+        f"analysis.simulate({str(tmp_path / 't.h5')!r}, n_ids=20, groups=3, n_subsets=8, seed=0)\n"
+        f"result = api.report({str(tmp_path / 't.h5')!r}, {str(tmp_path)!r}, 'md', bootstrap=100, permutations=100,\n"
+        "                    images=False)\n"
+        "assert result.path.name == 'report.md' and result.path.is_file()\n"
+        "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "assert not loaded, loaded[:5]\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("command", ["train", "trace", "report", "demo", "study"])
+def test_commands_parse_call_the_api_and_print(command):
+    """The work lives in mosaic.api: a command module imports no orchestration of its own."""
+    import ast
+    import inspect
+
+    import importlib
+
+    module = importlib.import_module(f"mosaic.commands.{command}")
+    tree = ast.parse(inspect.getsource(module))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    orchestration = {"mosaic.cli", "mosaic.pipeline", "mosaic.train.loop", "mosaic.trace_checkpoint.trace_checkpoint",
+                     "mosaic.demo", "mosaic.demo_study", "mosaic.reporting", "mosaic.traceio", "mosaic.data"}
+    assert not imported & orchestration, imported & orchestration
+    calls = {f"{node.func.value.id}.{node.func.attr}" for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)}
+    assert f"api.{command}" in calls
