@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 from pathlib import Path
@@ -103,16 +105,21 @@ def read_trace_data(path: str | os.PathLike) -> TraceData:
 
 def read_trace_file(path: str | os.PathLike) -> tuple[TraceData, dict[str, Any]]:
     """The :class:`TraceData` and the root attributes (as :func:`read_trace_attrs`), in one open."""
-    with open_trace_file(path) as h5:
-        try:
-            return _read(h5, path), _root_attrs(h5)
-        except MosaicError:
-            raise
-        except (OSError, KeyError, ValueError, RuntimeError) as exc:
-            # h5py reports damaged chunks / truncated data as OSError on access.
-            raise MosaicError(
-                f"trace {path} could not be read ({type(exc).__name__}: {exc}): the file is damaged; re-run `mosaic trace`"
-            ) from None
+    with open_trace_file(path) as h5, damaged_file_errors(path):
+        return _read(h5, path), _root_attrs(h5)
+
+
+@contextlib.contextmanager
+def damaged_file_errors(path):
+    """Turn what h5py raises on damaged chunks or truncated data into one line naming ``path``."""
+    try:
+        yield
+    except MosaicError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise MosaicError(
+            f"trace {path} could not be read ({type(exc).__name__}: {exc}): the file is damaged; re-run `mosaic trace`"
+        ) from None
 
 
 def _read(h5, path, *, checked: bool = True) -> TraceData:

@@ -398,17 +398,11 @@ def check_trace_values(data: TraceData, h5: Any = None, *, source: str | os.Path
 
 def check_trace_file(path: str | os.PathLike) -> list[Violation]:
     """Every violation in the trace at ``path``, rather than the first (which reading raises)."""
-    from mosaic.traceio import _read, open_trace_file
+    from mosaic.trace_read import _read, damaged_file_errors, open_trace_file
 
     with open_trace_file(path) as h5:
-        try:
+        with damaged_file_errors(path):
             data = _read(h5, path, checked=False)
-        except MosaicError:
-            raise
-        except (OSError, KeyError, ValueError, RuntimeError) as exc:
-            raise MosaicError(
-                f"trace {path} could not be read ({type(exc).__name__}: {exc}): the file is damaged; re-run `mosaic trace`"
-            ) from None
         return find_violations(data, h5)
 
 
