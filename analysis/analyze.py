@@ -21,7 +21,7 @@ from analysis.status import OK, UNAVAILABLE
 from analysis.tables import validate_table
 from mosaic.errors import MosaicError
 
-__all__ = ["analyze", "METHODS", "Method", "as_trace"]
+__all__ = ["analyze", "METHODS", "Method", "as_trace", "register_method"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,24 @@ METHODS: dict[str, Method] = {
                "relabel against oracle; per trace: the share of the oracle's gain the attribute code reaches"),
     )
 }
+
+def register_method(method: Method, *specs, replace: bool = False) -> Method:
+    """Offer ``method`` to :func:`analyze`, with the :class:`analysis.tables.TableSpec` of each table
+    it produces (one spec per name in ``method.tables``), from user code: reports show its tables
+    as the specs describe them."""
+    from analysis.tables import register_table
+
+    named = {spec.name for spec in specs}
+    if named != set(method.tables):
+        raise ValueError(f"method {method.name!r} produces tables {sorted(method.tables)} but specs were given "
+                         f"for {sorted(named)}: pass one TableSpec per table")
+    if method.name in METHODS and not replace and METHODS[method.name] != method:
+        raise ValueError(f"an analysis method called {method.name!r} is already registered")
+    for spec in specs:
+        register_table(spec, replace=replace)
+    METHODS[method.name] = method
+    return method
+
 
 # Views of the trace copied into the results so that a report needs nothing else.
 VIEWS: dict[str, Callable[[Any], pd.DataFrame]] = {

@@ -12,7 +12,7 @@ import pytest
 
 import analysis
 import reports
-from analysis.analyze import METHODS, Method
+from analysis.analyze import METHODS, Method, register_method
 from analysis.corrections import CORRECTIONS
 from analysis.table_docs import DOC_BEGIN, DOC_END, with_column_docs
 from analysis.tables import TABLES, ColumnSpec, TableContractError, TableSpec, register_table, validate_table
@@ -166,10 +166,9 @@ def mean_drop(trace, settings):
 
 @pytest.fixture
 def user_method(monkeypatch):
-    monkeypatch.setitem(METHODS, "user_mean_drop",
-                        Method("user_mean_drop", mean_drop, ("user_mean_drop",), "mean ΔAP per dropped group"))
-    register_table(MEAN_DROP)
+    register_method(Method("user_mean_drop", mean_drop, ("user_mean_drop",), "mean ΔAP per dropped group"), MEAN_DROP)
     yield
+    METHODS.pop("user_mean_drop", None)
     TABLES.pop(MEAN_DROP.name, None)
 
 
