@@ -15,7 +15,7 @@ import reports
 from analysis.analyze import METHODS, Method, register_method
 from analysis.corrections import CORRECTIONS
 from analysis.table_docs import DOC_BEGIN, DOC_END, with_column_docs
-from analysis.tables import TABLES, ColumnSpec, TableContractError, TableSpec, register_table, validate_table
+from analysis.tables import TABLES, ColumnSpec, TableContractError, TableSpec, validate_table
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "report-json.md"
 
