@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mosaic.jsonsafe import jsonable
+
 # Distributions whose versions decide the numbers in a report.
 REPORTED_PACKAGES = ("mosaic-reid", "numpy", "scipy", "pandas", "h5py", "statsmodels", "scikit-learn",
-                     "xgboost-cpu", "xgboost", "shap", "pingouin", "pillow")
+                     "xgboost-cpu", "xgboost", "shap", "pillow")
 
 
 def package_versions() -> dict[str, str]:
@@ -58,8 +60,8 @@ def report_metadata(trace, results, command: str, created: str) -> dict[str, Any
 
 
 def _plain(value: Any) -> Any:
-    """JSON-safe copy (numpy scalars and unknown objects become text)."""
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
+    """JSON-safe copy (mosaic.jsonsafe): numpy scalars as numbers, unknown objects as text."""
+    return jsonable(value)
 
 
 def provenance_items(trace, command: str, created: str = "") -> list[tuple[str, str]]:
