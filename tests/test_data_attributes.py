@@ -1,4 +1,4 @@
-"""The Lin et al. attribute files: real copies, every trap of BRIEF §3, and small synthetic files."""
+"""The Lin et al. attribute files: real copies, every known trap, and small synthetic files."""
 
 from __future__ import annotations
 
