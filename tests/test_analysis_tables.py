@@ -166,10 +166,13 @@ def mean_drop(trace, settings):
 
 @pytest.fixture
 def user_method(monkeypatch):
-    register_method(Method("user_mean_drop", mean_drop, ("user_mean_drop",), "mean ΔAP per dropped group"), MEAN_DROP)
+    method = Method("user_mean_drop", mean_drop, ("user_mean_drop",), "mean ΔAP per dropped group")
+    # monkeypatch notes that neither registry held these entries and removes them afterwards, after
+    # undoing any later replacement by a test
+    monkeypatch.setitem(METHODS, method.name, method)
+    monkeypatch.setitem(TABLES, MEAN_DROP.name, MEAN_DROP)
+    register_method(method, MEAN_DROP)
     yield
-    METHODS.pop("user_mean_drop", None)
-    TABLES.pop(MEAN_DROP.name, None)
 
 
 def test_a_user_registered_method_runs_is_checked_and_is_reported(user_method, small_trace):
