@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from reports.svg import PALETTE, Canvas, LinearScale, _finite, _x_axis, padded_domain, text_width
+from reports.svg import PALETTE, Canvas, LinearScale, _at, _finite, _x_axis, padded_domain, text_width
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,7 @@ def spread_plot(rows: Sequence[str], panels: Sequence[SpreadPanel], *, title: st
             canvas.line(scale(reference), top - 4, scale(reference), top + row_h * len(rows), stroke="#999", dash="3,3")
         for i, label in enumerate(rows):
             y = top + row_h * (i + 0.5)
-            centre = panel.centre[i] if i < len(panel.centre) else None
-            lo = panel.low[i] if i < len(panel.low) else None
-            hi = panel.high[i] if i < len(panel.high) else None
+            centre, lo, hi = _at(panel.centre, i), _at(panel.low, i), _at(panel.high, i)
             if _finite(lo, hi):
                 canvas.line(scale(lo), y, scale(hi), y, stroke=panel.colour, width=2,
                             tooltip=f"{label} · {panel.title}: [{lo:.4g}, {hi:.4g}]")
