@@ -1,6 +1,6 @@
 """How a training run stops early: Ctrl-C (checkpoint, then exit 130) and a diverged loss (exit 3).
 
-Both are :class:`MosaicError`\ s, so the command line prints one line, exits with their status and
+Both are :class:`MosaicError` subclasses, so the command line prints one line, exits with their status and
 the library API raises them typed.
 """
 
