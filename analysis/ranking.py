@@ -100,9 +100,6 @@ SCORE_SOURCES: tuple[ScoreSource, ...] = (
     # states, which says which states are hard, not which experts the model relies on.
 )
 
-_REDUCERS = {"mean": np.mean, "max": np.max, "sum": np.sum}
-
-
 def method_scores(tables: Mapping[str, pd.DataFrame], groups: list[str],
                   sources: tuple[ScoreSource, ...] = SCORE_SOURCES) -> pd.DataFrame:
     """Scores as a ``groups x methods`` frame (NaN where a method does not score a group).
@@ -126,7 +123,7 @@ def method_scores(tables: Mapping[str, pd.DataFrame], groups: list[str],
         keep = np.isfinite(values) & rows["group"].isin(groups).to_numpy()
         if not keep.any():
             continue
-        per_group = pd.Series(values[keep]).groupby(rows["group"].to_numpy()[keep]).agg(_REDUCERS[source.reduce])
+        per_group = pd.Series(values[keep]).groupby(rows["group"].to_numpy()[keep]).agg(source.reduce)  # pandas' own mean | max | sum
         if per_group.size >= 2:
             columns[source.method] = per_group.reindex(groups)
     return pd.DataFrame(columns, index=pd.Index(groups, name="group"))
