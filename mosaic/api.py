@@ -8,7 +8,7 @@ Example::
 
     from mosaic import api
 
-    run = api.train("configs/synthetic_micro.yaml", out="runs/micro", overrides=["data.root=worlds/default"])
+    run = api.train("synthetic_micro", out="runs/micro", overrides=["data.root=worlds/default"])
     traced = api.trace(run.checkpoint, "runs/micro/trace.h5", conditions="oracle,none,drop:*")
     report = api.report(traced.path, "runs/micro/report.html")
 
@@ -26,8 +26,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from mosaic.errors import MosaicError
 from mosaic.train.run import TrainResult
 
-__all__ = ["DemoResult", "ReportResult", "StudyResult", "TraceResult", "TrainResult", "demo", "report",
-           "report_output", "study", "trace", "train", "write_reports"]
+__all__ = ["DemoResult", "ReportResult", "StudyResult", "TraceResult", "TrainResult", "configs", "copy_config", "demo",
+           "report", "report_output", "study", "trace", "train", "write_reports"]
 
 PathLike = str | os.PathLike
 
@@ -92,6 +92,23 @@ class StudyResult:
 
     paths: list[Path]
     results: Any
+
+
+def configs() -> list:
+    """The training configs shipped with mosaic (:class:`mosaic.configs.ShippedConfig`), sorted by name.
+
+    Any of their names works wherever a config file does (``train("synthetic_micro", ...)``).
+    """
+    from mosaic.configs import shipped_configs
+
+    return shipped_configs()
+
+
+def copy_config(name: str, dest: PathLike, *, overwrite: bool = False) -> Path:
+    """Write the shipped config ``name`` to ``dest`` (a file, or a folder for ``NAME.yaml``) to edit it."""
+    from mosaic.configs import copy_config as copy
+
+    return copy(name, dest, overwrite=overwrite)
 
 
 def train(
@@ -273,7 +290,8 @@ def demo(
     import json
 
     from analysis import Results
-    from mosaic.demo import CONFIG_DIR, build_stages, check_config_reads_layout
+    from mosaic.configs import config_path
+    from mosaic.demo import build_stages, check_config_reads_layout
     from mosaic.demo_study import MAX_WORLDS, build_study_stages
     from mosaic.fileio import ensure_writable_dir
     from mosaic.pipeline import Ledger, run_stages
@@ -283,9 +301,7 @@ def demo(
     if seeds < 1 or not 1 <= worlds <= MAX_WORLDS:
         raise MosaicError(f"--seeds must be at least 1 and --worlds 1 or {MAX_WORLDS}, got --seeds {seeds} --worlds {worlds}")
     world_layout = get_layout(layout or (world_config.layout if world_config is not None else DEFAULT_LAYOUT))
-    config = Path(config) if config is not None else CONFIG_DIR / world_layout.demo_config
-    if not config.is_file():
-        raise MosaicError(f"training config {config} not found: pass --config configs/{world_layout.demo_config} from a clone")
+    config = config_path(config if config is not None else world_layout.demo_config)
     check_config_reads_layout(config, world_layout)
     out = ensure_writable_dir(Path(out), create=True)
     if world_config is None:

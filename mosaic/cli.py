@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "demo",
     "synth",
     "data",
+    "configs",
     "train",
     "trace",
     "inspect",

@@ -10,10 +10,7 @@ from pathlib import Path
 
 from mosaic.errors import MosaicError
 
-__all__ = ["CONFIG_DIR", "DEMO_CONFIG", "build_stages", "check_config_reads_layout"]
-
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-DEMO_CONFIG = CONFIG_DIR / "synthetic_micro.yaml"
+__all__ = ["build_stages", "check_config_reads_layout"]
 
 
 def build_stages(out: Path, *, config: Path, seed: int, progress: bool, world_config=None,
@@ -99,6 +96,6 @@ def check_config_reads_layout(config: Path, world_layout) -> None:
         if value is not None and value != expected:
             raise MosaicError(
                 f"training config {config} reads data.{key}={value} but the world is in the {world_layout.name} layout: "
-                f"pass --config configs/{world_layout.demo_config}"
+                f"pass --config {world_layout.demo_config}"
                 + (f", or --layout {value}" if key == "format" and value in WORLD_LAYOUTS else "")
             )

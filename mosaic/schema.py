@@ -12,13 +12,13 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
 from mosaic.errors import MosaicError
+from mosaic.shipped import shipped_names, shipped_path
 
 FAMILIES = ("intrinsic", "extrinsic-colour", "extrinsic-shape", "extrinsic-accessory")
 MISSING = -1  # state code of an image whose group is not annotated (0 in the Lin et al. files)
@@ -180,9 +180,7 @@ class AttributeSchema:
 
 def shipped_schemas() -> list[str]:
     """Names of the schemas shipped in ``mosaic/schemas`` (``dukemtmc``, ``market1501``)."""
-    return sorted(
-        p.name.removesuffix(".yaml") for p in resources.files("mosaic.schemas").iterdir() if p.name.endswith(".yaml")
-    )
+    return shipped_names("mosaic.schemas")
 
 
 def read_schema_document(source: str | Path) -> dict[str, Any]:
@@ -198,12 +196,12 @@ def read_schema_document(source: str | Path) -> dict[str, Any]:
             raise MosaicError(f"attribute schema file {path} does not exist")
         text = path.read_text(encoding="utf-8")
     else:
-        try:
-            text = resources.files("mosaic.schemas").joinpath(f"{source}.yaml").read_text(encoding="utf-8")
-        except FileNotFoundError:
+        shipped = shipped_path("mosaic.schemas", str(source))
+        if shipped is None:
             raise MosaicError(
                 f"no shipped attribute schema named {source!r}: use one of {shipped_schemas()} or a YAML file"
-            ) from None
+            )
+        text = shipped.read_text(encoding="utf-8")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

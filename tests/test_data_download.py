@@ -224,8 +224,7 @@ def test_bad_arguments(tmp_path, capsys):
 
 @pytest.mark.parametrize("config", ["market1501_clip_vitb16.yaml", "dukemtmc_clip_vitb16.yaml"])
 def test_shipped_real_data_configs_leave_the_attribute_file_to_the_lookup(config):
-    from conftest import REPO_ROOT
     from mosaic.train.config import load_config
 
-    cfg = load_config(REPO_ROOT / "configs" / config)
+    cfg = load_config(config)
     assert cfg.data.attributes is None  # beside the images, else the download cache

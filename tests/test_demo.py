@@ -12,7 +12,7 @@ import yaml
 
 import analysis
 from mosaic.cli import main
-from mosaic.demo import DEMO_CONFIG
+from mosaic.configs import shipped_config
 from mosaic.schema import load_schema
 
 GROUPS = load_schema("market1501").group_names
@@ -22,7 +22,7 @@ GROUPS = load_schema("market1501").group_names
 def demo_run(tmp_path_factory):
     """One demo on 16 identities and a one-epoch training config; returns (out, config, stderr)."""
     folder = tmp_path_factory.mktemp("demo")
-    config = yaml.safe_load(DEMO_CONFIG.read_text())
+    config = yaml.safe_load(shipped_config("synthetic_micro").path.read_text())
     config["optim"]["epochs"] = 1
     config["optim"]["warmup_epochs"] = 0
     config["eval"]["every"] = 1

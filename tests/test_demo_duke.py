@@ -12,7 +12,7 @@ import yaml
 
 import analysis
 from mosaic.cli import main
-from mosaic.demo import CONFIG_DIR
+from mosaic.configs import shipped_config
 from mosaic.data import load_dataset
 from mosaic.schema import load_schema
 
@@ -24,7 +24,7 @@ GROUPS = SCHEMA.group_names
 def duke_demo(tmp_path_factory):
     """One Duke-layout demo on 16 identities (plus gallery-only ones) and a one-epoch config."""
     folder = tmp_path_factory.mktemp("duke_demo")
-    config = yaml.safe_load((CONFIG_DIR / "synthetic_micro_duke.yaml").read_text())
+    config = yaml.safe_load(shipped_config("synthetic_micro_duke").path.read_text())
     assert config["data"]["format"] == "dukemtmc"
     config["optim"].update(epochs=1, warmup_epochs=0)
     config["eval"]["every"] = 1

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mosaic.demo import CONFIG_DIR
+from mosaic.configs import shipped_config
 from mosaic.demo_study import UNINFORMATIVE_GROUP, build_study_stages
 from mosaic.synth import WorldConfig
 
 
 def test_each_world_is_built_once_and_each_seed_trains_and_traces(tmp_path: Path):
-    stages = build_study_stages(tmp_path, config=CONFIG_DIR / "synthetic_micro.yaml", seed=5, n_seeds=3, n_worlds=2,
+    stages = build_study_stages(tmp_path, config=shipped_config("synthetic_micro").path, seed=5, n_seeds=3, n_worlds=2,
                                 progress=False, world_config=WorldConfig(seed=5))
     names = [s.name for s in stages]
     assert names.count("study") == 1 and names[-1] == "study"

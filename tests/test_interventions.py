@@ -312,14 +312,13 @@ def test_training_routing_settings_are_checked(routing, message):
         TrainConfig.from_dict({"routing": routing})
 
 
-CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.mark.parametrize("name", ["synthetic_micro", "market1501_clip_vitb16", "dukemtmc_clip_vitb16"])
 def test_shipped_configs_train_every_routing_a_trace_evaluates(name):
     from mosaic.train.config import load_config
 
-    routing = load_config(CONFIGS / f"{name}.yaml").routing
+    routing = load_config(name).routing
     assert routing.group_dropout > 0 and routing.fixed_prob > 0 and routing.all_off_prob > 0
 
 
@@ -327,8 +326,8 @@ def test_shipped_configs_train_every_routing_a_trace_evaluates(name):
 def test_paper_configs_differ_from_the_shipped_ones_in_routing_only(name):
     from mosaic.train.config import load_config
 
-    shipped = load_config(CONFIGS / f"{name}.yaml").to_dict()
-    paper = load_config(CONFIGS / f"{name}_paper.yaml").to_dict()
+    shipped = load_config(name).to_dict()
+    paper = load_config(f"{name}_paper").to_dict()
     assert paper.pop("routing") == {"group_dropout": 0.0, "fixed_prob": 0.0, "all_off_prob": 0.0}
     shipped.pop("routing")
     assert paper == shipped

@@ -126,7 +126,7 @@ def test_the_plain_clip_name_is_the_quickgelu_network_openai_trained():
     for config in ("market1501_clip_vitb16", "dukemtmc_clip_vitb16", "market1501_clip_vitb16_baseline"):
         from mosaic.train.config import load_config
 
-        cfg = load_config(f"configs/{config}.yaml")
+        cfg = load_config(config)
         assert "quickgelu" in BACKBONES[cfg.model.backbone].timm_name, config
 
 

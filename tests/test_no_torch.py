@@ -47,6 +47,7 @@ TORCH_FREE_CORE = frozenset({
     "mosaic.fileio",
     "mosaic.jsonsafe",
     "mosaic.schema",
+    "mosaic.shipped",  # files shipped inside the package, found by name (schemas, configs)
     "mosaic.conditions",
     "mosaic.codes",
     "mosaic.interventions",

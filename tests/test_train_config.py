@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from mosaic.errors import MosaicError
+from mosaic.configs import shipped_config, shipped_configs
 from mosaic.train.config import TrainConfig, load_config, parse_override
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -84,9 +84,9 @@ def test_cross_field_checks():
         load_config(None, ["loss.label_smoothing=1.5"])
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda path: path.stem)
-def test_shipped_configs_validate(path):
-    cfg = load_config(path)
+@pytest.mark.parametrize("name", [config.name for config in shipped_configs()])
+def test_shipped_configs_validate(name):
+    cfg = load_config(name)
     assert cfg.sampler.p * cfg.sampler.k == 64
     assert cfg.loss.triplet_margin == pytest.approx(0.3)
 
@@ -99,7 +99,7 @@ def test_cli_reports_config_errors_as_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "error: unknown key 'lrr' in optim: did you mean 'lr'?" in err
     assert "Traceback" not in err
-    assert main(["train", "--config", str(CONFIGS / "synthetic_micro.yaml"), "--set", "optim.lr=fast"]) == 2
+    assert main(["train", "--config", "synthetic_micro", "--set", "optim.lr=fast"]) == 2
     assert "optim.lr must be a number" in capsys.readouterr().err
 
 
@@ -107,8 +107,7 @@ def test_duke_micro_config_is_the_market_micro_recipe_on_other_data():
     """The two CPU demos differ in their data only, so their numbers compare the datasets."""
     import yaml
 
-    configs = Path(__file__).resolve().parents[1] / "configs"
-    market = yaml.safe_load((configs / "synthetic_micro.yaml").read_text())
-    duke = yaml.safe_load((configs / "synthetic_micro_duke.yaml").read_text())
+    market = yaml.safe_load(shipped_config("synthetic_micro").path.read_text())
+    duke = yaml.safe_load(shipped_config("synthetic_micro_duke").path.read_text())
     assert duke.pop("data") != market.pop("data")
     assert duke == market

@@ -84,11 +84,11 @@ def test_the_schedule_scales_every_group_alike_and_the_optimiser_is_the_named_on
 
 def test_the_clip_configs_use_the_clip_reid_recipe():
     for name in ("market1501_clip_vitb16", "dukemtmc_clip_vitb16", "market1501_clip_vitb16_baseline"):
-        cfg = load_config(f"configs/{name}.yaml")
+        cfg = load_config(name)
         o = cfg.optim
         assert (o.name, o.lr, o.bias_lr_factor, o.epochs) == ("adam", 5e-6, 2.0, 60), name
         assert o.new_lr is not None and o.new_lr >= 20 * o.lr, name
         assert (o.schedule, tuple(o.milestones)) == ("step", (30.0, 50.0)), name
         assert (cfg.augment.pad, cfg.augment.flip_prob, cfg.augment.erase_prob) == (10, 0.5, 0.5), name
         assert (cfg.sampler.p, cfg.sampler.k) == (16, 4), name
-    assert load_config("configs/market1501_clip_vitb16_baseline.yaml").model.adapter == "none"
+    assert load_config("market1501_clip_vitb16_baseline").model.adapter == "none"

@@ -15,7 +15,7 @@ Stages, each reused on the next run when its settings, inputs and outputs are un
 
 * world: OUT/world/, the default synthetic world in the Market-1501 layout (--layout dukemtmc: DukeMTMC-reID's)
 
-* train: OUT/run/, configs/synthetic_micro.yaml on that world (2-3 minutes on 2 CPU cores; DukeMTMC-reID: configs/synthetic_micro_duke.yaml)
+* train: OUT/run/, the shipped config synthetic_micro on that world (2-3 minutes on 2 CPU cores; DukeMTMC-reID: synthetic_micro_duke)
 
 * trace: OUT/trace.h5, oracle, none, drop/only/counterfactual per group, subsets, learned
 

@@ -17,10 +17,10 @@ per-group attribute accuracy when the model has a learned router).
 
 \b
 Examples:
-  mosaic train --config configs/synthetic_micro.yaml
-  mosaic train -c configs/market1501_clip_vitb16.yaml --set data.root=/data/Market-1501-v15.09.15
+  mosaic train --config synthetic_micro
+  mosaic train -c market1501_clip_vitb16 --set data.root=/data/Market-1501-v15.09.15
   mosaic train --resume runs/synthetic_micro            # continue after Ctrl-C or --stop-at
-  torchrun --nproc_per_node 4 -m mosaic train --config configs/market1501_clip_vitb16.yaml
+  torchrun --nproc_per_node 4 -m mosaic train --config market1501_clip_vitb16
 
 \b
 Run folder (--out, default runs/<config name>):
@@ -43,7 +43,7 @@ With several processes (torchrun) P x K is per process and only rank 0 writes fi
 
 def train_command(
     config: Optional[Path] = typer.Option(
-        None, "--config", "-c", help="YAML config (see configs/); required unless --resume.", show_default=False
+        None, "--config", "-c", help="A YAML file or the name of a shipped config (mosaic configs list); required unless --resume.", show_default=False
     ),
     overrides: Optional[List[str]] = typer.Option(
         None,

@@ -50,7 +50,7 @@ class WorldLayout:
     drawn_defaults: Mapping[str, int] = field(default_factory=dict)  # drawable group not in the schema -> state drawn
     priors_file: str | None = None  # YAML beside this module; None: the Market-1501 tables of priors.py
     struct_order: tuple[str, str] = ("test", "train")  # the real file's order of its two structs
-    demo_config: str = "synthetic_micro.yaml"  # the CPU training config in configs/ that reads this layout
+    demo_config: str = "synthetic_micro"  # the shipped CPU training config (mosaic.configs) that reads this layout
 
     @property
     def folders(self) -> "FolderLayout":
@@ -142,7 +142,7 @@ WORLD_LAYOUTS: dict[str, WorldLayout] = {
             drawn_defaults={"hair": 0, "age": 2, "up": 0, "down": 0, "clothes": 1},
             priors_file="dukemtmc_priors.yaml",
             struct_order=("train", "test"),
-            demo_config="synthetic_micro_duke.yaml",
+            demo_config="synthetic_micro_duke",
         ),
     )
 }

@@ -4,7 +4,7 @@ the training loop with exact-resume checkpoints, and multi-GPU through ``torchru
 Typical use::
 
     from mosaic.train import load_config, Trainer
-    trainer = Trainer(load_config("configs/synthetic_micro.yaml"), "runs/micro")
+    trainer = Trainer(load_config("synthetic_micro"), "runs/micro")
     result = trainer.fit()
 
     from mosaic.train import load_checkpoint       # inference (the tracer)

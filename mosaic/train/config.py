@@ -249,7 +249,9 @@ def load_config(
 ) -> TrainConfig:
     """Read a YAML config (or start from ``base``), apply ``key=value`` overrides, validate.
 
-    >>> cfg = load_config("configs/synthetic_micro.yaml", ["optim.lr=1e-3"])  # doctest: +SKIP
+    ``path`` is a YAML file or the name of a shipped config (:mod:`mosaic.configs`).
+
+    >>> cfg = load_config("synthetic_micro", ["optim.lr=1e-3"])  # doctest: +SKIP
     """
     raw: dict[str, Any] = {}
     if base is not None:
@@ -263,9 +265,9 @@ def load_config(
 
 
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise MosaicError(f"config file {path} does not exist: pass --config with a YAML file (see configs/)")
+    from mosaic.configs import config_path
+
+    path = config_path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

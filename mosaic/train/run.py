@@ -102,7 +102,7 @@ def resolve_run(
         config = load_config(None, overrides, base=stored)
         return config, run_dir, True
     if config_path is None:
-        raise MosaicError("pass --config FILE for a new run (see configs/) or --resume RUN to continue one")
+        raise MosaicError("pass --config FILE or a shipped config name (mosaic configs list) for a new run, or --resume RUN to continue one")
     config = load_config(config_path, overrides)
     if out is not None:
         config.run.out = str(out)
