@@ -17,6 +17,14 @@ REAL_FILES_MISSING = (
 )
 
 
+def clone_checkout(dest: Path) -> Path:
+    """A clone of this checkout's committed state at ``dest`` (what a fresh clone or a build sees)."""
+    import subprocess
+
+    subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(dest)], check=True, timeout=300)
+    return dest
+
+
 def real_attribute_dirs() -> list[Path]:
     """Where the real files may be, in order: the variable, the user cache, a sibling shared/data."""
     from mosaic.data.download import attribute_cache_dir

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REAL_FILES_MISSING, REPO_ROOT, SHARED_DATA_ENV
+from conftest import REAL_FILES_MISSING, REPO_ROOT, SHARED_DATA_ENV, clone_checkout
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +45,7 @@ def test_a_fresh_clone_passes_with_the_real_files_hidden(tmp_path):
         pytest.skip("git is not installed")
     base = tmp_path / "empty"
     base.mkdir()
-    clone = base / "mosaic"
-    subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(clone)], check=True, timeout=300)
+    clone = clone_checkout(base / "mosaic")
     assert not (base / "shared").exists() and not (clone / ".venv").exists()
     env = _hidden_environment(base, clone)
 
