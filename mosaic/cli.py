@@ -77,14 +77,22 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except _CLICK_ERROR as exc:  # usage errors (unknown option, wrong type) arrive here in non-standalone mode
+        typer.echo(f"error: {_usage_line(exc)}", err=True)
+        return exc.exit_code
     return returned if isinstance(returned, int) else 0
+
+
+# The click that typer runs on: typer >= 0.26 carries its own copy (typer._click), older typer
+# uses the click package. Its BadParameter, re-exported by typer, leads to the right base class.
+_CLICK_ERROR = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+
+
+def _usage_line(exc: Exception) -> str:
+    """A usage error as one line that names the problem and where the options are described."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    return f"{message} (see '{ctx.command_path} --help')" if ctx is not None else message
 
 
 def run() -> None:
