@@ -146,7 +146,7 @@ def test_a_wheel_installed_elsewhere_runs_the_pipeline_from_an_empty_folder(buil
 
     tiny = ["--set", "optim.epochs=1", "--set", "optim.warmup_epochs=0", "--set", "sampler.p=4",
             "--set", "eval.every=1", "--set", "run.checkpoint_every=1"]
-    run("mosaic", "synth", "--out", "world", "--ids", "16", "--images-per-id", "8", "--no-progress")
+    run("mosaic", "synth", "--out", "world", "--ids", "16", "--images-per-id", "8", "--quiet")
     run("mosaic", "train", "--config", "synthetic_micro", "--set", "data.root=world", *tiny, "--out", "run", "--no-progress")
     run("mosaic", "trace", "--ckpt", "run", "--out", "trace.h5", "--no-progress")
     run("mosaic", "report", "trace.h5", "--format", "html")
