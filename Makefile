@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all venv browser clean
+.PHONY: demo test test-all venv browser r clean
 
 venv: $(STAMP)
 
@@ -23,13 +23,20 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "warning: could not install chromium; the browser test will be skipped"; }
 
+# R with hdf5r for the test of the R recipe in docs/trace-format.md (Debian's packages).
+r:
+	@command -v Rscript >/dev/null 2>&1 && Rscript -e 'quit(status = !requireNamespace("hdf5r", quietly = TRUE))' >/dev/null 2>&1 || { \
+	  echo "installing Debian's R and hdf5r for the R recipe test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq r-base-core r-cran-hdf5r >/dev/null) \
+	  || echo "warning: could not install R and hdf5r; the R recipe test will be skipped"; }
+
 demo: $(STAMP)
 	$(BIN)/mosaic demo --out runs/demo
 
-test: $(STAMP) browser
+test: $(STAMP) browser r
 	$(BIN)/python -m pytest -q
 
-test-all: $(STAMP) browser
+test-all: $(STAMP) browser r
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 clean:
