@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all venv browser clean
+.PHONY: demo test test-all venv browser clean reference
 
 venv: $(STAMP)
 
@@ -31,6 +31,16 @@ test: $(STAMP) browser
 
 test-all: $(STAMP) browser
 	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+# Reference values of the statistics from R's reference packages (tests/reference/README.md):
+# rewrites tests/reference/*.json. Needs R with metafor, clubSandwich, clusrank, clust.bin.pair,
+# PropCIs and jsonlite; the tests read the stored JSON and need no R.
+reference:
+	@command -v Rscript >/dev/null 2>&1 || { echo "make reference needs R (Rscript): see tests/reference/README.md"; exit 2; }
+	@for script in tests/reference/*.R; do \
+	  [ "$$script" = tests/reference/common.R ] && continue; \
+	  echo "Rscript $$script"; Rscript "$$script" tests/reference || exit 1; \
+	done
 
 clean:
 	rm -rf runs .pytest_cache
