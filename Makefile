@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all venv browser r clean
+.PHONY: demo test test-all venv browser r clean reference
 
 venv: $(STAMP)
 
@@ -23,12 +23,15 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "warning: could not install chromium; the browser test will be skipped"; }
 
-# R with hdf5r for the test of the R recipe in docs/trace-format.md (Debian's packages).
+# R for the tests that run it (Debian's packages): hdf5r for the R recipe in docs/trace-format.md;
+# jsonlite, metafor and clubSandwich to recompute the reference values they give (tests/reference/).
+R_PACKAGES := hdf5r jsonlite metafor clubSandwich
 r:
-	@command -v Rscript >/dev/null 2>&1 && Rscript -e 'quit(status = !requireNamespace("hdf5r", quietly = TRUE))' >/dev/null 2>&1 || { \
-	  echo "installing Debian's R and hdf5r for the R recipe test"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq r-base-core r-cran-hdf5r >/dev/null) \
-	  || echo "warning: could not install R and hdf5r; the R recipe test will be skipped"; }
+	@command -v Rscript >/dev/null 2>&1 && Rscript -e 'quit(status = !all(sapply(strsplit("$(R_PACKAGES)", " ")[[1]], requireNamespace, quietly = TRUE)))' >/dev/null 2>&1 || { \
+	  echo "installing Debian's R with $(R_PACKAGES) for the tests that run R"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq r-base-core \
+	    $(shell echo $(R_PACKAGES) | tr 'A-Z' 'a-z' | sed 's/[^ ]*/r-cran-&/g') >/dev/null) \
+	  || echo "warning: could not install R; the tests that run R will be skipped"; }
 
 demo: $(STAMP)
 	$(BIN)/mosaic demo --out runs/demo
@@ -38,6 +41,16 @@ test: $(STAMP) browser r
 
 test-all: $(STAMP) browser r
 	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+# Reference values of the statistics from R's reference packages (tests/reference/README.md):
+# rewrites tests/reference/*.json. Needs R with metafor, clubSandwich, clusrank, clust.bin.pair,
+# PropCIs and jsonlite; the tests read the stored JSON and need no R.
+reference:
+	@command -v Rscript >/dev/null 2>&1 || { echo "make reference needs R (Rscript): see tests/reference/README.md"; exit 2; }
+	@for script in tests/reference/*.R; do \
+	  [ "$$script" = tests/reference/common.R ] && continue; \
+	  echo "Rscript $$script"; Rscript "$$script" tests/reference || exit 1; \
+	done
 
 clean:
 	rm -rf runs .pytest_cache

@@ -54,14 +54,18 @@ from scipy import optimize, stats
 
 __all__ = ["between_seed_variance", "generalised_q", "combination", "DF_METHODS"]
 
-_RIDGE = 1e-10  # relative: keeps tau^2 I + Sigma invertible at tau^2 = 0 when runs share every identity
+# floor under the smallest eigenvalue of tau^2 I + Sigma, relative to the data's scale: keeps it
+# invertible at tau^2 = 0 when runs share every identity, and leaves a Sigma already above it
+# exact (a diagonal Sigma then gives Cochran's Q to rounding)
+_RIDGE = 1e-10
 
 
 def generalised_q(theta: np.ndarray, cov: np.ndarray, tau2: float) -> float:
     """``min_mu (theta - mu 1)' (tau2 I + cov)^-1 (theta - mu 1)``: the generalised Cochran Q."""
     k = theta.size
     scale = max(float(np.mean(np.diag(cov))), float(np.var(theta)), 1e-30) if k else 1e-30
-    v = cov + (tau2 + _RIDGE * scale) * np.eye(k)
+    lowest = float(np.linalg.eigvalsh(cov)[0]) if k else 0.0
+    v = cov + (tau2 + max(_RIDGE * scale - lowest, 0.0)) * np.eye(k)
     inv = np.linalg.pinv(v, hermitian=True)
     ones = np.ones(k)
     mu = float(ones @ inv @ theta / (ones @ inv @ ones))

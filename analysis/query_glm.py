@@ -5,8 +5,8 @@ Binomial GLM of the baseline (``oracle``) rank-1 hit of each valid query on its 
 its states and everything the model learnt about the person, so they are not independent trials:
 standard errors are **identity-clustered CR2** (Bell & McCaffrey 2002) with Satterthwaite degrees
 of freedom per coefficient and the approximate Hotelling T² test (Pustejovsky & Tipton 2018) for a
-group's joint test (:mod:`analysis.cluster_robust`). The plain cluster sandwich with a normal
-reference rejects too often with few or unequal identities.
+group's joint test (:mod:`analysis.cluster_robust`, clubSandwich's form for ``glm`` objects). The
+plain cluster sandwich with a normal reference rejects too often with few or unequal identities.
 """
 
 from __future__ import annotations
@@ -178,11 +178,20 @@ def query_glm(trace, settings, options) -> pd.DataFrame:
 
 def cr2_inference(result, pid: np.ndarray, ci_level: float) -> dict:
     """CR2 standard errors, Satterthwaite t tests and ``ci_level`` intervals of a binomial ``fit_glm``
-    result, clustered by ``pid`` over the rows the fit used; ``"cr2"`` carries the covariance."""
+    result, clustered by ``pid`` over the rows the fit used; ``"cr2"`` carries the covariance.
+
+    The adjustment is clubSandwich's for ``glm`` objects (response scale), the degrees of freedom
+    Bell–McCaffrey's (clubSandwich's ``coef_test(test = "Satterthwaite")``): see
+    :mod:`analysis.cluster_robust`.
+    """
     fit = result.fit
     X = np.asarray(fit.model.exog, dtype=float)
-    y = np.asarray(fit.model.endog, dtype=float)
-    robust = cr2(*glm_working_parts(X, y, np.asarray(fit.mu, dtype=float)), pid[result.rows_used])
+    # statsmodels keeps a binomial outcome with trials as proportions, its trials in n_trials
+    trials = np.asarray(fit.model.n_trials, dtype=float)
+    successes = np.asarray(fit.model.endog, dtype=float) * trials
+    parts = glm_working_parts(X, successes, np.asarray(fit.mu, dtype=float), trials)
+    Xw, residuals, response_variance = parts
+    robust = cr2(Xw, residuals, pid[result.rows_used], response_variance=response_variance)
     beta, se = np.asarray(fit.params), robust.se
     df = np.array([robust.satterthwaite_df(c) for c in np.eye(len(beta))])
     with np.errstate(divide="ignore", invalid="ignore"):

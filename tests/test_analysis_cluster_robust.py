@@ -76,7 +76,37 @@ def test_cr2_with_one_query_per_identity_is_statsmodels_hc2():
     np.testing.assert_allclose(robust.cov, fit.cov_params(), rtol=1e-10)
 
 
-def test_cr2_of_a_logistic_glm_uses_the_working_weights():
+def _response_scale_reference(X: np.ndarray, e: np.ndarray, phi: np.ndarray, dmu: np.ndarray, clusters: np.ndarray):
+    """CR2 of a GLM written on the response scale (Pustejovsky & Tipton 2018, clubSandwich's ``glm``
+    form): ``U = (dmu/deta) X``, weights ``W = Phi^-1``, response residuals ``e``,
+    ``A_g = Phi^1/2 [Phi^1/2 (Phi - U M U') Phi^1/2]^-1/2 Phi^1/2``; and each coefficient's
+    quadratic-form matrix in standard normal errors ``z`` (``epsilon = Phi^1/2 z``)."""
+    n, p = X.shape
+    U = dmu[:, None] * X
+    W = np.diag(1.0 / phi)
+    M = np.linalg.inv(U.T @ W @ U)
+    labels = np.unique(clusters)
+    E = {}
+    for g in labels:
+        r = clusters == g
+        root = np.diag(np.sqrt(phi[r]))
+        inner = root @ (np.diag(phi[r]) - U[r] @ M @ U[r].T) @ root
+        A = root @ np.real(linalg.sqrtm(np.linalg.inv(inner))) @ root
+        E[g] = U[r].T @ W[np.ix_(r, r)] @ A                              # (p, n_g)
+    meat = sum(np.outer(E[g] @ e[clusters == g], E[g] @ e[clusters == g]) for g in labels)
+    residual_maker = np.eye(n) - U @ M @ U.T @ W                        # e = (I - U M U' W) epsilon
+    G = []
+    for c in np.eye(p):
+        cols = np.zeros((n, len(labels)))
+        for k, g in enumerate(labels):
+            row = np.zeros(n)
+            row[clusters == g] = c @ M @ E[g]
+            cols[:, k] = np.sqrt(phi) * (residual_maker.T @ row)
+        G.append(cols)
+    return M @ meat @ M, G
+
+
+def test_cr2_of_a_logistic_glm_takes_the_adjustment_on_the_response_scale():
     rng = np.random.default_rng(5)
     clusters = np.repeat(np.arange(8), [3, 5, 2, 6, 4, 4, 7, 3])
     X = pd.DataFrame({"a": rng.integers(0, 2, clusters.size).astype(float), "b": rng.normal(size=clusters.size)})
@@ -85,8 +115,8 @@ def test_cr2_of_a_logistic_glm_uses_the_working_weights():
     result = fit_glm(y, X, family="binomial", clusters=clusters, min_clusters=2)
     Xa = np.column_stack([np.ones(len(y)), X.to_numpy()])
     mu = expit(Xa @ np.asarray(result.fit.params))
-    root = np.sqrt(mu * (1 - mu))
-    cov, G = _reference(Xa * root[:, None], (y - mu) / root, clusters)
+    variance = mu * (1 - mu)
+    cov, G = _response_scale_reference(Xa, y - mu, variance, variance, clusters)
     inference = cr2_inference(result, clusters, 0.95)
     np.testing.assert_allclose(inference["cr2"].cov, cov, rtol=1e-8)
     np.testing.assert_allclose(inference["se"], np.sqrt(np.diag(cov)), rtol=1e-8)
@@ -94,9 +124,31 @@ def test_cr2_of_a_logistic_glm_uses_the_working_weights():
     np.testing.assert_allclose(inference["df"], df, rtol=1e-8)
     t = stats.t.ppf(0.975, df)
     np.testing.assert_allclose(inference["ci_high"] - np.asarray(result.fit.params), t * inference["se"], rtol=1e-10)
-    # the same parts from the helper
-    Xw, e = glm_working_parts(Xa, y, mu)
-    np.testing.assert_allclose(cr2(Xw, e, clusters).cov, cov, rtol=1e-8)
+    # the weights vary within identities (covariate b), so the working-scale adjustment differs
+    Xw, e, response_variance = glm_working_parts(Xa, y, mu)
+    working_scale = cr2(Xw, e, clusters).cov
+    assert np.max(np.abs(working_scale / cov - 1)) > 1e-3
+    # ... and agrees with the response scale when the weights are constant within each identity
+    constant = np.full_like(mu, 0.3)
+    Xw, e, response_variance = glm_working_parts(Xa, y, constant)
+    np.testing.assert_allclose(cr2(Xw, e, clusters, response_variance=response_variance).cov,
+                               cr2(Xw, e, clusters).cov, rtol=1e-12)
+
+
+def test_cr2_of_a_binomial_glm_with_trials_counts_every_trial():
+    rng = np.random.default_rng(11)
+    clusters = np.repeat(np.arange(9), [2, 3, 4, 2, 5, 3, 2, 4, 3])
+    X = pd.DataFrame({"b": rng.normal(size=clusters.size)})
+    trials = rng.integers(1, 40, clusters.size).astype(float)
+    successes = rng.binomial(trials.astype(int), expit(-0.4 + 0.6 * X["b"] + rng.normal(0, 0.5, 9)[clusters])).astype(float)
+    result = fit_glm(successes, X, family="binomial", trials=trials, clusters=clusters, min_clusters=2)
+    Xa = np.column_stack([np.ones(len(successes)), X.to_numpy()])
+    mu = expit(Xa @ np.asarray(result.fit.params))
+    cov, G = _response_scale_reference(Xa, successes / trials - mu, mu * (1 - mu) / trials, mu * (1 - mu), clusters)
+    inference = cr2_inference(result, clusters, 0.95)
+    np.testing.assert_allclose(inference["cr2"].cov, cov, rtol=1e-8)
+    df = np.array([np.linalg.eigvalsh(g.T @ g).sum() ** 2 / (np.linalg.eigvalsh(g.T @ g) ** 2).sum() for g in G])
+    np.testing.assert_allclose(inference["df"], df, rtol=1e-8)
 
 
 def test_hotelling_test_of_two_coefficients_matches_the_explicit_moments():
