@@ -148,7 +148,7 @@ def test_a_wheel_installed_elsewhere_runs_the_pipeline_from_an_empty_folder(buil
             "--set", "eval.every=1", "--set", "run.checkpoint_every=1"]
     run("mosaic", "synth", "--out", "world", "--ids", "16", "--images-per-id", "8", "--quiet")
     run("mosaic", "train", "--config", "synthetic_micro", "--set", "data.root=world", *tiny, "--out", "run", "--no-progress")
-    run("mosaic", "trace", "--ckpt", "run", "--out", "trace.h5", "--no-progress")
+    run("mosaic", "trace", "--ckpt", "run", "--out", "trace.h5", "--quiet")
     run("mosaic", "report", "trace.h5", "--format", "html")
     assert (work / "report.html").stat().st_size > 10_000
 
