@@ -215,12 +215,13 @@ def test_an_unknown_layout_is_one_line(tmp_path, capsys):
 
 
 def test_a_config_of_the_other_layout_is_one_line(tmp_path, capsys, duke_world, tiny_world):
-    repo = Path(__file__).resolve().parents[1]
-    market_config, duke_config = repo / "configs" / "synthetic_micro.yaml", repo / "configs" / "synthetic_micro_duke.yaml"
+    from mosaic.configs import shipped_config
+
+    market_config, duke_config = shipped_config("synthetic_micro").path, shipped_config("synthetic_micro_duke").path
     err = _one_line_exit_2(["demo", "--out", str(tmp_path / "a"), "--layout", "dukemtmc", "--config", str(market_config)], capsys)
-    assert "synthetic_micro_duke.yaml" in err
+    assert "pass --config synthetic_micro_duke" in err
     err = _one_line_exit_2(["demo", "--out", str(tmp_path / "b"), "--config", str(duke_config)], capsys)
-    assert "synthetic_micro.yaml" in err
+    assert "pass --config synthetic_micro," in err
     err = _one_line_exit_2(["train", "--config", str(market_config), "--set", f"data.root={duke_world}", "--out", str(tmp_path / "c")], capsys)
     assert "not a Market-1501 file name" in err
     err = _one_line_exit_2(["train", "--config", str(duke_config), "--set", f"data.root={tiny_world}", "--out", str(tmp_path / "e")], capsys)
