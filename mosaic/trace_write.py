@@ -112,6 +112,9 @@ def write_trace(data: TraceData, path: str | os.PathLike) -> Path:
     return path
 
 
+_CORE_BLOCK = 4 * 2**20  # the in-memory file grows by this much at a time
+
+
 def trace_file_image(data: TraceData) -> bytes:
     """The bytes of the HDF5 trace of ``data``, built in memory (HDF5's core driver, no backing file)."""
     import secrets
@@ -122,10 +125,7 @@ def trace_file_image(data: TraceData) -> bytes:
     with h5py.File(name, "w", driver="core", backing_store=False, block_size=_CORE_BLOCK, track_order=True) as h5:
         _write_contents(h5, data)
         h5.flush()
-        return bytes(h5.id.get_file_image())
-
-
-_CORE_BLOCK = 4 * 2**20  # the in-memory file grows by this much at a time
+        return h5.id.get_file_image()
 
 
 def _write_contents(h5, data: TraceData) -> None:
