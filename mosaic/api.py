@@ -187,7 +187,7 @@ def trace(
     result = trace_checkpoint(
         Path(checkpoint), settings=settings, data=data, format=format, attributes=attributes, schema=schema,
         conditions=conditions, subsets=subsets, seed=seed, fixed_gates=fixed_gates, device=device,
-        image_cache=image_cache, threads=threads, command=command,
+        image_cache=image_cache, threads=threads, command=command, out=out,
     )
     if out is not None:
         write_trace(result, out)

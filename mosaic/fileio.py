@@ -1,4 +1,5 @@
-"""Writing outputs so that an interrupted run never leaves a half-written file behind."""
+"""Writing outputs so that an interrupted run never leaves a half-written file behind, and a full disk
+ends in one line (:mod:`mosaic.diskspace`) instead of a traceback."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from mosaic.diskspace import DEFAULT_FIX, SpaceNeed, require_space, write_errors
 from mosaic.errors import MosaicError
 
 
@@ -90,38 +92,46 @@ def _fsync(path: Path, *, directory: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, create_parent: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, create_parent: bool = False, needed: int | None = None,
+                fix: str = DEFAULT_FIX) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
     On any exception (KeyboardInterrupt included) the temporary file is removed and ``path``
     is left exactly as it was before. The file's content reaches the disk before the rename and
     the rename before returning, so after a crash ``path`` holds either the old or the new bytes.
+
+    ``needed`` (bytes, when known) is checked against the free space before anything is written.
+    An I/O error of the writes (a full disk, a quota, a read-only file system) leaves as one
+    :class:`MosaicError` line naming ``path`` and ``fix`` (how to write elsewhere); see
+    :mod:`mosaic.diskspace`.
     """
     path = Path(path)
     parent = ensure_writable_dir(path.parent if str(path.parent) else Path("."), create=create_parent)
-    try:
+    if needed is not None:
+        require_space([SpaceNeed(path, needed, "file", fix)])
+    with write_errors(path, needed=needed, fix=fix):
         tmp = _create_temporary_beside(path, parent)
-    except OSError as exc:
-        raise MosaicError(f"cannot write {path}: {exc.strerror or exc}; choose another output path") from None
-    try:
-        yield tmp
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync(parent, directory=True)
+        try:
+            yield tmp
+            _fsync(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        _fsync(parent, directory=True)
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, create_parent: bool = False) -> Path:
-    with atomic_path(path, create_parent=create_parent) as tmp:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, create_parent: bool = False,
+                       fix: str = DEFAULT_FIX) -> Path:
+    with atomic_path(path, create_parent=create_parent, needed=len(data), fix=fix) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str, *, create_parent: bool = False) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"), create_parent=create_parent)
+def write_text_atomic(path: str | os.PathLike, text: str, *, create_parent: bool = False,
+                      fix: str = DEFAULT_FIX) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"), create_parent=create_parent, fix=fix)
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:

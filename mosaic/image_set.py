@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["ImageSet"]
+__all__ = ["ImageSet", "relative_path"]
 
 
 @dataclass
@@ -64,12 +64,12 @@ class ImageSet:
             images=images,
             pid=table["pid"].to_numpy(),
             camid=table["camid"].to_numpy(),
-            path=np.array([_relative(p, dataset.root) for p in table["path"].tolist()], dtype=str),
+            path=np.array([relative_path(p, dataset.root) for p in table["path"].tolist()], dtype=str),
             states=dataset.states(split),
         )
 
 
-def _relative(path: str, root: Path) -> str:
+def relative_path(path: str, root: Path) -> str:
     try:
         return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
     except ValueError:

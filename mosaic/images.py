@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from mosaic.diskspace import SpaceNeed, require_space
 from mosaic.errors import MosaicError
 from mosaic.fileio import atomic_path
 
@@ -105,6 +106,46 @@ def decode_images(
     return out
 
 
+CACHE_FIX = "point the image cache elsewhere (data.cache_dir for training, --image-cache for tracing)"
+
+
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    """The ``.npy`` header of a C-ordered uint8 array of ``shape`` (what :func:`numpy.load` reads)."""
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def _cached_shape(n: int, size: int | Sequence[int]) -> tuple[int, int, int, int]:
+    return (n, 3, *_size_hw(size))
+
+
+def cache_need(paths: Sequence[str | os.PathLike], size: int | Sequence[int], cache_dir: str | os.PathLike | None):
+    """The :class:`~mosaic.diskspace.SpaceNeed` of caching ``paths`` at ``size`` (``None``: no cache, or cached)."""
+    if cache_dir is None or not len(paths):
+        return None
+    target = cache_file([os.fspath(p) for p in paths], size, cache_dir)
+    return None if target.is_file() else _need(target, len(paths), size)
+
+
+def _need(target: Path, n: int, size: int | Sequence[int]) -> SpaceNeed:
+    shape = _cached_shape(n, size)
+    return SpaceNeed(target.parent, len(_npy_header(shape)) + int(np.prod(shape)), "image cache", CACHE_FIX)
+
+
+def _save_cache(target: Path, array: np.ndarray) -> None:
+    """``array`` as ``.npy`` at ``target``, atomically, its size checked against the free space first."""
+    header = _npy_header(array.shape)
+    with atomic_path(target, create_parent=True, needed=len(header) + array.nbytes, fix=CACHE_FIX) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(header)
+            # one plain write of the pixels: a short write raises an OSError that says why
+            # (numpy's tofile only says how much was written)
+            handle.write(np.ascontiguousarray(array).reshape(-1).data)
+
+
 def load_image_tensor(
     paths: Sequence[str | os.PathLike],
     size: int | Sequence[int],
@@ -115,6 +156,7 @@ def load_image_tensor(
 
     With ``cache_dir`` the decoded array is read from, or written to, a cache file keyed by the
     image list and size (see :func:`cache_file`); without it the images are decoded every call.
+    A cache that cannot fit the free space is refused before any image is decoded.
     """
     import torch
 
@@ -127,10 +169,9 @@ def load_image_tensor(
             array = np.load(target, allow_pickle=False)
         except (ValueError, OSError, EOFError):
             array = None  # unreadable cache: decode again and replace it
-        if array is not None and array.shape == (len(paths), 3, *_size_hw(size)) and array.dtype == np.uint8:
+        if array is not None and array.shape == _cached_shape(len(paths), size) and array.dtype == np.uint8:
             return torch.from_numpy(array)
+    require_space([_need(target, len(paths), size)])
     array = decode_images(paths, size, progress=progress)
-    with atomic_path(target, create_parent=True) as tmp:
-        with open(tmp, "wb") as handle:  # a file object: np.save would append .npy to a name
-            np.save(handle, array, allow_pickle=False)
+    _save_cache(target, array)
     return torch.from_numpy(array)

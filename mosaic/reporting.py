@@ -84,13 +84,13 @@ def analyse_trace(trace: Path, progress: Callable[[str], None], *, images: bool 
 
 def render_report(document, fmt, path: Path, progress: Callable[[str], None]) -> None:
     """Render ``document`` in ``fmt`` and write it to ``path`` atomically."""
-    from mosaic.fileio import atomic_path
+    from mosaic.diskspace import OUT_FIX
+    from mosaic.fileio import write_text_atomic
 
     progress(f"rendering {fmt.name}")
     text = fmt.render(document)
     progress(f"writing {path.name}")
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_text_atomic(path, text, fix=OUT_FIX)
 
 
 def write_study(traces: list, outputs, *, fmt_name: Optional[str] = None, labels=None, command: str = "",
@@ -101,7 +101,8 @@ def write_study(traces: list, outputs, *, fmt_name: Optional[str] = None, labels
     ``(results, paths)``.
     """
     import analysis
-    from mosaic.fileio import atomic_path
+    from mosaic.diskspace import OUT_FIX
+    from mosaic.fileio import write_text_atomic
     from reports import FORMATS, get_format
     from reports.study import build_study_report
 
@@ -111,7 +112,6 @@ def write_study(traces: list, outputs, *, fmt_name: Optional[str] = None, labels
     results = analysis.study(traces, labels=labels, **settings)
     document = build_study_report(results, command=command)
     for out, fmt in zip(outputs, formats):
-        with atomic_path(out) as tmp:
-            tmp.write_text(fmt.render(document), encoding="utf-8")
+        write_text_atomic(out, fmt.render(document), fix=OUT_FIX)
     return results, outputs
 

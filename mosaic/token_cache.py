@@ -16,9 +16,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from mosaic.errors import MosaicError
+from mosaic.diskspace import SpaceNeed, require_space, reserve_file, write_errors
 
-__all__ = ["TokenCache", "default_budget"]
+__all__ = ["SPILL_FIX", "TokenCache", "default_budget"]
+
+SPILL_FIX = "pass --spill-dir on another disk, or raise --cache-budget to keep them in memory"
 
 
 class TokenCache:
@@ -46,19 +48,26 @@ class TokenCache:
         if self.nbytes <= budget_bytes:
             self._tensor = torch.empty((self.n, *self.tail), dtype=torch.float32, device=self.device)
         else:
-            if spill_dir is not None:
-                Path(spill_dir).mkdir(parents=True, exist_ok=True)
-            self._dir = tempfile.mkdtemp(prefix="mosaic-trunk-", dir=spill_dir)
+            self._spill(spill_dir)
+
+    def _spill(self, spill_dir: str | os.PathLike | None) -> None:
+        """The float32 memmap in a new temporary folder, its blocks allocated before the first write.
+
+        A sparse memmap on a disk that fills up kills the process (SIGBUS) at the first page it
+        cannot back; allocated up front, the shortage is one error line before the trunk runs.
+        """
+        root = Path(spill_dir) if spill_dir is not None else Path(tempfile.gettempdir())
+        with write_errors(root, needed=self.nbytes, fix=SPILL_FIX):
+            require_space([SpaceNeed(root, self.nbytes, "spilled trunk tokens", SPILL_FIX)])
+            root.mkdir(parents=True, exist_ok=True)
+            self._dir = tempfile.mkdtemp(prefix="mosaic-trunk-", dir=root)
             try:
-                self._memmap = np.lib.format.open_memmap(
-                    os.path.join(self._dir, "tokens.npy"), mode="w+", dtype=np.float32, shape=(self.n, *self.tail)
-                )
-            except OSError as exc:
+                path = os.path.join(self._dir, "tokens.npy")
+                self._memmap = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(self.n, *self.tail))
+                reserve_file(path, os.path.getsize(path))
+            except BaseException:
                 self.close()
-                raise MosaicError(
-                    f"cannot spill {self.nbytes / 2**30:.1f} GiB of trunk tokens to {spill_dir or tempfile.gettempdir()} "
-                    f"({exc.strerror}): free disk space, pass --spill-dir, or raise --cache-budget"
-                ) from None
+                raise
 
     @property
     def spilled(self) -> bool:

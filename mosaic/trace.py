@@ -21,7 +21,9 @@ from __future__ import annotations
 import math
 import platform
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -29,11 +31,12 @@ import torch
 import torch.nn.functional as F
 
 from mosaic.conditions import Condition
+from mosaic.diskspace import SpaceNeed
 from mosaic.errors import MosaicError
 from mosaic.image_set import ImageSet
 from mosaic.provenance import git_commit
 from mosaic.settings import check_fields
-from mosaic.token_cache import TokenCache, default_budget
+from mosaic.token_cache import SPILL_FIX, TokenCache, default_budget
 from mosaic.traceio import TraceData
 
 __all__ = [
@@ -42,10 +45,13 @@ __all__ = [
     "TraceSettings",
     "ConditionResult",
     "build_provenance",
+    "complete_provenance",
     "compute_trunk",
     "condition_features",
     "describe_conditions",
+    "spill_need",
     "trace_model",
+    "trunk_token_shape",
 ]
 
 DISTANCES = ("cosine", "euclidean")
@@ -103,7 +109,7 @@ def compute_trunk(model, image_sets: Sequence[ImageSet], settings: TraceSettings
     from mosaic.model import normalize_images
 
     total = sum(len(s) for s in image_sets)
-    budget = settings.cache_budget_mb * 2**20 if settings.cache_budget_mb is not None else default_budget(device)
+    budget = token_budget(settings, device)
     cache: TokenCache | None = None
     offset = 0
     with _progress(total, "trunk", settings.progress) as bar:
@@ -117,9 +123,27 @@ def compute_trunk(model, image_sets: Sequence[ImageSet], settings: TraceSettings
                 offset += stop - start
                 bar.update(stop - start)
     if cache is None:  # no image at all: an empty cache of the right width
-        T = 1 + math.prod(model.backbone.patch_embed.grid_size)
-        cache = TokenCache(0, (T, model.embed_dim), device=device, budget_bytes=0)
+        cache = TokenCache(0, trunk_token_shape(model), device=device, budget_bytes=0)
     return cache
+
+
+def trunk_token_shape(model) -> tuple[int, int]:
+    """(tokens, width) of one image's trunk output: its patches plus the prefix (class) tokens."""
+    backbone = model.backbone
+    return backbone.patch_embed.num_patches + getattr(backbone, "num_prefix_tokens", 1), model.embed_dim
+
+
+def token_budget(settings: TraceSettings, device: torch.device) -> float:
+    """Bytes the cached trunk tokens may take on ``device`` before they spill to disk."""
+    return settings.cache_budget_mb * 2**20 if settings.cache_budget_mb is not None else default_budget(device)
+
+
+def spill_need(model, n_images: int, settings: TraceSettings, device: torch.device) -> SpaceNeed | None:
+    """What the trunk tokens of ``n_images`` will write to disk (``None`` when they stay in memory)."""
+    nbytes = n_images * math.prod(trunk_token_shape(model)) * 4
+    if nbytes <= token_budget(settings, device):
+        return None
+    return SpaceNeed(Path(settings.spill_dir or tempfile.gettempdir()), nbytes, "spilled trunk tokens", SPILL_FIX)
 
 
 @dataclass
@@ -260,11 +284,8 @@ def trace_model(
                     raise RuntimeError("query validity changed between conditions: it must depend on ids and cameras only")
                 _store(out, c, ev, K, R)
         cache_info = {"bytes": int(cache.nbytes), "spilled": bool(cache.spilled)}
-    provenance = dict(provenance or {})
-    provenance.setdefault("missing_routes", missing_routes)
-    provenance.setdefault("conditions", describe_conditions(conditions, schema))
-    provenance.setdefault("trace_settings", asdict(settings))
-    provenance.setdefault("trunk_cache", cache_info)
+    provenance = complete_provenance(provenance, conditions, schema, settings, missing_routes=missing_routes,
+                                     trunk_cache=cache_info)
     return TraceData(
         schema=schema,
         query_pid=query.pid,
@@ -333,6 +354,18 @@ def _check_inputs(model, query: ImageSet, gallery: ImageSet, conditions: Sequenc
         if c.router not in model.routers:
             hint = ": the checkpoint has no learned router" if c.router == "learned" else ""
             raise MosaicError(f"condition {c.name!r} needs router {c.router!r}, which this model lacks{hint}")
+
+
+def complete_provenance(provenance: Mapping[str, Any] | None, conditions: Sequence[Condition], schema,
+                        settings: TraceSettings, *, missing_routes: Mapping[str, int],
+                        trunk_cache: Mapping[str, Any]) -> dict[str, Any]:
+    """``provenance`` with what the tracing itself adds: the conditions, the settings, the routes and the cache."""
+    provenance = dict(provenance or {})
+    provenance.setdefault("missing_routes", dict(missing_routes))
+    provenance.setdefault("conditions", describe_conditions(conditions, schema))
+    provenance.setdefault("trace_settings", asdict(settings))
+    provenance.setdefault("trunk_cache", dict(trunk_cache))
+    return provenance
 
 
 def describe_conditions(conditions: Sequence[Condition], schema) -> list[dict[str, Any]]:

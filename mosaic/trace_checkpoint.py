@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
+from mosaic.diskspace import OUT_FIX, SpaceNeed
 from mosaic.errors import MosaicError
 
-__all__ = ["resolve_device", "check_output", "trace_checkpoint", "trace_command_line"]
+__all__ = ["resolve_device", "check_output", "space_needs", "trace_checkpoint", "trace_command_line"]
 
 
 def resolve_device(name: str):
@@ -76,11 +77,14 @@ def trace_checkpoint(
     image_cache: Optional[Path] = None,
     threads: Optional[int] = None,
     command: str = "",
+    out: Optional[Path] = None,
 ):
     """Trace ``checkpoint`` on its dataset (or ``data``) under the selected conditions.
 
     ``settings`` is a :class:`mosaic.trace.TraceSettings`; its ``feature`` may be ``None`` for the
     checkpoint's ``eval.feature``. Returns the :class:`mosaic.traceio.TraceData` (not yet written).
+    ``out``: where the caller will write it; with the image cache and any spilled trunk tokens, its
+    estimated size must fit the free space before the first image is decoded.
     """
     import dataclasses
 
@@ -88,6 +92,7 @@ def trace_checkpoint(
 
     from mosaic.conditions import resolve_conditions
     from mosaic.data import load_dataset
+    from mosaic.diskspace import require_space
     from mosaic.trace import ImageSet, build_provenance, trace_model
     from mosaic.train.checkpoint import load_checkpoint
 
@@ -125,10 +130,9 @@ def trace_checkpoint(
     if settings.feature is None:
         settings = dataclasses.replace(settings, feature=getattr(config.eval, "feature", "bn"))
     cache_dir = _image_cache_dir(image_cache, data_cfg.cache_dir if own else None, loaded.path)
-    query = ImageSet.from_dataset(dataset, "query", model.img_size, cache_dir=cache_dir, progress=settings.progress)
-    gallery = ImageSet.from_dataset(dataset, "gallery", model.img_size, cache_dir=cache_dir, progress=settings.progress)
-    if len(query) == 0 or len(gallery) == 0:
-        raise MosaicError(f"dataset {root} has {len(query)} query and {len(gallery)} gallery images: both are needed to trace")
+    n_query, n_gallery = len(dataset.split("query")), len(dataset.split("gallery"))
+    if n_query == 0 or n_gallery == 0:
+        raise MosaicError(f"dataset {root} has {n_query} query and {n_gallery} gallery images: both are needed to trace")
 
     provenance = build_provenance(
         command=command,
@@ -149,6 +153,10 @@ def trace_checkpoint(
         state_shares=model.state_shares,
         state_shares_source=shares_source,
     )
+    # everything tracing will write must fit before the first image is decoded or the model runs
+    require_space(space_needs(out, dataset, model, selected, settings, torch_device, cache_dir, provenance))
+    query = ImageSet.from_dataset(dataset, "query", model.img_size, cache_dir=cache_dir, progress=settings.progress)
+    gallery = ImageSet.from_dataset(dataset, "gallery", model.img_size, cache_dir=cache_dir, progress=settings.progress)
     data_info = {
         "name": dataset.name,
         "format": dataset.format,
@@ -162,6 +170,38 @@ def trace_checkpoint(
     return trace_model(
         model, query, gallery, selected, settings, device=torch_device, provenance=provenance, dataset=data_info
     )
+
+
+def space_needs(out, dataset, model, conditions, settings, device, cache_dir, provenance) -> list[SpaceNeed]:
+    """What tracing ``dataset`` will write: the trace (estimated from its layout), the decoded
+    images' cache and the spilled trunk tokens, where they go."""
+    from mosaic.image_set import relative_path
+    from mosaic.images import cache_need
+    from mosaic.trace import complete_provenance, spill_need
+    from mosaic.trace_size import estimate_trace_bytes
+    from mosaic.trace_write import attribute_json
+
+    paths = {split: dataset.split(split)["path"].tolist() for split in ("query", "gallery")}
+    needs = [cache_need(paths[split], model.img_size, cache_dir) for split in paths]
+    needs.append(spill_need(model, sum(len(p) for p in paths.values()), settings, device))
+    if out is not None:
+        schema = model.schema
+        names = [c.name for c in conditions]
+        recorded = complete_provenance(provenance, conditions, schema, settings, missing_routes=dict.fromkeys(names, 0),
+                                       trunk_cache={"bytes": 0, "spilled": False})
+        sizes = {"condition": len(conditions), "query": len(paths["query"]), "gallery": len(paths["gallery"]),
+                 "group": len(schema.groups), "expert": schema.n_experts, "layer": len(model.expert_layers),
+                 "rank": settings.max_rank, "topk": settings.top_k}
+        nbytes = estimate_trace_bytes(
+            sizes,
+            query_paths=[relative_path(p, dataset.root) for p in paths["query"]],
+            gallery_paths=[relative_path(p, dataset.root) for p in paths["gallery"]],
+            condition_names=names,
+            routed_conditions=sum(1 for c in conditions if c.n_enabled and not c.by_code),
+            metadata_bytes=len(attribute_json(recorded)) + len(schema.to_json()),
+        )
+        needs.append(SpaceNeed(Path(out), nbytes, "trace", OUT_FIX))
+    return [need for need in needs if need is not None]
 
 
 def _uniform_shares(schema) -> dict[str, list[float]]:

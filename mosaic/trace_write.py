@@ -18,7 +18,7 @@ from mosaic.trace_layout import ARRAYS, COORDINATES, ENCODING_TYPE, GROUPS, SCHE
 if TYPE_CHECKING:
     from mosaic.traceio import TraceData
 
-__all__ = ["write_trace"]
+__all__ = ["attribute_json", "trace_file_image", "write_trace"]
 
 
 def _str_dtype():
@@ -81,7 +81,7 @@ def _jsonable(value: Any) -> Any:
     return jsonable(value, unknown=repr)
 
 
-def _to_json(value: Any) -> str:
+def attribute_json(value: Any) -> str:
     return json.dumps(_jsonable(value), sort_keys=True, ensure_ascii=False)
 
 
@@ -96,54 +96,76 @@ def _flat_attribute(value: Any):
 def write_trace(data: TraceData, path: str | os.PathLike) -> Path:
     """Write ``data`` to ``path`` as a self-describing HDF5 trace (atomically) and return the path.
 
-    The file is written under a temporary name beside ``path`` and renamed only when complete,
-    so an interrupted write leaves ``path`` untouched.
+    The file is built in memory and its bytes written under a temporary name beside ``path``,
+    renamed only when complete, so an interrupted write leaves ``path`` untouched. HDF5 itself never
+    writes to the disk: a write it cannot finish (a full disk) can crash the library when the file
+    is closed, while the same failure of a Python write is one :class:`MosaicError` line.
     """
-    import h5py
-
-    from mosaic import __version__
+    from mosaic.diskspace import OUT_FIX
     from mosaic.fileio import atomic_path
 
     data.validate()
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w", track_order=True) as h5:
-            h5.attrs["encoding_type"] = ENCODING_TYPE
-            h5.attrs["encoding_version"] = SCHEMA_VERSION
-            h5.attrs["schema_version"] = SCHEMA_VERSION
-            h5.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-            h5.attrs["mosaic_version"] = __version__
-            h5.attrs["title"] = "mosaic retrieval trace"
-            h5.attrs["distance"] = data.distance
-            h5.attrs["attribute_schema"] = data.schema.to_json()
-            h5.attrs["schema_fingerprint"] = data.schema.fingerprint()
-            h5.attrs["provenance"] = _to_json(data.provenance)
-            h5.attrs["dataset"] = _to_json(data.dataset)
-
-            scales = {}
-            for dim, values in _coordinate_values(data).items():
-                dtype, long_name, description = COORDINATES[dim]
-                ds = _write_array(h5, dim, values, dtype)
-                ds.make_scale(dim)
-                _describe(ds, long_name, "1" if dtype != "str" else "", description)
-                scales[dim] = ds
-
-            for name, description in GROUPS.items():
-                grp = h5.create_group(name, track_order=True)
-                grp.attrs["encoding_type"] = f"{ENCODING_TYPE}/{name}"
-                grp.attrs["encoding_version"] = SCHEMA_VERSION
-                grp.attrs["description"] = description
-
-            for spec in ARRAYS:
-                ds = _write_array(h5, spec.path, getattr(data, spec.field), spec.dtype, compress=spec.compress)
-                for axis, dim in enumerate(spec.dims):
-                    ds.dims[axis].attach_scale(scales[dim])
-                _describe(ds, spec.long_name, spec.units, spec.description)
-
-            _write_schema_group(h5["schema"], data.schema, scales)
-            for key, value in data.provenance.items():
-                h5["provenance"].attrs[str(key)] = _flat_attribute(value)
+    image = trace_file_image(data)
+    with atomic_path(path, needed=len(image), fix=OUT_FIX) as tmp:
+        tmp.write_bytes(image)
     return path
+
+
+_CORE_BLOCK = 4 * 2**20  # the in-memory file grows by this much at a time
+
+
+def trace_file_image(data: TraceData) -> bytes:
+    """The bytes of the HDF5 trace of ``data``, built in memory (HDF5's core driver, no backing file)."""
+    import secrets
+
+    import h5py
+
+    name = f"mosaic-trace-{secrets.token_hex(8)}.h5"  # the core driver's files are named; never on disk
+    with h5py.File(name, "w", driver="core", backing_store=False, block_size=_CORE_BLOCK, track_order=True) as h5:
+        _write_contents(h5, data)
+        h5.flush()
+        return h5.id.get_file_image()
+
+
+def _write_contents(h5, data: TraceData) -> None:
+    from mosaic import __version__
+
+    h5.attrs["encoding_type"] = ENCODING_TYPE
+    h5.attrs["encoding_version"] = SCHEMA_VERSION
+    h5.attrs["schema_version"] = SCHEMA_VERSION
+    h5.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    h5.attrs["mosaic_version"] = __version__
+    h5.attrs["title"] = "mosaic retrieval trace"
+    h5.attrs["distance"] = data.distance
+    h5.attrs["attribute_schema"] = data.schema.to_json()
+    h5.attrs["schema_fingerprint"] = data.schema.fingerprint()
+    h5.attrs["provenance"] = attribute_json(data.provenance)
+    h5.attrs["dataset"] = attribute_json(data.dataset)
+
+    scales = {}
+    for dim, values in _coordinate_values(data).items():
+        dtype, long_name, description = COORDINATES[dim]
+        ds = _write_array(h5, dim, values, dtype)
+        ds.make_scale(dim)
+        _describe(ds, long_name, "1" if dtype != "str" else "", description)
+        scales[dim] = ds
+
+    for name, description in GROUPS.items():
+        grp = h5.create_group(name, track_order=True)
+        grp.attrs["encoding_type"] = f"{ENCODING_TYPE}/{name}"
+        grp.attrs["encoding_version"] = SCHEMA_VERSION
+        grp.attrs["description"] = description
+
+    for spec in ARRAYS:
+        ds = _write_array(h5, spec.path, getattr(data, spec.field), spec.dtype, compress=spec.compress)
+        for axis, dim in enumerate(spec.dims):
+            ds.dims[axis].attach_scale(scales[dim])
+        _describe(ds, spec.long_name, spec.units, spec.description)
+
+    _write_schema_group(h5["schema"], data.schema, scales)
+    for key, value in data.provenance.items():
+        h5["provenance"].attrs[str(key)] = _flat_attribute(value)
 
 
 def _write_schema_group(grp, schema: AttributeSchema, scales) -> None:

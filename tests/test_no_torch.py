@@ -45,6 +45,7 @@ TORCH_FREE_CORE = frozenset({
     "mosaic",  # __version__ only
     "mosaic.errors",
     "mosaic.fileio",
+    "mosaic.diskspace",  # a write's failure as one line, and the free-space check before it
     "mosaic.jsonsafe",
     "mosaic.schema",
     "mosaic.shipped",  # files shipped inside the package, found by name (schemas, configs)

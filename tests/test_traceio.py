@@ -240,14 +240,15 @@ def test_interrupted_write_leaves_nothing(tmp_path):
         f"""
         import sys, time
         sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import pathlib
         import mosaic.trace_write as tio
         from test_traceio import make_trace
-        real = tio._write_schema_group
-        def slow(*args, **kwargs):
-            real(*args, **kwargs)
+        def slow(self, data):  # the file's bytes (built in memory) reach the disk half-way, then stall
+            with open(self, "wb") as handle:
+                handle.write(data[: len(data) // 2])
             print("writing", flush=True)
             time.sleep(30)
-        tio._write_schema_group = slow
+        pathlib.Path.write_bytes = slow
         tio.write_trace(make_trace(), {str(out)!r})
         """
     )

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
+from mosaic.diskspace import OUT_FIX, write_error, write_errors
 from mosaic.errors import MosaicError
 from mosaic.fileio import ensure_writable_dir, give_default_permissions, sha256_file, write_text_atomic
 
@@ -174,7 +175,8 @@ def get_attributes(
     out = ensure_writable_dir(out, create=True)
     say = progress or (lambda line: None)
 
-    staging = Path(tempfile.mkdtemp(prefix=".get-attributes.", suffix=".partial", dir=out))
+    with write_errors(out, fix=OUT_FIX):
+        staging = Path(tempfile.mkdtemp(prefix=".get-attributes.", suffix=".partial", dir=out))
     try:
         placed: list[tuple[Path, Path]] = []  # (staged file, final path)
         for source in (sources[n] for n in names):
@@ -188,7 +190,7 @@ def get_attributes(
                 staged.parent.mkdir(exist_ok=True)
                 url = source.url(base, file)
                 say(f"{source.folder}/{file.name}: downloading {url}")
-                _download(url, staged, timeout=timeout)
+                _download(url, staged, target, timeout=timeout)
                 _verify(staged, file, url)
                 placed.append((staged, target))
         for staged, target in placed:  # every file arrived intact: only now touch the cache
@@ -196,12 +198,15 @@ def get_attributes(
             give_default_permissions(staged)
             os.replace(staged, target)
         for source in (sources[n] for n in names):
-            write_text_atomic(out / source.folder / "NOTICE.md", notice_text(source))
-            write_text_atomic(out / source.folder / "SOURCE_COMMIT.txt", source_commit_text(source))
-    except BaseException:
+            write_text_atomic(out / source.folder / "NOTICE.md", notice_text(source), fix=OUT_FIX)
+            write_text_atomic(out / source.folder / "SOURCE_COMMIT.txt", source_commit_text(source), fix=OUT_FIX)
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
+        error = write_error(out, exc, fix=OUT_FIX)  # a full disk: one line, not a traceback
+        if error is not None:
+            raise error from None
         raise
     shutil.rmtree(staging, ignore_errors=True)
     return [out / sources[n].folder / sources[n].attribute_file.name for n in names]
@@ -217,29 +222,31 @@ def _first_missing(path: Path) -> Path | None:
     return missing
 
 
-def _download(url: str, dest: Path, *, timeout: float) -> None:
-    """``url`` into ``dest``; a one-line MosaicError for anything but a complete 200 answer."""
+def _download(url: str, dest: Path, target: Path, *, timeout: float) -> None:
+    """``url`` into ``dest`` (staged for ``target``); a one-line MosaicError for anything but a complete 200 answer."""
     hint = f"check the network, or set {BASE_URL_ENV} (or --base-url) to a mirror; nothing was written"
     request = urllib.request.Request(url, headers={"User-Agent": "mosaic-get-attributes"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as handle:
-            size = 0
-            while block := response.read(CHUNK):
-                size += len(block)
-                if size > MAX_FILE_BYTES:
-                    raise MosaicError(f"{url} sent more than {MAX_FILE_BYTES // 2**20} MiB, not an attribute file: {hint}")
-                handle.write(block)
-    except urllib.error.HTTPError as exc:
-        raise MosaicError(f"cannot download {url}: HTTP {exc.code} {exc.reason}; {hint}") from None
-    except (socket.timeout, TimeoutError):
-        raise MosaicError(f"cannot download {url}: no answer within {timeout:g} s; {hint}") from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, (socket.timeout, TimeoutError)):
+    with write_errors(target, fix=OUT_FIX), open(dest, "wb") as handle:
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                size = 0
+                while block := response.read(CHUNK):
+                    size += len(block)
+                    if size > MAX_FILE_BYTES:
+                        raise MosaicError(f"{url} sent more than {MAX_FILE_BYTES // 2**20} MiB, not an attribute file: {hint}")
+                    with write_errors(target, fix=OUT_FIX):  # the disk's failure, not the network's
+                        handle.write(block)
+        except urllib.error.HTTPError as exc:
+            raise MosaicError(f"cannot download {url}: HTTP {exc.code} {exc.reason}; {hint}") from None
+        except (socket.timeout, TimeoutError):
             raise MosaicError(f"cannot download {url}: no answer within {timeout:g} s; {hint}") from None
-        raise MosaicError(f"cannot download {url}: {getattr(reason, 'strerror', None) or reason}; {hint}") from None
-    except OSError as exc:
-        raise MosaicError(f"cannot download {url}: {exc.strerror or exc}; {hint}") from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            if isinstance(reason, (socket.timeout, TimeoutError)):
+                raise MosaicError(f"cannot download {url}: no answer within {timeout:g} s; {hint}") from None
+            raise MosaicError(f"cannot download {url}: {getattr(reason, 'strerror', None) or reason}; {hint}") from None
+        except OSError as exc:
+            raise MosaicError(f"cannot download {url}: {exc.strerror or exc}; {hint}") from None
 
 
 def _verify(path: Path, file: PinnedFile, url: str) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mosaic.diskspace import OUT_FIX, write_error
 from mosaic.errors import MosaicError
 from mosaic.fileio import ensure_writable_dir, give_default_permissions, write_text_atomic
 from mosaic.synth.config import WorldConfig
@@ -263,7 +264,7 @@ def synthesize(
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=parent))
     except OSError as exc:
-        raise MosaicError(f"cannot write a world into {parent}: {exc.strerror}; choose another --out") from None
+        raise write_error(out, exc, fix=OUT_FIX) from None
     give_default_permissions(staging)
     try:
         for folder in layout.folders.split_dirs.values():
@@ -281,8 +282,11 @@ def synthesize(
         sidecar = _sidecar(config, plan, resolved, train_pids, test_pids, traps)
         write_text_atomic(staging / SIDECAR, json.dumps(sidecar, indent=2) + "\n")
         _move_into_place(staging, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        error = write_error(out, exc, fix=OUT_FIX)  # a full disk: one line, not a traceback
+        if error is not None:
+            raise error from None
         raise
     return out
 

@@ -29,6 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from mosaic.diskspace import DEFAULT_FIX
 from mosaic.errors import MosaicError
 from mosaic.fileio import atomic_path, sha256_file
 from mosaic.schema import AttributeSchema
@@ -94,15 +95,42 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
 # ----------------------------------------------------------------------------- write / read
 
 
-def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` (see the module docstring) atomically, stamped with the format marker."""
+def save_checkpoint(path: str | Path, payload: Mapping[str, Any], *, fix: str = DEFAULT_FIX) -> Path:
+    """Write ``payload`` (see the module docstring) atomically, stamped with the format marker.
+
+    A write that fails (a full disk) is one :class:`MosaicError` line ending in ``fix``, and the
+    previous file at ``path`` is left as it was.
+    """
     from mosaic import __version__
 
     data = {"format": FORMAT, "format_version": FORMAT_VERSION, "mosaic_version": __version__, **payload}
     path = Path(path)
-    with atomic_path(path, create_parent=True) as tmp:
-        torch.save(data, tmp)
+    with atomic_path(path, create_parent=True, fix=fix) as tmp:
+        # into a Python file, not a path: torch's own file writer reports a full disk as a bare
+        # "unexpected pos" RuntimeError, while through Python the OSError that says why is kept
+        with open(tmp, "wb") as handle:
+            torch.save(data, handle)
     return path
+
+
+# Bytes a checkpoint holds beside the tensors: configuration, schema, random states, zip entries.
+CHECKPOINT_EXTRA_BYTES = 256 * 2**10
+ZIP_ENTRY_BYTES = 256  # per tensor: its zip headers and alignment
+OPTIMIZER_SLOTS = 2    # state tensors per trainable parameter, at most (Adam's two moments; SGD keeps one or none)
+
+
+def checkpoint_bytes(model: torch.nn.Module) -> int:
+    """An upper bound of a training checkpoint's size: ``model``'s state plus the optimiser's.
+
+    Known before the first step (the optimiser creates its state lazily), so a run that could not
+    write its checkpoints is refused before it trains.
+    """
+    state = unwrap_model(model).state_dict()
+    tensors = [t for t in state.values() if isinstance(t, torch.Tensor)]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    nbytes = sum(t.numel() * t.element_size() for t in tensors)
+    nbytes += OPTIMIZER_SLOTS * sum(p.numel() * p.element_size() for p in trainable)
+    return nbytes + ZIP_ENTRY_BYTES * (len(tensors) + OPTIMIZER_SLOTS * len(trainable)) + CHECKPOINT_EXTRA_BYTES
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

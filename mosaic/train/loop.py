@@ -35,6 +35,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from mosaic.diskspace import require_space
 from mosaic.errors import MosaicError
 from mosaic.fileio import write_text_atomic
 from mosaic.schema import FIXED, MISSING
@@ -44,7 +45,7 @@ from mosaic.train.checkpoint import save_checkpoint, unwrap_model
 from mosaic.train.config import TrainConfig
 from mosaic.train.interrupt import StopFlag, TrainingDiverged, TrainingInterrupted  # noqa: F401  (raised here, public here)
 from mosaic.train.monitor import MetricsLog
-from mosaic.train.run_state import checkpoint_payload, restore_run
+from mosaic.train.run_state import checkpoint_fix, checkpoint_payload, restore_run, space_needs
 from mosaic.train.run import RunPaths, TrainResult
 from mosaic.train.distributed import DistContext, init_distributed, wrap_for_training
 from mosaic.train.evaluate import EvalSet, evaluate_model
@@ -137,7 +138,8 @@ class Trainer:
         cache_dir = Path(data_cfg.cache_dir) if data_cfg.cache_dir else self.paths.images
         self.cache_dir = cache_dir
         self._load_images = lambda paths, bar: load_image_tensor(paths, self.img_size, cache_dir=cache_dir, progress=bar)
-        if self.main:
+        if self.main:  # what the run will write must fit before an image is decoded or a step taken
+            require_space(space_needs(self, resume))
             images = self._load_images(train["path"].tolist(), self.progress)
         self.dist.barrier()
         if not self.main:
@@ -257,9 +259,9 @@ class Trainer:
             self._check_window()
         payload = self._payload(finished)  # collective in DDP: every rank takes part
         if self.main:
-            save_checkpoint(self.paths.last, payload)
+            save_checkpoint(self.paths.last, payload, fix=checkpoint_fix(self))
             if best:
-                save_checkpoint(self.paths.best, payload)
+                save_checkpoint(self.paths.best, payload, fix=checkpoint_fix(self))
         self.last_good_checkpoint = (self.step, self.paths.last)
         self.dist.barrier()
         return self.paths.last
@@ -269,15 +271,16 @@ class Trainer:
     def has_validation(self) -> bool:
         return not self.validation.query.empty
 
+    def eval_frames(self, split: str):
+        """(query, gallery) tables: ``val`` the held-out training identities, ``test`` the dataset's."""
+        if split == "val":
+            return self.validation.query, self.validation.gallery
+        return self.dataset.split("query"), self.dataset.split("gallery")
+
     def eval_set(self, split: str = "test") -> EvalSet:
-        """``val``: the held-out training identities; ``test``: the dataset's query and gallery."""
         if split not in self._eval_sets:
-            if split == "val":
-                query, gallery = self.validation.query, self.validation.gallery
-            else:
-                query, gallery = self.dataset.split("query"), self.dataset.split("gallery")
-            paths = query["path"].tolist() + gallery["path"].tolist()
-            images = self._load_images(paths, self.progress)
+            query, gallery = self.eval_frames(split)
+            images = self._load_images(query["path"].tolist() + gallery["path"].tolist(), self.progress)
             self._eval_sets[split] = EvalSet.from_frames(query, gallery, images, self.schema.group_names)
         return self._eval_sets[split]
 

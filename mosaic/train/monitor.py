@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mosaic.diskspace import write_errors
 from mosaic.fileio import write_text_atomic
 
 __all__ = ["MetricsLog"]
@@ -28,7 +29,9 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a", encoding="utf-8") as handle:
+        # a line cut short by a full disk is dropped when the run resumes (see truncate)
+        fix = f"move the run to another disk; `mosaic train --resume {self.path.parent}` continues from its last checkpoint"
+        with write_errors(self.path, fix=fix), open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, allow_nan=True) + "\n")
         if self.tensorboard is not None:
             prefix = record["kind"] if record["kind"] != "eval" else f"eval/{record.get('router')}"

@@ -12,10 +12,13 @@ from typing import Any
 
 import torch
 
+from mosaic.diskspace import SpaceNeed
 from mosaic.errors import MosaicError
-from mosaic.train.checkpoint import capture_rng_state, read_checkpoint, restore_rng_state, unwrap_model
+from mosaic.train.checkpoint import capture_rng_state, checkpoint_bytes, read_checkpoint, restore_rng_state, unwrap_model
 
-__all__ = ["checkpoint_payload", "restore_run"]
+__all__ = ["checkpoint_fix", "checkpoint_payload", "restore_run", "space_needs"]
+
+RUN_FIX = "start the run with --out on another disk"
 
 
 def checkpoint_payload(trainer, finished: bool) -> dict[str, Any]:
@@ -92,3 +95,34 @@ def restore_run(trainer) -> None:
         )
     if trainer.main:
         trainer.metrics_log.truncate(trainer.step)
+
+
+def space_needs(trainer, resuming: bool) -> list[SpaceNeed]:
+    """What ``trainer``'s run will write, known before it decodes an image or takes a step.
+
+    The decoded-image caches of the training images and the held-out identities, and the
+    checkpoints at their largest: ``last.pt``, ``best.pt`` when identities are held out, and the
+    copy staged while one of them is replaced. Files a resumed run replaces count as free. The
+    test split is not looked at: a run reads it only after its last step.
+    """
+    from mosaic.images import cache_need
+
+    path_lists = [trainer.train_frame["path"].tolist()]
+    if trainer.has_validation:
+        query, gallery = trainer.eval_frames("val")
+        path_lists.append(query["path"].tolist() + gallery["path"].tolist())
+    needs = [cache_need(paths, trainer.img_size, trainer.cache_dir) for paths in path_lists]
+    files = [trainer.paths.last] + ([trainer.paths.best] if trainer.has_validation else [])
+    held = sum(f.stat().st_size for f in files if resuming and f.is_file())
+    checkpoints = (len(files) + 1) * checkpoint_bytes(trainer.model) - held
+    names = ", ".join(f.name for f in files)
+    needs.append(SpaceNeed(trainer.paths.checkpoints, checkpoints, f"checkpoints ({names} and one staged copy) in", RUN_FIX))
+    return [need for need in needs if need is not None]
+
+
+def checkpoint_fix(trainer) -> str:
+    """How to go on after a checkpoint could not be written: the previous one is intact."""
+    if trainer.last_good_checkpoint is None:
+        return RUN_FIX
+    step, _ = trainer.last_good_checkpoint
+    return f"move the run to another disk; `mosaic train --resume {trainer.paths.root}` continues from step {step}"
