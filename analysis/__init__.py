@@ -9,6 +9,12 @@ Torch-free by design: it opens any valid trace file and never reaches into a che
 
 from __future__ import annotations
 
+# The specs of the built-in result tables register in analysis.tables (the mechanism, which
+# imports none of them) as the package loads, before any method can produce a table.
+import analysis.table_specs  # noqa: F401  (paired, configuration, query GLM)
+import analysis.table_specs_query  # noqa: F401  (query surrogate, decomposition, ranking, trace views)
+import analysis.table_specs_study  # noqa: F401  (analysis.study)
+
 # Bound eagerly: the functions share their names with their modules, and a lazily resolved name
 # would be shadowed by the submodule as soon as anything imports ``analysis.analyze``.
 from analysis.analyze import analyze

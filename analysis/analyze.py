@@ -19,7 +19,7 @@ from analysis.results import WARNING_COLUMNS, Results, empty_warnings
 from analysis.settings import AnalysisSettings, MethodNotApplicable
 from analysis.status import OK, UNAVAILABLE
 from analysis.tables import validate_table
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 
 __all__ = ["analyze", "METHODS", "Method", "as_trace", "register_method"]
 
@@ -101,9 +101,9 @@ VIEWS: dict[str, Callable[[Any], pd.DataFrame]] = {
 
 
 def as_trace(trace):
-    """A :class:`analysis.trace.Trace` from a Trace, a path, or a :class:`mosaic.traceio.TraceData`."""
+    """A :class:`analysis.trace.Trace` from a Trace, a path, or a :class:`mosaic.tracefile.TraceData`."""
     from analysis.trace import Trace, read_trace
-    from mosaic.traceio import TraceData
+    from mosaic.tracefile import TraceData
 
     if isinstance(trace, Trace):
         return trace

@@ -65,7 +65,7 @@ from analysis.config_surrogate import SURROGATES, config_surrogate
 from analysis.corrections import add_corrections
 from analysis.glm import INTERCEPT, as_settings, fit_glm, small_blas
 from analysis.status import NOT_ESTIMABLE, NOT_TESTED, OK
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 
 __all__ = ["configuration_level", "ConfigurationOptions", "ConfigurationDesign", "configuration_design", "SURROGATES"]
 

@@ -107,7 +107,7 @@ def _old_schema(schema_version: str | None) -> bool:
     if not schema_version:
         return False
     try:
-        from mosaic.traceio import parse_version
+        from mosaic.tracefile import parse_version
 
         return parse_version(schema_version)[:2] < FIRST_SCHEMA_WITH_KINDS
     except Exception:  # an unparseable version is reported by the trace reader, not here

@@ -28,7 +28,7 @@ import pandas as pd
 from scipy import optimize
 
 from analysis.status import NOT_ESTIMABLE, NOT_TESTED, OK
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 
 INTERCEPT = "Intercept"
 

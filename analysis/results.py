@@ -27,8 +27,8 @@ from typing import Any
 
 import pandas as pd
 
-from mosaic.errors import MosaicError
-from mosaic.jsonsafe import jsonable
+from mosaic.core.errors import MosaicError
+from mosaic.core.jsonsafe import jsonable
 
 __all__ = ["Results", "WARNING_COLUMNS", "FLOAT_DIGITS"]
 

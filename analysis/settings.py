@@ -12,8 +12,8 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Mapping
 
-from mosaic.errors import MosaicError
-from mosaic.settings import check_bounds, check_choice, check_fields, coerce
+from mosaic.core.errors import MosaicError
+from mosaic.core.settings import check_bounds, check_choice, check_fields, coerce
 
 __all__ = ["AnalysisSettings", "COMPARISONS", "MethodNotApplicable"]
 
@@ -61,7 +61,7 @@ class AnalysisSettings:
     choices: ClassVar[dict[str, Any]] = {"comparisons": COMPARISONS}
 
     def __post_init__(self) -> None:
-        check_fields(self)  # types, bounds and choices (mosaic.settings)
+        check_fields(self)  # types, bounds and choices (mosaic.core.settings)
 
     def option(self, method: str, name: str, default: Any = None) -> Any:
         """A method-specific option, or ``default`` when the user did not set it."""
@@ -71,7 +71,7 @@ class AnalysisSettings:
         """The options the user set for ``method``, checked against its options dataclass.
 
         Every name must be a field, and every value must match the field's declared type, the
-        class's ``bounds`` and ``choices`` (:mod:`mosaic.settings`, the one validation engine of
+        class's ``bounds`` and ``choices`` (:mod:`mosaic.core.settings`, the one validation engine of
         every settings object); see :func:`check_option`. Sequence-typed options come back as tuples.
         """
         given = dict(self.options.get(method, {}))

@@ -35,112 +35,20 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from mosaic.errors import MosaicError
-from mosaic.schema import FAMILIES, AttributeGroup, AttributeSchema, load_schema
-from mosaic.traceio import TraceData
+from analysis.simulate_design import (
+    DEFAULT_KINDS,
+    condition_plan,
+    resolve_effect_sd,
+    resolve_effects,
+    resolve_missing,
+    resolve_schema,
+    synthetic_schema,
+)
+from mosaic.core.errors import MosaicError
+from mosaic.core.schema import AttributeSchema
+from mosaic.tracefile import TraceData
 
 __all__ = ["simulate", "simulate_data", "synthetic_schema", "DEFAULT_KINDS"]
-
-DEFAULT_KINDS = ("oracle", "none", "drop", "only", "counterfactual", "subset")
-
-
-def synthetic_schema(n_groups: int, *, n_states: int = 3) -> AttributeSchema:
-    """A schema of ``n_groups`` groups ``g00, g01, ...`` spread over the four fine families in turn."""
-    if n_groups < 1:
-        raise MosaicError(f"a synthetic schema needs at least one group, got {n_groups}")
-    groups = tuple(
-        AttributeGroup(
-            name=f"g{i:02d}",
-            family=FAMILIES[i % len(FAMILIES)],
-            states=tuple(f"s{j}" for j in range(n_states)),
-            description=f"synthetic group {i}",
-        )
-        for i in range(n_groups)
-    )
-    return AttributeSchema(name=f"synthetic-{n_groups}", groups=groups, description="simulated groups")
-
-
-def _resolve_schema(groups: AttributeSchema | str | int | os.PathLike | None) -> AttributeSchema:
-    if groups is None:
-        return load_schema("market1501")
-    if isinstance(groups, AttributeSchema):
-        return groups
-    if isinstance(groups, (int, np.integer)) and not isinstance(groups, bool):
-        return synthetic_schema(int(groups))
-    if isinstance(groups, (str, os.PathLike)):
-        return load_schema(groups)
-    raise MosaicError(
-        f"groups must be None, a number of groups, a schema name/path or an AttributeSchema, got {type(groups).__name__}"
-    )
-
-
-def _resolve_effects(schema: AttributeSchema, effects: Mapping[str, float] | None) -> np.ndarray:
-    out = np.zeros(len(schema.groups))
-    for name, value in dict(effects or {}).items():
-        value = float(value)
-        if not np.isfinite(value):
-            raise MosaicError(f"planted effect of group {name!r} is {value}: use a finite number")
-        out[schema.group_index(name)] = value
-    return out
-
-
-def _resolve_effect_sd(schema: AttributeSchema, effect_sd: float | Mapping[str, float]) -> np.ndarray:
-    """Per-group sd of the identity-level effect; a mapping sets it per group (others 0)."""
-    if isinstance(effect_sd, Mapping):
-        out = np.zeros(len(schema.groups))
-        for name, value in effect_sd.items():
-            out[schema.group_index(name)] = float(value)
-    else:
-        out = np.full(len(schema.groups), float(effect_sd))
-    if not np.all(np.isfinite(out)) or np.any(out < 0):
-        raise MosaicError(f"effect_sd must be a finite number >= 0 (or {{group: sd}}), got {effect_sd}")
-    return out
-
-
-def _resolve_missing(schema: AttributeSchema, missing_rate: float | Mapping[str, float]) -> np.ndarray:
-    """Per-group share of unannotated identities; a mapping overrides the 0.05 default per group."""
-    if isinstance(missing_rate, Mapping):
-        out = np.full(len(schema.groups), 0.05)
-        for name, value in missing_rate.items():
-            out[schema.group_index(name)] = float(value)
-    else:
-        out = np.full(len(schema.groups), float(missing_rate))
-    if np.any((out < 0) | (out > 1)):
-        raise MosaicError(f"missing_rate must lie in [0, 1], got {missing_rate}")
-    return out
-
-
-def _condition_plan(schema: AttributeSchema, kinds: Sequence[str], n_subsets: int, rng) -> tuple[list, list, list, np.ndarray]:
-    """Names, kinds, target groups and enabled-group masks of the simulated conditions."""
-    unknown = sorted(set(kinds) - set(DEFAULT_KINDS))
-    if unknown:
-        raise MosaicError(f"cannot simulate condition kinds {unknown}: choose from {list(DEFAULT_KINDS)}")
-    if "oracle" not in kinds:
-        raise MosaicError("a simulated trace needs the 'oracle' condition: every comparison is made against it")
-    G = len(schema.groups)
-    names, kind_of, target, enabled = [], [], [], []
-
-    def add(name: str, kind: str, group: str, mask: np.ndarray) -> None:
-        names.append(name), kind_of.append(kind), target.append(group), enabled.append(mask)
-
-    for kind in DEFAULT_KINDS:  # fixed order, whatever order the caller listed them in
-        if kind not in kinds:
-            continue
-        if kind == "oracle":
-            add("oracle", "oracle", "", np.ones(G, bool))
-        elif kind == "none":
-            add("none", "none", "", np.zeros(G, bool))
-        elif kind in ("drop", "only", "counterfactual"):
-            for g, group in enumerate(schema.groups):
-                # drop: all but g; only: g alone; counterfactual: all, g routed by another identity
-                mask = np.zeros(G, bool) if kind == "only" else np.ones(G, bool)
-                mask[g] = kind != "drop"
-                add(f"{kind}:{group.name}", kind, group.name, mask)
-        elif kind == "subset":
-            for i in range(n_subsets):
-                add(f"subset:{i}", "subset", "", rng.random(G) < 0.5)
-    return names, kind_of, target, np.asarray(enabled, dtype=bool).reshape(len(names), G)
-
 
 def simulate_data(
     *,
@@ -166,7 +74,7 @@ def simulate_data(
     max_rank: int = 50,
     seed: int = 0,
 ) -> TraceData:
-    """Draw a simulated experiment and return it as :class:`mosaic.traceio.TraceData`.
+    """Draw a simulated experiment and return it as :class:`mosaic.tracefile.TraceData`.
 
     :func:`simulate` takes the same keywords, wraps the result in a ``Trace`` and can write it.
 
@@ -177,7 +85,7 @@ def simulate_data(
     n_distractors : gallery images of no identity (pid 0, no annotation); default ``2 * n_ids``.
     n_cameras : cameras; a query's true matches are its identity's images from other cameras.
     groups : the attribute schema: ``None`` for ``market1501``, a shipped schema name or YAML path,
-        an :class:`~mosaic.schema.AttributeSchema`, or a number of synthetic groups (``g00``...).
+        an :class:`~mosaic.core.schema.AttributeSchema`, or a number of synthetic groups (``g00``...).
     effects : ``{group: effect}``, the planted loss of match quality (logit scale) when the group's
         information is removed; unlisted groups get 0, so ``None`` gives a null trace. With
         ``effect_sd`` this is the *population mean* of the identities' effects.
@@ -204,10 +112,10 @@ def simulate_data(
         raise MosaicError("n_ids, queries_per_id and gallery_per_id must be at least 1")
     if n_cameras < 2:
         raise MosaicError(f"n_cameras={n_cameras}: a true match needs another camera, use at least 2")
-    schema = _resolve_schema(groups)
-    effect = _resolve_effects(schema, effects)
-    spread = _resolve_effect_sd(schema, effect_sd)
-    missing = _resolve_missing(schema, missing_rate)
+    schema = resolve_schema(groups)
+    effect = resolve_effects(schema, effects)
+    spread = resolve_effect_sd(schema, effect_sd)
+    missing = resolve_missing(schema, missing_rate)
     rng = np.random.default_rng(seed)
     G = len(schema.groups)
     n_states = np.array([len(g.states) for g in schema.groups])
@@ -250,7 +158,7 @@ def simulate_data(
     match_index = np.where(np.arange(M)[None, :] < n_match[:, None], match_order, -1)
 
     # ---------------------------------------------------------------- conditions and routing
-    names, kind_of, target, enabled = _condition_plan(schema, kinds, n_subsets, rng)
+    names, kind_of, target, enabled = condition_plan(schema, kinds, n_subsets, rng)
     C = len(names)
     kind_arr = np.array(kind_of)
     annotated = q_states >= 0                                           # (Q, G)
@@ -443,7 +351,7 @@ def simulate(path: str | os.PathLike | None = None, **params: Any) -> Any:
     from analysis.trace import Trace
 
     if path is not None:
-        from mosaic.traceio import write_trace
+        from mosaic.tracefile import write_trace
 
         path = write_trace(data, Path(path))
     return Trace(data, path=path)

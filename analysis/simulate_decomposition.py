@@ -37,10 +37,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from analysis.decomposition import QUANTITIES
-from analysis.simulate import _resolve_schema
-from mosaic.errors import MosaicError
-from mosaic.schema import AttributeSchema
-from mosaic.traceio import TraceData
+from analysis.simulate_design import resolve_schema
+from mosaic.core.errors import MosaicError
+from mosaic.core.schema import AttributeSchema
+from mosaic.tracefile import TraceData
 
 __all__ = ["simulate_decomposition", "simulate_decomposition_data", "DECOMPOSITION_KINDS"]
 
@@ -121,7 +121,7 @@ def simulate_decomposition_data(
         raise MosaicError("n_ids must be at least 2, queries_per_id and gallery_per_id at least 1, n_cameras at least 2")
     if effect_sd < 0 or share_sd < 0 or query_spread < 0:
         raise MosaicError("effect_sd, share_sd and query_spread must be non-negative")
-    schema = _resolve_schema(groups)
+    schema = resolve_schema(groups)
     means = _planted(schema, planted)
     G = len(schema.groups)
     rng = np.random.default_rng(seed)
@@ -293,7 +293,7 @@ def simulate_decomposition(path: str | os.PathLike | None = None, **params: Any)
     from analysis.trace import Trace
 
     if path is not None:
-        from mosaic.traceio import write_trace
+        from mosaic.tracefile import write_trace
 
         path = write_trace(data, Path(path))
     return Trace(data, path=path)

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from analysis.simulate import simulate_data
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 
 __all__ = ["simulate_study"]
 
@@ -65,6 +65,6 @@ def simulate_study(
 
 
 def _group_names(groups) -> list[str]:
-    from analysis.simulate import _resolve_schema
+    from analysis.simulate_design import resolve_schema
 
-    return list(_resolve_schema(groups).group_names)
+    return list(resolve_schema(groups).group_names)

@@ -51,7 +51,7 @@ from analysis.metaanalysis import DF_METHODS, between_seed_variance, combination
 from analysis.status import NOT_ESTIMABLE, OK, UNAVAILABLE
 from analysis.tables import validate_table
 from analysis.study_runs import STUDY_QUANTITIES, Quantity, collect_runs, run_estimates, shared_schema
-from mosaic.jsonsafe import jsonable
+from mosaic.core.jsonsafe import jsonable
 
 __all__ = ["study", "StudyResults", "kendall_w", "STUDY_QUANTITIES"]
 

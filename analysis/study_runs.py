@@ -26,7 +26,7 @@ import numpy as np
 
 from analysis.decomposition import ORACLE, QUANTITIES, Quantity
 from analysis.resampling import identity_sums, identity_weights
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 
 __all__ = ["Quantity", "STUDY_QUANTITIES", "Run", "collect_runs", "shared_schema", "RunEstimates", "run_estimates"]
 

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     import sys
     from pathlib import Path
 
-    from mosaic.fileio import atomic_path
+    from mosaic.core.fileio import atomic_path
 
     for name in argv if argv is not None else sys.argv[1:]:
         path = Path(name)

@@ -266,5 +266,3 @@ register_table(TableSpec(
     caption="mAP with − without each group, with Cohen's d (unit resampled: identity; the paper's Welch test, "
             "conditional on this test set's identities, in the *_conditional columns)",
 ))
-
-from analysis import table_specs_query  # noqa: E402,F401  (query, decomposition, ranking and view tables)

@@ -231,5 +231,3 @@ register_table(TableSpec(
      C("expert", "int", "expert index", role="key"), C("label", "str", "expert label (group=state)"),
      C("group", "str", "the expert's group"), C("mean_gate", "float", "mean gate weight over queries")),
 ))
-
-from analysis import table_specs_study  # noqa: E402,F401  (the tables of analysis.study)

@@ -6,7 +6,9 @@ reads it -- the report (labels, captions, which columns it shows first), the JSO
 itself: :func:`validate_table` runs on every frame before it enters the results, so a column
 that is produced but not specified, or specified but missing, is a bug found at once.
 
-The built-in specs live in :mod:`analysis.table_specs`; :func:`register_table` adds one (e.g. the
+The built-in specs live in :mod:`analysis.table_specs`, :mod:`analysis.table_specs_query` and
+:mod:`analysis.table_specs_study` (registered as the package loads; this module imports none of
+them); :func:`register_table` adds one (e.g. the
 tables of an analysis method added from outside this package).
 """
 
@@ -225,7 +227,3 @@ def columns_markdown(names: Iterable[str] | None = None) -> str:
             out.append(f"| `{c.name}` | {c.dtype} | {_cell(c.unit)} | {_cell(c.label or '')} | {meaning} |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
-
-
-# The built-in specs register themselves on import; kept apart so that this module stays the mechanism.
-from analysis import table_specs as _table_specs  # noqa: E402,F401

@@ -10,7 +10,7 @@ Torch-free: needs only h5py, numpy and pandas, and opens any valid trace file.
 
 Every view is computed once and cached; they are plain DataFrames, so the usual pandas idioms
 apply. The underlying arrays stay available as :attr:`Trace.data` (a
-:class:`mosaic.traceio.TraceData`).
+:class:`mosaic.tracefile.TraceData`).
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from mosaic.errors import MosaicError
-from mosaic.schema import AttributeSchema
-from mosaic.traceio import SCHEMA_VERSION, TraceData, read_trace_file
+from mosaic.core.errors import MosaicError
+from mosaic.core.schema import AttributeSchema
+from mosaic.tracefile import SCHEMA_VERSION, TraceData, read_trace_file
 
 CMC_RANKS = (1, 5, 10, 20)
 
 
 def read_trace(path: str | os.PathLike) -> "Trace":
-    """Read the HDF5 trace at ``path`` (written by ``mosaic trace`` or :func:`mosaic.traceio.write_trace`)."""
+    """Read the HDF5 trace at ``path`` (written by ``mosaic trace`` or :func:`mosaic.tracefile.write_trace`)."""
     path = Path(path)
     data, attrs = read_trace_file(path)
     return Trace(data, path=path, schema_version=str(attrs.get("schema_version", SCHEMA_VERSION)))
@@ -53,7 +53,7 @@ class Trace:
 
     def __init__(self, data: TraceData, path: str | os.PathLike | None = None, *, schema_version: str | None = None):
         if not isinstance(data, TraceData):
-            raise TypeError(f"Trace expects a mosaic.traceio.TraceData, got {type(data).__name__}")
+            raise TypeError(f"Trace expects a mosaic.tracefile.TraceData, got {type(data).__name__}")
         self.data = data.validate()
         self.path = Path(path) if path is not None else None
         self.schema_version = schema_version or SCHEMA_VERSION
@@ -89,7 +89,7 @@ class Trace:
         """SHA-256 of the trace file's bytes; ``None`` for a trace built in memory."""
         if self.path is None:
             return None
-        from mosaic.fileio import sha256_file
+        from mosaic.core.fileio import sha256_file
 
         return sha256_file(self.path)
 

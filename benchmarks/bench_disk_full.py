@@ -5,7 +5,7 @@
    :func:`mosaic.api.trace` into a folder with room (the baseline) and into a nearly full one (a
    160 KiB tmpfs when the process may mount one, else the same folder with its free space reported
    as 40 KiB). The trunk runs and image decodes of the refused run are counted: both must be 0.
-2. The trace size estimate (:mod:`mosaic.trace_size`) against the written file: the traced world,
+2. The trace size estimate (:mod:`mosaic.tracefile.size`) against the written file: the traced world,
    and Market-1501-sized simulated traces (3,000 queries, 14,250 gallery images, the 12 groups and
    39 experts, 4 expert layers).
 3. The trace writer on the largest simulated trace: HDF5 writing the file on disk itself (the writer
@@ -54,7 +54,7 @@ def make_checkpoint(world: Path, out: Path) -> Path:
 @contextmanager
 def nearly_full_folder(scratch: Path, leave: int = 40 * 2**10):
     """A folder with ``leave`` bytes free: a real tmpfs if this process may mount one, else reported so."""
-    import mosaic.diskspace as diskspace
+    import mosaic.core.diskspace as diskspace
 
     folder = scratch / "full"
     folder.mkdir()
@@ -88,8 +88,11 @@ def counted(module, name: str, counts: dict):
 
 
 def refusal_against_trace(ids: int, rounds: int, scratch: Path) -> Path:
-    from mosaic import api, images, trace, trace_checkpoint
-    from mosaic.errors import MosaicError
+    from mosaic import api
+    from mosaic.data import images
+    from mosaic.tracing import checkpoint as trace_checkpoint
+    from mosaic.tracing import engine as trace
+    from mosaic.core.errors import MosaicError
     from mosaic.synth import WorldConfig, synthesize
 
     world = synthesize(scratch / "world", WorldConfig(n_ids=ids, images_per_id=8, seed=7))
@@ -136,9 +139,9 @@ def refusal_against_trace(ids: int, rounds: int, scratch: Path) -> Path:
 
 def estimate_ratios(traced: Path, scratch: Path) -> list:
     from analysis.simulate import simulate_data
-    from mosaic.trace_size import estimate_trace_bytes
-    from mosaic.trace_write import attribute_json
-    from mosaic.traceio import read_trace_data, write_trace
+    from mosaic.tracefile.size import estimate_trace_bytes
+    from mosaic.tracefile.write import attribute_json
+    from mosaic.tracefile import read_trace_data, write_trace
 
     def estimate(data) -> int:
         routed = sum(1 for kind, on in zip(data.condition_kind, data.enabled_groups) if on.any() and kind != "code")
@@ -162,8 +165,8 @@ def estimate_ratios(traced: Path, scratch: Path) -> list:
 def writer_cost(data, scratch: Path, rounds: int) -> None:
     import h5py
 
-    from mosaic.fileio import atomic_path
-    from mosaic.trace_write import _write_contents, write_trace
+    from mosaic.core.fileio import atomic_path
+    from mosaic.tracefile.write import _write_contents, write_trace
 
     best = {"direct": float("inf"), "memory": float("inf")}
     for _ in range(rounds):

@@ -1,4 +1,4 @@
-"""Market-sized evaluation: vectorised ``mosaic.metrics.evaluate`` against the per-query loop.
+"""Market-sized evaluation: vectorised ``mosaic.core.metrics.evaluate`` against the per-query loop.
 
 The baseline is the classic per-query algorithm of the public ReID toolkits (stable sort of the
 gallery, drop same-pid same-camera images, cumulative matches), measured in the same run on the
@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from mosaic.metrics import evaluate
+from mosaic.core.metrics import evaluate
 
 N_QUERY, N_GALLERY, N_IDS, N_CAMERAS, N_DISTRACTORS = 3368, 15913, 750, 6, 2798
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mosaic.model import BACKBONES, LoRAExpertMixture, ModelConfig, attribute_loss, build_model, normalize_images
-from mosaic.schema import load_schema
+from mosaic.core.schema import load_schema
 
 
 def _workloads(adapter: str, batch: int, backbone: str) -> tuple[dict[str, Callable[[], None]], dict[str, int]]:

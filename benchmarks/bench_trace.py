@@ -13,8 +13,8 @@ same features (checked); the baseline is what a tracer without the trunk/head sp
     depth * C / (trunk_depth + expert_depth * C)
 
 (expert blocks cost a little more than plain ones, so the measured ratio stays below it). The
-end-to-end row adds what both paths share, distances and ``mosaic.metrics.evaluate`` per
-condition, via :func:`mosaic.trace.trace_model`.
+end-to-end row adds what both paths share, distances and ``mosaic.core.metrics.evaluate`` per
+condition, via :func:`mosaic.tracing.engine.trace_model`.
 
     .venv/bin/python -m benchmarks.bench_trace [--images 512] [--conditions 24] [--threads 1] [--device cpu]
 """
@@ -30,12 +30,12 @@ import torch
 import torch.nn.functional as F
 
 from mosaic.conditions import resolve_conditions
-from mosaic.interventions import fill_missing_routes
+from mosaic.conditions.interventions import fill_missing_routes
 from mosaic.model import ModelConfig, build_model, normalize_images
-from mosaic.schema import load_schema
-from mosaic.state_shares import training_state_shares
-from mosaic.trace import ImageSet, TraceSettings, compute_trunk, condition_features, trace_model
-from mosaic.trace_routing import fill_codes
+from mosaic.core.schema import load_schema
+from mosaic.conditions.state_shares import training_state_shares
+from mosaic.tracing.engine import ImageSet, TraceSettings, compute_trunk, condition_features, trace_model
+from mosaic.tracing.routing import fill_codes
 
 
 def make_images(n: int, schema, seed: int) -> ImageSet:
@@ -89,7 +89,7 @@ def cached_features(model, images: ImageSet, conditions, settings, device, fill)
 
 
 def evaluate_all(features: list[torch.Tensor], n_query: int, images: ImageSet, settings) -> None:
-    from mosaic.metrics import evaluate
+    from mosaic.core.metrics import evaluate
 
     for f in features:
         distmat = (1.0 - f[:n_query] @ f[n_query:].T).cpu().numpy()

@@ -5,7 +5,7 @@ Market-1501-sized simulated trace.
 
 The trace: 3,368 queries of 750 identities, 15,913 gallery images, the 12 Market groups and 62
 conditions, as in ``bench_analyze``, with gates on 4 expert-carrying blocks (the shipped configs). The baseline, timed in the same run and interleaved with the
-checked read, is the same ``read_trace`` with :func:`mosaic.tracecheck.check_trace_values` replaced
+checked read, is the same ``read_trace`` with :func:`mosaic.tracefile.check.check_trace_values` replaced
 by a no-op (reading, decompression, shape validation and the pandas wrapper stay). Best of
 ``--rounds`` (15).
 """
@@ -29,8 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     import analysis
-    from mosaic import tracecheck
-    from mosaic.traceio import write_trace
+    from mosaic.tracefile import check as tracecheck
+    from mosaic.tracefile import read as reader  # reads with the rules it imported
+    from mosaic.tracefile import write_trace
 
     data = analysis.simulate(**MARKET, n_layers=args.layers, seed=0).data
     with tempfile.TemporaryDirectory() as folder:
@@ -40,15 +41,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"trace: {sizes['query']} queries, {sizes['gallery']} gallery, {sizes['condition']} conditions, "
               f"{sizes['layer']} layers x {sizes['expert']} experts of gates, {size_mb:.0f} MiB on disk")
 
-        checked = tracecheck.check_trace_values
+        checked = reader.check_trace_values
         best = {"read_trace, value rules off (baseline)": float("inf"), "read_trace, value rules on": float("inf")}
         for _ in range(args.rounds):
             for label in best:
-                tracecheck.check_trace_values = (lambda d, h5=None, source="": d) if "off" in label else checked
+                reader.check_trace_values = (lambda d, h5=None, source="": d) if "off" in label else checked
                 start = time.perf_counter()
                 analysis.read_trace(path)
                 best[label] = min(best[label], time.perf_counter() - start)
-        tracecheck.check_trace_values = checked
+        reader.check_trace_values = checked
 
         rules_alone = float("inf")
         for _ in range(args.rounds):

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     torch.manual_seed(0)
 
     from mosaic.model import build_model, normalize_images
-    from mosaic.schema import MISSING, load_schema
+    from mosaic.core.schema import MISSING, load_schema
     from mosaic.train.augment import BatchAugment
     from mosaic.train.config import load_config
     from mosaic.train.losses import ReIDLoss

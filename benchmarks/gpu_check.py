@@ -15,7 +15,7 @@ do not depend on the weights), under the shipped recipe of ``mosaic/configs/mark
   (:meth:`mosaic.train.loop.Trainer.train_step`: augmentation, forward under oracle routing,
   ReID + attribute loss, backward, Adam step) at P x K 16x4 and 32x4, eager and with
   ``torch.compile``, with the attribute experts and without (``adapter: none``);
-* **trace**: :func:`mosaic.trace.trace_model` over 40 routing conditions on a Market-sized
+* **trace**: :func:`mosaic.tracing.engine.trace_model` over 40 routing conditions on a Market-sized
   synthetic set (3,368 queries x 15,913 gallery images, random pixels and attribute states),
   trunk computed once, then every condition's head, distances and metrics (and once more with
   TF32 matmuls allowed, to show what that setting would buy);
@@ -75,7 +75,7 @@ def _config(size: dict[str, Any], adapter: str):
 
 
 def _schema():
-    from mosaic.schema import load_schema
+    from mosaic.core.schema import load_schema
 
     return load_schema("market1501")
 
@@ -92,7 +92,7 @@ def _sync(device: torch.device) -> None:
 def _trainer(cfg, model, device: torch.device, size: dict[str, Any], p: int, k: int, compiled, seed: int = 0):
     """A :class:`Trainer` holding random images, so that its real ``train_step`` is what is timed."""
     from mosaic.model import normalize_images
-    from mosaic.state_shares import training_state_shares
+    from mosaic.conditions.state_shares import training_state_shares
     from mosaic.train.augment import BatchAugment
     from mosaic.train.loop import Trainer, _autocast_factory
     from mosaic.train.losses import ReIDLoss
@@ -180,7 +180,7 @@ def check_train(size: dict[str, Any], device: torch.device, compile_modes: tuple
 def check_trace(size: dict[str, Any], device: torch.device, tf32: bool = False) -> dict[str, Any]:
     from mosaic.conditions import resolve_conditions
     from mosaic.model import build_model
-    from mosaic.trace import ImageSet, TraceSettings, trace_model
+    from mosaic.tracing.engine import ImageSet, TraceSettings, trace_model
 
     cfg = _config(size, "experts")
     schema = _schema()
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     compile_modes = (False,) if args.no_compile else None
     result = run(args.smoke, device, args.budget_s, compile_modes, ddp=not args.no_ddp)
 
-    from mosaic.fileio import write_text_atomic
+    from mosaic.core.fileio import write_text_atomic
 
     write_text_atomic(Path(args.out), json.dumps(result, indent=2, default=float) + "\n")
     print(format_table(result))

@@ -99,7 +99,7 @@ def intervention_table(names: list[str]) -> "pd.DataFrame":  # noqa: F821
     """Per world and validation group: fixed and relabel ΔmAP with identity-bootstrap intervals."""
     import pandas as pd
 
-    from mosaic.traceio import read_trace_data
+    from mosaic.tracefile import read_trace_data
 
     rows = []
     for world in names:

@@ -2,6 +2,6 @@
 
 import sys
 
-from mosaic.cli import main
+from mosaic.app.cli import main
 
 sys.exit(main())

@@ -18,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from mosaic.errors import MosaicError
-from reports.build import ReportOptions, build_report
+from mosaic.core.errors import MosaicError
+from reports.build import build_report
+from reports.context import ReportOptions
 from reports.document import Report
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 from analysis.decomposition import unavailable_quantities
 from analysis.status import OK
 from analysis.tables import table_spec
-from reports import svg
+from reports import charts, svg
 from reports.document import Column, Figure, Paragraph, Section, Table
 from reports.methods import METHODS_BY_KEY
 
@@ -123,7 +123,7 @@ def decomposition_figure(table: pd.DataFrame | None, order: list[str], metric: s
     if wide is None:
         return None
     panels = [
-        svg.ForestPanel(
+        charts.ForestPanel(
             title=_label(quantity),
             estimate=wide[quantity].tolist(),
             low=wide[f"ci_low_{quantity}"].tolist(),
@@ -140,7 +140,7 @@ def decomposition_figure(table: pd.DataFrame | None, order: list[str], metric: s
         "markers: the interval excludes 0."
     )
     return Figure(id="fig-decomposition", caption=caption,
-                  svg=svg.forest_plot(wide["group"].tolist(), panels, title=f"Decomposition per group ({metric})",
+                  svg=charts.forest_plot(wide["group"].tolist(), panels, title=f"Decomposition per group ({metric})",
                                       description=caption, panel_width=200))
 
 

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from reports import svg
+from reports import charts, svg
 from reports.document import Figure
 
 COMPARISON_TITLES = {"drop": "drop (no expert)", "counterfactual": "counterfactual (misrouting)"}
@@ -46,7 +46,7 @@ def paired_change(frame: pd.DataFrame | None, *, estimate: str, metric: str, ord
     for i, comparison in enumerate(comparisons):
         sub = frame[frame["comparison"] == comparison].set_index("group").reindex(groups)
         panels.append(
-            svg.ForestPanel(
+            charts.ForestPanel(
                 title=COMPARISON_TITLES.get(comparison, comparison),
                 estimate=_floats(sub[estimate], len(groups)),
                 low=_floats(sub.get("ci_low"), len(groups)),
@@ -64,7 +64,7 @@ def paired_change(frame: pd.DataFrame | None, *, estimate: str, metric: str, ord
         "while the gallery keeps its own (misrouting: how far a wrong route misleads retrieval). Filled markers: the "
         "interval excludes 0."
     )
-    return Figure(id=fig_id, caption=caption, svg=svg.forest_plot(groups, panels, title=title, description=caption))
+    return Figure(id=fig_id, caption=caption, svg=charts.forest_plot(groups, panels, title=title, description=caption))
 
 
 def coefficient_forest(frames: Sequence[tuple], *, fig_id: str, title: str, caption: str, estimate: str = "coef",
@@ -83,7 +83,7 @@ def coefficient_forest(frames: Sequence[tuple], *, fig_id: str, title: str, capt
             labels = frame.index.tolist()
         sub = frame.reindex(labels)
         panels.append(
-            svg.ForestPanel(
+            charts.ForestPanel(
                 title=panel_title,
                 estimate=_floats(sub[est], len(labels)),
                 low=_floats(sub.get("ci_low"), len(labels)),
@@ -95,7 +95,7 @@ def coefficient_forest(frames: Sequence[tuple], *, fig_id: str, title: str, capt
     if not panels or not labels:
         return None
     return Figure(id=fig_id, caption=caption,
-                  svg=svg.forest_plot(labels, panels, title=title, shared_axis=False, description=caption))
+                  svg=charts.forest_plot(labels, panels, title=title, shared_axis=False, description=caption))
 
 
 def importance_bars(panels: Sequence[tuple[str, pd.DataFrame | None]], *, value: str, label: str, fig_id: str,
@@ -114,7 +114,7 @@ def importance_bars(panels: Sequence[tuple[str, pd.DataFrame | None]], *, value:
     bars = []
     for i, (panel_title, frame) in enumerate(usable):
         sub = frame.drop_duplicates(label).assign(_label=lambda f: f[label].astype(str)).set_index("_label").reindex(labels)
-        bars.append(svg.BarPanel(
+        bars.append(charts.BarPanel(
             title=panel_title,
             values=_floats(sub[value], len(labels)),
             low=_floats(sub["ci_low"], len(labels)) if "ci_low" in sub else None,
@@ -123,7 +123,7 @@ def importance_bars(panels: Sequence[tuple[str, pd.DataFrame | None]], *, value:
             colour=svg.colour(i),
         ))
     return Figure(id=fig_id, caption=caption,
-                  svg=svg.bar_chart(labels, bars, title=title, description=caption))
+                  svg=charts.bar_chart(labels, bars, title=title, description=caption))
 
 
 def family_totals(frame: pd.DataFrame | None, value: str) -> pd.DataFrame | None:
@@ -145,19 +145,19 @@ def cmc_curves(cmc: pd.DataFrame | None, conditions: pd.DataFrame | None, *, ord
     targets = dict(zip(conditions["condition"], conditions["group"]))
     references = []
     if "oracle" in curves:
-        references.append(svg.Series("oracle", *curves["oracle"], colour="#000000", width=2.2))
+        references.append(charts.Series("oracle", *curves["oracle"], colour="#000000", width=2.2))
     if "none" in curves:
-        references.append(svg.Series("none", *curves["none"], colour="#777777", dash="4,3", width=2.2))
+        references.append(charts.Series("none", *curves["none"], colour="#777777", dash="4,3", width=2.2))
     colour_of = {g: svg.colour(i) for i, g in enumerate(order)}
     panels = []
     for kind in ("drop", "counterfactual", "only"):
         names = [n for n in curves if kinds.get(n) == kind]
         names.sort(key=lambda n: (order.index(targets[n]) if targets.get(n) in order else len(order), n))
         if names:
-            series = [svg.Series(targets.get(n) or n, *curves[n], colour=colour_of.get(targets.get(n), "#999")) for n in names]
-            panels.append(svg.LinePanel(kind, tuple(references + series)))
+            series = [charts.Series(targets.get(n) or n, *curves[n], colour=colour_of.get(targets.get(n), "#999")) for n in names]
+            panels.append(charts.LinePanel(kind, tuple(references + series)))
     if not panels and references:
-        panels.append(svg.LinePanel("reference conditions", tuple(references)))
+        panels.append(charts.LinePanel("reference conditions", tuple(references)))
     if not panels:
         return None
     caption = (
@@ -167,7 +167,7 @@ def cmc_curves(cmc: pd.DataFrame | None, conditions: pd.DataFrame | None, *, ord
     return Figure(
         id=fig_id,
         caption=caption,
-        svg=svg.line_chart(panels, title="CMC curves", xlabel="rank", ylabel="matching rate",
+        svg=charts.line_chart(panels, title="CMC curves", xlabel="rank", ylabel="matching rate",
                            xlim=(1, max_rank), description=caption),
     )
 
@@ -195,7 +195,7 @@ def gate_heatmaps(gates: pd.DataFrame | None, *, conditions_order: Sequence[str]
             Figure(
                 id=f"fig-gates-{layer}",
                 caption=caption,
-                svg=svg.heatmap(rows, experts, values.tolist(), title=f"Gates at block {layer}", vmin=0.0, vmax=1.0,
+                svg=charts.heatmap(rows, experts, values.tolist(), title=f"Gates at block {layer}", vmin=0.0, vmax=1.0,
                                 value_label="mean gate", description=caption),
             )
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mosaic.jsonsafe import jsonable
+from mosaic.core.jsonsafe import jsonable
 
 # Distributions whose versions decide the numbers in a report.
 REPORTED_PACKAGES = ("mosaic-reid", "numpy", "scipy", "pandas", "h5py", "statsmodels", "scikit-learn",
@@ -18,14 +18,14 @@ REPORTED_PACKAGES = ("mosaic-reid", "numpy", "scipy", "pandas", "h5py", "statsmo
 
 
 def package_versions() -> dict[str, str]:
-    from mosaic.provenance import package_versions as installed
+    from mosaic.core.provenance import package_versions as installed
 
     return installed(REPORTED_PACKAGES)
 
 
 def source_commit() -> str:
     """Git commit of the checkout (``+dirty`` with local changes, as a trace records it), or ""."""
-    from mosaic.provenance import git_commit
+    from mosaic.core.provenance import git_commit
 
     return git_commit() or ""
 
@@ -60,7 +60,7 @@ def report_metadata(trace, results, command: str, created: str) -> dict[str, Any
 
 
 def _plain(value: Any) -> Any:
-    """JSON-safe copy (mosaic.jsonsafe): numpy scalars as numbers, unknown objects as text."""
+    """JSON-safe copy (mosaic.core.jsonsafe): numpy scalars as numbers, unknown objects as text."""
     return jsonable(value)
 
 

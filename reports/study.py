@@ -17,7 +17,8 @@ import pandas as pd
 from reports.document import BulletList, Column, Figure, KeyValues, Paragraph, Report, Section, Table
 from reports.provenance import mosaic_version, package_versions, source_commit
 from reports.study_figures import SpreadPanel, spread_plot
-from reports.svg import PALETTE, ForestPanel, forest_plot
+from reports.charts import ForestPanel, forest_plot
+from reports.svg import PALETTE
 
 __all__ = ["build_study_report"]
 

@@ -9,7 +9,7 @@ from scipy import stats
 
 import analysis
 from analysis.results import Results
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 
 # Smaller resampling and smaller surrogates keep the suite fast; the statistics are unchanged.
 FAST = dict(

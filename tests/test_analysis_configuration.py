@@ -21,7 +21,7 @@ from analysis.glm import INTERCEPT, fit_glm
 from analysis.settings import AnalysisSettings
 from analysis.simulate import simulate, simulate_data
 from analysis.trace import Trace
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 
 GROUPS = [f"g{i:02d}" for i in range(10)]
 # distinct magnitudes, two groups that hurt retrieval (negative), small enough that mAP stays

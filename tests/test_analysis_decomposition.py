@@ -9,7 +9,7 @@ from analysis import analyze
 from analysis.decomposition import QUANTITIES, decomposition_tables, point_decomposition
 from analysis.settings import AnalysisSettings
 from analysis.simulate_decomposition import simulate_decomposition, simulate_decomposition_data
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 
 
 # Effects that differ in sign and size between groups, each varying by identity around its mean.

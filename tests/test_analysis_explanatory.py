@@ -20,7 +20,7 @@ from analysis.explanatory import (
 from analysis.glm import as_settings, find_separation, fit_glm
 from analysis.simulate import simulate_data
 from analysis.trace import Trace
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 
 GROUPS = [f"g{i:02d}" for i in range(10)]
 MULT = np.array([3, -4, 5, 6, -7, 8, 9, 10, 11, 12])

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mosaic.cli import main
+from mosaic.app.cli import main
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -11,8 +11,8 @@ from mosaic.conditions import (
     resolve_conditions,
     subset_masks,
 )
-from mosaic.errors import MosaicError
-from mosaic.schema import MISSING, AttributeSchema
+from mosaic.core.errors import MosaicError
+from mosaic.core.schema import MISSING, AttributeSchema
 
 SCHEMA = AttributeSchema.from_dict(
     {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mosaic.cli import main
+from mosaic.app.cli import main
 from mosaic.configs import config_path, shipped_config, shipped_configs
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 from mosaic.train.config import load_config
 
 NAMES = [config.name for config in shipped_configs()]

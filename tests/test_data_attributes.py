@@ -9,8 +9,8 @@ import scipy.io
 import yaml
 
 from mosaic.data import load_mapping, read_attribute_file
-from mosaic.errors import MosaicError
-from mosaic.schema import MISSING, read_schema_document
+from mosaic.core.errors import MosaicError
+from mosaic.core.schema import MISSING, read_schema_document
 
 
 def write_lin_file(path, key, structs):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mosaic.cli import main
+from mosaic.app.cli import main
 from test_data_folders import DUKE_FILES, MARKET_FILES, make_tree
 
 

@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import find_real_file
-from mosaic.cli import main
+from mosaic.app.cli import main
 from mosaic.data import load_dataset
 from mosaic.data.download import ATTRIBUTE_SOURCES, BASE_URL_ENV, DATA_DIR_ENV, AttributeSource, PinnedFile, get_attributes
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 from test_data_folders import MARKET_FILES, make_tree
 
 STALL = object()

@@ -11,8 +11,8 @@ from PIL import Image
 
 from mosaic.data import load_dataset, read_attribute_file
 from mosaic.data.dataset import BASE_COLUMNS
-from mosaic.errors import MosaicError
-from mosaic.schema import MISSING
+from mosaic.core.errors import MosaicError
+from mosaic.core.schema import MISSING
 
 
 def _blank_jpeg() -> bytes:

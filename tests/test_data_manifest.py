@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from mosaic.data import load_dataset, read_manifest, write_manifest
-from mosaic.errors import MosaicError
-from mosaic.schema import MISSING, load_schema
+from mosaic.core.errors import MosaicError
+from mosaic.core.schema import MISSING, load_schema
 from test_data_folders import JPEG, MARKET_FILES, make_tree
 
 SCHEMA = {

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 import analysis
-from mosaic.cli import main
+from mosaic.app.cli import main
 from mosaic.configs import shipped_config
-from mosaic.schema import load_schema
+from mosaic.core.schema import load_schema
 
 GROUPS = load_schema("market1501").group_names
 

@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 import analysis
-from mosaic.cli import main
+from mosaic.app.cli import main
 from mosaic.configs import shipped_config
 from mosaic.data import load_dataset
-from mosaic.schema import load_schema
+from mosaic.core.schema import load_schema
 
 SCHEMA = load_schema("dukemtmc")
 GROUPS = SCHEMA.group_names

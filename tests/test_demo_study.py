@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mosaic.configs import shipped_config
-from mosaic.demo_study import UNINFORMATIVE_GROUP, build_study_stages
+from mosaic.app.demo_study import UNINFORMATIVE_GROUP, build_study_stages
 from mosaic.synth import WorldConfig
 
 
@@ -28,7 +28,7 @@ def test_each_world_is_built_once_and_each_seed_trains_and_traces(tmp_path: Path
 
 
 def test_bad_seed_or_world_counts_are_one_line(tmp_path, capsys):
-    from mosaic.cli import main
+    from mosaic.app.cli import main
 
     assert main(["demo", "--out", str(tmp_path), "--seeds", "2", "--worlds", "3", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import torch
 
-from mosaic.cli import main
-from mosaic.diskspace import SpaceNeed, require_space, write_error, write_errors
-from mosaic.errors import MosaicError
+from mosaic.app.cli import main
+from mosaic.core.diskspace import SpaceNeed, require_space, write_error, write_errors
+from mosaic.core.errors import MosaicError
 from test_data_download import fixture_sources, route, server  # noqa: F401  (the download tests' fixtures)
 from test_trace_cli import GROUPS, _write_checkpoint, _write_world
 
@@ -135,7 +135,7 @@ def test_required_space_adds_up_per_file_system(tmp_path):
 
 
 def test_atomic_write_failing_for_space_leaves_the_old_file(tmp_path, monkeypatch):
-    from mosaic.fileio import write_text_atomic
+    from mosaic.core.fileio import write_text_atomic
 
     target = tmp_path / "kept.txt"
     target.write_text("old")
@@ -154,8 +154,8 @@ def test_trace_refused_by_the_space_check_runs_no_model_and_reads_no_image(trace
     def forbidden(*args, **kwargs):
         raise AssertionError("the model ran or an image was decoded before the space check")
 
-    monkeypatch.setattr("mosaic.trace.compute_trunk", forbidden)
-    monkeypatch.setattr("mosaic.images.decode_images", forbidden)
+    monkeypatch.setattr("mosaic.tracing.engine.compute_trunk", forbidden)
+    monkeypatch.setattr("mosaic.data.images.decode_images", forbidden)
     assert main(["trace", "--ckpt", str(ckpt), "--out", str(small_disk / "t.h5"), *TRACE_ARGS]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert line.startswith(f"error: not enough space for the trace {small_disk / 't.h5'} (")
@@ -171,10 +171,10 @@ def test_trace_writer_meeting_a_full_disk_exits_2_without_a_crash(traced_setup, 
     script = textwrap.dedent(
         """
         import sys
-        import mosaic.diskspace, mosaic.fileio, mosaic.images, mosaic.token_cache
-        for module in (mosaic.diskspace, mosaic.fileio, mosaic.images, mosaic.token_cache):
+        import mosaic.core.diskspace, mosaic.core.fileio, mosaic.data.images, mosaic.tracing.token_cache
+        for module in (mosaic.core.diskspace, mosaic.core.fileio, mosaic.data.images, mosaic.tracing.token_cache):
             module.require_space = lambda needs: None  # the disk fills after the checks
-        from mosaic.cli import main
+        from mosaic.app.cli import main
         sys.exit(main(sys.argv[1:]))
         """
     )
@@ -187,7 +187,7 @@ def test_trace_writer_meeting_a_full_disk_exits_2_without_a_crash(traced_setup, 
 
 
 def test_trace_size_estimate_is_within_a_quarter_of_the_written_file(traced_setup, tmp_path, monkeypatch):
-    from mosaic import trace_checkpoint
+    from mosaic.tracing import checkpoint as trace_checkpoint
 
     root, ckpt = traced_setup
     seen: list[SpaceNeed] = []
@@ -203,9 +203,9 @@ def test_trace_size_estimate_is_within_a_quarter_of_the_written_file(traced_setu
 def test_trace_size_estimate_of_simulated_traces(shape, tmp_path):
     """The layout-derived estimate against the real writer at other sizes (one-hot gates, as traced)."""
     from analysis.simulate import simulate_data
-    from mosaic.trace_size import estimate_trace_bytes
-    from mosaic.trace_write import attribute_json
-    from mosaic.traceio import write_trace
+    from mosaic.tracefile.size import estimate_trace_bytes
+    from mosaic.tracefile.write import attribute_json
+    from mosaic.tracefile import write_trace
 
     data = simulate_data(seed=3, **shape)
     path = write_trace(data, tmp_path / "sim.h5")
@@ -219,13 +219,13 @@ def test_trace_size_estimate_of_simulated_traces(shape, tmp_path):
 
 
 def test_trunk_tokens_that_cannot_spill_are_refused_before_the_trunk_runs(small_disk, monkeypatch):
-    from mosaic.token_cache import TokenCache
+    from mosaic.tracing.token_cache import TokenCache
 
     with pytest.raises(MosaicError, match=r"not enough space for the spilled trunk tokens .* --spill-dir on another disk"):
         TokenCache(64, (33, 64), device=torch.device("cpu"), budget_bytes=0, spill_dir=small_disk / "spill")
     # past the check (the disk filled meanwhile): the memmap's blocks are allocated up front, so the
     # shortage is an error line, not a SIGBUS at the first page written
-    monkeypatch.setattr("mosaic.token_cache.require_space", lambda needs: None)
+    monkeypatch.setattr("mosaic.tracing.token_cache.require_space", lambda needs: None)
     with pytest.raises(MosaicError, match=r"cannot write .*spill: no space left on the device \(528\.0 KiB needed"):
         TokenCache(64, (33, 64), device=torch.device("cpu"), budget_bytes=0, spill_dir=small_disk / "spill")
     assert left_on(small_disk) == ["spill"]  # the folder the user named; no tokens in it
@@ -239,7 +239,7 @@ def test_space_check_counts_the_trace_its_image_cache_and_its_spill(traced_setup
         needs.extend(found)
         raise MosaicError("stop here")
 
-    monkeypatch.setattr("mosaic.diskspace.require_space", record)  # imported by the tracer when it checks
+    monkeypatch.setattr("mosaic.core.diskspace.require_space", record)  # imported by the tracer when it checks
     main(["trace", "--ckpt", str(ckpt), "--out", str(tmp_path / "t.h5"), "--cache-budget", "0", "--spill-dir",
           str(tmp_path / "spill"), "--image-cache", str(tmp_path / "images"), *TRACE_ARGS])
     kinds = {n.what: n for n in needs}
@@ -263,7 +263,7 @@ def test_report_on_a_full_disk(small_disk, tmp_path, monkeypatch, capsys):
     line = one_error_line(capsys.readouterr().err)
     assert line.startswith(f"error: not enough space for the file {small_disk / 'r.html'} (")
     # the disk fills between the check and the write: the write's own error, one line
-    monkeypatch.setattr("mosaic.fileio.require_space", lambda needs: None)
+    monkeypatch.setattr("mosaic.core.fileio.require_space", lambda needs: None)
     assert main(["report", str(trace), "--out", str(small_disk / "r.html"), "--bootstrap", "100", "--permutations", "100"]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert line.startswith(f"error: cannot write {small_disk / 'r.html'}: no space left on the device (")
@@ -290,10 +290,10 @@ def _tiny_config(world: Path, cache: Path, **extra):
 
 
 def test_train_refused_before_decoding_an_image(tiny_world, small_disk, tmp_path, monkeypatch, capsys):
-    from mosaic.fileio import write_text_atomic
+    from mosaic.core.fileio import write_text_atomic
 
     config = write_text_atomic(tmp_path / "tiny.yaml", _tiny_config(tiny_world, small_disk / "images").to_yaml())
-    monkeypatch.setattr("mosaic.images.decode_images", lambda *a, **k: pytest.fail("an image was decoded"))
+    monkeypatch.setattr("mosaic.data.images.decode_images", lambda *a, **k: pytest.fail("an image was decoded"))
     assert main(["train", "--config", str(config), "--out", str(small_disk / "run"), "--no-progress"]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert line.startswith(f"error: not enough space for the image cache {small_disk / 'images'} (")
@@ -365,7 +365,7 @@ def test_a_failed_checkpoint_write_resumes_from_the_previous_checkpoint(tiny_wor
 # ------------------------------------------------------------------------------ caches, worlds, downloads
 
 def test_image_cache_refused_before_decoding_and_a_failed_write_leaves_nothing(tiny_world, small_disk, monkeypatch):
-    from mosaic import images
+    from mosaic.data import images
     from mosaic.data import load_dataset
 
     paths = load_dataset(tiny_world).split("train")["path"].tolist()
@@ -377,7 +377,7 @@ def test_image_cache_refused_before_decoding_and_a_failed_write_leaves_nothing(t
         images.load_image_tensor(paths, (128, 64), cache_dir=small_disk / "cache", progress=False)
     monkeypatch.setattr(images, "decode_images", real_decode)
     monkeypatch.setattr(images, "require_space", lambda needs: None)  # the disk fills after the check
-    monkeypatch.setattr("mosaic.fileio.require_space", lambda needs: None)
+    monkeypatch.setattr("mosaic.core.fileio.require_space", lambda needs: None)
     with pytest.raises(MosaicError, match=r"cannot write .*\.npy: no space left on the device \("):
         images.load_image_tensor(paths, (128, 64), cache_dir=small_disk / "cache", progress=False)
     assert left_on(small_disk) == ["cache"]

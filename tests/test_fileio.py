@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from mosaic import fileio
-from mosaic.fileio import atomic_path, current_umask, give_default_permissions, write_text_atomic
+from mosaic.core import fileio
+from mosaic.core.fileio import atomic_path, current_umask, give_default_permissions, write_text_atomic
 
 
 SET_UMASK = os.umask  # kept: a test below replaces os.umask, and fixtures tear down in any order

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mosaic.errors import MosaicError
-from mosaic.images import cache_file, decode_image, load_image_tensor
+from mosaic.core.errors import MosaicError
+from mosaic.data.images import cache_file, decode_image, load_image_tensor
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import json
 import h5py
 import pytest
 
-from mosaic.cli import main
+from mosaic.app.cli import main
 
 
 @pytest.fixture(autouse=True)

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from mosaic.codes import code_distance, code_evaluation, tie_order
+from mosaic.conditions.codes import code_distance, code_evaluation, tie_order
 from mosaic.conditions import ConditionContext, resolve_conditions
-from mosaic.errors import MosaicError
-from mosaic.interventions import RelabelStates, _relabel_why_not, derangement, fill_missing_routes
+from mosaic.core.errors import MosaicError
+from mosaic.conditions.interventions import RelabelStates, _relabel_why_not, derangement, fill_missing_routes
 from mosaic.model import ModelConfig, build_model
-from mosaic.schema import FIXED, MISSING, load_schema
-from mosaic.state_shares import majority_codes, training_state_shares
+from mosaic.core.schema import FIXED, MISSING, load_schema
+from mosaic.conditions.state_shares import majority_codes, training_state_shares
 
 SCHEMA = load_schema("market1501")
 G = len(SCHEMA.groups)
@@ -338,7 +338,7 @@ def test_paper_configs_differ_from_the_shipped_ones_in_routing_only(name):
 def test_a_schema_1_0_trace_still_reads_with_the_new_arrays_not_recorded(tmp_path):
     import h5py
 
-    from mosaic.traceio import ARRAYS, read_trace_data, write_trace
+    from mosaic.tracefile import ARRAYS, read_trace_data, write_trace
     from test_traceio import make_trace
 
     path = write_trace(make_trace(), tmp_path / "old.h5")
@@ -360,7 +360,7 @@ def test_the_trace_accepts_registered_kinds_and_the_tracer_refuses_unknown_ones_
     from dataclasses import replace
 
     from mosaic.conditions import CONDITION_KINDS, ConditionKind, register_condition_kind
-    from mosaic.trace import ImageSet, TraceSettings, trace_model
+    from mosaic.tracing.engine import ImageSet, TraceSettings, trace_model
     from test_traceio import make_trace
 
     data = make_trace()

@@ -1,4 +1,4 @@
-"""mosaic.jsonsafe: the one JSON-safety helper of the trace writer, the analysis results and the reports."""
+"""mosaic.core.jsonsafe: the one JSON-safety helper of the trace writer, the analysis results and the reports."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mosaic.jsonsafe import jsonable, round_float
+from mosaic.core.jsonsafe import jsonable, round_float
 
 
 class Opaque:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mosaic.errors import MosaicError
-from mosaic.metrics import evaluate
+from mosaic.core.errors import MosaicError
+from mosaic.core.metrics import evaluate
 
 
 def per_query_reference(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, topk=0):
@@ -302,7 +302,7 @@ def test_numpy_path_does_not_import_torch():
     import sys
 
     code = (
-        "import sys, numpy as np; from mosaic.metrics import evaluate; "
+        "import sys, numpy as np; from mosaic.core.metrics import evaluate; "
         "evaluate(np.random.rand(3, 5), [1, 2, 3], [1, 2, 3, 1, 2], [1, 1, 1], [2, 2, 2, 2, 2]); "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 from mosaic.model import BACKBONES, ModelConfig, build_model, create_backbone
-from mosaic.schema import AttributeSchema
+from mosaic.core.schema import AttributeSchema
 
 SCHEMA = AttributeSchema.from_dict(
     {"name": "toy", "groups": [{"name": "gender", "family": "intrinsic", "states": ["male", "female"]}]}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 from mosaic.model import LoRAExpertMixture, ModelConfig, ModelOutput, build_model, normalize_images
-from mosaic.schema import AttributeSchema, load_schema
+from mosaic.core.schema import AttributeSchema, load_schema
 
 SCHEMA = AttributeSchema.from_dict(
     {

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 from mosaic.model import ModelConfig, attribute_loss, build_model
-from mosaic.schema import load_schema
+from mosaic.core.schema import load_schema
 from mosaic.train.config import load_config
 
 SCHEMA = load_schema("market1501")

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 from mosaic.model.routers import (
     ROUTERS,
     LearnedRouter,
@@ -16,7 +16,7 @@ from mosaic.model.routers import (
     attribute_accuracy,
     attribute_loss,
 )
-from mosaic.schema import AttributeSchema
+from mosaic.core.schema import AttributeSchema
 
 SCHEMA = AttributeSchema.from_dict(
     {

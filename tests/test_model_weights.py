@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 from mosaic.model import BACKBONES, BackboneSpec, create_backbone, register_backbone
 
 TINY_CLIP = "clip_tiny_for_tests"

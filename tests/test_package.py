@@ -51,7 +51,7 @@ def built(tmp_path_factory) -> dict[str, Path]:
 def test_the_wheel_and_the_sdist_hold_every_file_the_packages_ship(built):
     tracked = _tracked_package_files()
     data = [path for path in tracked if not path.endswith(".py")]
-    assert {"mosaic/schemas/market1501.yaml", "mosaic/synth/dukemtmc_priors.yaml",
+    assert {"mosaic/core/schemas/market1501.yaml", "mosaic/synth/dukemtmc_priors.yaml",
             "mosaic/configs/synthetic_micro.yaml"} <= set(data)
     with zipfile.ZipFile(built["wheel"]) as wheel:
         in_wheel = set(wheel.namelist())

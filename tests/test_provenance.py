@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from mosaic.provenance import SOURCE_PACKAGES, git_commit, package_versions
+from mosaic.core.provenance import SOURCE_PACKAGES, git_commit, package_versions
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_report_and_trace_record_the_same_commit():
-    from mosaic.trace import build_provenance
+    from mosaic.tracing.engine import build_provenance
     from reports.provenance import source_commit
 
     assert source_commit() == (git_commit() or "")

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import reports
-from reports import svg
+from reports import charts, svg
 from reports.build import ReportOptions, build_report
 from reports.document import Column, Table
 from reports.numbers import P_VALUE, PERCENT, display_value, rule_for, value_text
@@ -87,18 +87,18 @@ def test_table_from_frame_rounds_and_orders_columns():
 def test_svg_figures_are_deterministic_and_well_formed():
     import xml.etree.ElementTree as ET
 
-    panels = [svg.ForestPanel("drop", [-0.2, 0.01, float("nan")], [-0.3, -0.05, float("nan")], [-0.1, 0.07, float("nan")])]
+    panels = [charts.ForestPanel("drop", [-0.2, 0.01, float("nan")], [-0.3, -0.05, float("nan")], [-0.1, 0.07, float("nan")])]
     figures = [
-        svg.forest_plot(["a", "b<&>", "c"], panels, title="forest"),
-        svg.bar_chart(["a", "b"], [svg.BarPanel("x", [0.3, -0.1])], title="bars"),
-        svg.heatmap(["r1", "r2"], ["c1", "c2", "c3"], [[0, 0.5, 1], [float("nan"), 0.2, 0]], title="heat"),
-        svg.line_chart([svg.LinePanel("p", (svg.Series("s", [1, 2, 3], [0.5, 0.7, 0.9]),))], title="lines"),
+        charts.forest_plot(["a", "b<&>", "c"], panels, title="forest"),
+        charts.bar_chart(["a", "b"], [charts.BarPanel("x", [0.3, -0.1])], title="bars"),
+        charts.heatmap(["r1", "r2"], ["c1", "c2", "c3"], [[0, 0.5, 1], [float("nan"), 0.2, 0]], title="heat"),
+        charts.line_chart([charts.LinePanel("p", (charts.Series("s", [1, 2, 3], [0.5, 0.7, 0.9]),))], title="lines"),
     ]
     for text in figures:
         root = ET.fromstring(text)  # raises on malformed markup (e.g. an unescaped label)
         assert root.tag.endswith("svg") and "http" not in text.replace("http://www.w3.org/2000/svg", "")
     assert "b&lt;&amp;&gt;" in figures[0] and "n/a" in figures[0]
-    assert figures[0] == svg.forest_plot(["a", "b<&>", "c"], panels, title="forest")
+    assert figures[0] == charts.forest_plot(["a", "b<&>", "c"], panels, title="forest")
     # a significant interval is drawn filled, a non-significant one hollow
     assert 'fill="#0072B2" stroke="#0072B2"' in figures[0] and 'fill="#fff" stroke="#0072B2"' in figures[0]
     # the heatmap leaves cells at vmin undrawn (sparse gates stay small)
@@ -112,7 +112,7 @@ def test_nice_ticks_cover_the_range():
 
 # ------------------------------------------------------------------------- renderers
 def test_formats_registry_and_unknown_format(results, sim_trace):
-    from mosaic.errors import MosaicError
+    from mosaic.core.errors import MosaicError
 
     assert set(reports.FORMATS) == {"html", "md", "json"}
     with pytest.raises(MosaicError, match="html, md, json"):

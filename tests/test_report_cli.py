@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mosaic.cli import main
+from mosaic.app.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -88,7 +88,7 @@ def test_trace_with_a_newer_major_schema(trace_path, tmp_path, capsys):
 
 
 def test_output_path_resolution(trace_path, tmp_path):
-    from mosaic.reporting import resolve_output
+    from mosaic.app.reporting import resolve_output
 
     assert resolve_output(trace_path, None, None)[1] == trace_path.parent / "report.html"
     fmt, path = resolve_output(trace_path, tmp_path / "r.json", None)
@@ -102,8 +102,8 @@ def test_output_path_resolution(trace_path, tmp_path):
 def _run_report(args: list[str]) -> subprocess.CompletedProcess:
     """Run the command in a fresh interpreter and fail if torch was imported on the way."""
     code = (
-        "import sys, mosaic.cli\n"
-        f"rc = mosaic.cli.main({args!r})\n"
+        "import sys, mosaic.app.cli\n"
+        f"rc = mosaic.app.cli.main({args!r})\n"
         "assert 'torch' not in sys.modules, 'mosaic report imported torch'\n"
         "sys.exit(rc)\n"
     )

@@ -89,7 +89,7 @@ def test_report_on_a_schema_1_0_trace_names_the_unavailable_quantities():
 
 def test_demo_prints_the_five_quantities_with_intervals(tmp_path, capsys):
     from analysis.simulate_decomposition import simulate_decomposition
-    from mosaic.commands.demo import _print_headline
+    from mosaic.app.commands.demo import _print_headline
 
     trace = simulate_decomposition(groups=3, planted=PLANTED, n_ids=60, seed=6)
     results, texts = _render(trace)

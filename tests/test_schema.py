@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from mosaic.errors import MosaicError
-from mosaic.schema import FAMILIES, AttributeSchema, load_schema, read_schema_document, shipped_schemas
+from mosaic.core.errors import MosaicError
+from mosaic.core.schema import FAMILIES, AttributeSchema, load_schema, read_schema_document, shipped_schemas
 
 MARKET_GROUPS = ("gender", "hair", "age", "up", "down", "clothes", "hat", "backpack", "bag", "handbag", "upcolour", "downcolour")
 DUKE_GROUPS = ("gender", "top", "boots", "shoes", "hat", "backpack", "bag", "handbag", "upcolour", "downcolour")

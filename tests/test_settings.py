@@ -1,4 +1,4 @@
-"""One validation engine (mosaic.settings) behind every settings object: each bad value is one line
+"""One validation engine (mosaic.core.settings) behind every settings object: each bad value is one line
 naming the key, the constraint and the value."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from mosaic.errors import MosaicError
-from mosaic.settings import build, check_fields
+from mosaic.core.errors import MosaicError
+from mosaic.core.settings import build, check_fields
 
 
 @dataclass
@@ -71,8 +71,8 @@ def test_build_refuses_unknown_keys_with_the_closest_one():
     (lambda: __import__("mosaic.synth", fromlist=["WorldConfig"]).WorldConfig(occlusion=1.5), "occlusion must be in [0.0, 1.0], got 1.5"),
     (lambda: __import__("mosaic.synth", fromlist=["WorldConfig"]).WorldConfig(seed="0"), "seed must be an integer, got '0'"),
     (lambda: __import__("mosaic.synth", fromlist=["WorldConfig"]).WorldConfig.from_dict({"n_idz": 3}), "unknown key 'n_idz' in the world settings: did you mean 'n_ids'?"),
-    (lambda: __import__("mosaic.trace", fromlist=["TraceSettings"]).TraceSettings(top_k=-1), "top_k must be at least 0, got -1"),
-    (lambda: __import__("mosaic.trace", fromlist=["TraceSettings"]).TraceSettings(distance="cosin"), "distance must be one of ['cosine', 'euclidean'], got 'cosin' (did you mean 'cosine'?)"),
+    (lambda: __import__("mosaic.tracing.engine", fromlist=["TraceSettings"]).TraceSettings(top_k=-1), "top_k must be at least 0, got -1"),
+    (lambda: __import__("mosaic.tracing.engine", fromlist=["TraceSettings"]).TraceSettings(distance="cosin"), "distance must be one of ['cosine', 'euclidean'], got 'cosin' (did you mean 'cosine'?)"),
     (lambda: __import__("analysis").analyze(None, alpha=2), "alpha must lie strictly between 0 and 1, got 2.0"),
     (lambda: __import__("analysis.settings", fromlist=["AnalysisSettings"]).AnalysisSettings(n_bootstrap="many"), "n_bootstrap must be an integer, got 'many'"),
     (lambda: __import__("analysis.settings", fromlist=["AnalysisSettings"]).AnalysisSettings(comparisons=("drop", "dorp")), "comparisons must be one of ['drop', 'counterfactual'], got 'dorp'"),

@@ -11,7 +11,7 @@ from analysis.metaanalysis import between_seed_variance, combination
 from analysis.simulate import simulate
 from analysis.simulate_study import simulate_study
 from analysis.study import kendall_w, study
-from mosaic.cli import main
+from mosaic.app.cli import main
 
 EQUAL = dict(gender=0.6, upcolour=0.8, hat=0.2)
 KINDS = ("oracle", "drop", "counterfactual")
@@ -92,7 +92,7 @@ def test_rank_stability_and_kendall_w():
 
 
 def _write(tmp_path, traces, prefix="run"):
-    from mosaic.traceio import write_trace
+    from mosaic.tracefile import write_trace
 
     paths = []
     for i, t in enumerate(traces):

@@ -14,11 +14,12 @@ import pytest
 import scipy.io as sio
 from PIL import Image
 
-from mosaic.cli import main
-from mosaic.errors import MosaicError
+from mosaic.app.cli import main
+from mosaic.core.errors import MosaicError
 from mosaic.synth import GROUP_STATES, WorldConfig, synthesize
 from mosaic.synth.people import sample_people
-from mosaic.synth.render import Cameras, Shots, figure_parameters, render
+from mosaic.synth.render import render
+from mosaic.synth.scene import Cameras, Shots, figure_parameters
 
 MARKET_NAME = re.compile(r"(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg")
 FOLDERS = ("bounding_box_train", "query", "bounding_box_test")
@@ -85,7 +86,7 @@ def test_world_json_records_every_knob(tiny_world: Path):
 
 
 def test_group_states_match_the_shipped_schema():
-    from mosaic.schema import load_schema
+    from mosaic.core.schema import load_schema
 
     schema = load_schema("market1501")
     assert {g.name: g.states for g in schema.groups} == GROUP_STATES

@@ -14,15 +14,16 @@ import pandas as pd
 import pytest
 import scipy.io as sio
 
-from mosaic.cli import main
+from mosaic.app.cli import main
 from mosaic.data import DataReport, load_dataset
 from mosaic.data.attributes import read_attribute_file
-from mosaic.errors import MosaicError
-from mosaic.schema import load_schema
+from mosaic.core.errors import MosaicError
+from mosaic.core.schema import load_schema
 from mosaic.synth import WorldConfig, synthesize
 from mosaic.synth.layouts import WORLD_LAYOUTS, get_layout
 from mosaic.synth.population import sample_population
-from mosaic.synth.render import Cameras, Shots, figure_parameters, render
+from mosaic.synth.render import render
+from mosaic.synth.scene import Cameras, Shots, figure_parameters
 
 DUKE_NAME = re.compile(r"(\d{4})_c([1-8])_f(\d{7})\.jpg")
 FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}

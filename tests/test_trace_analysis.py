@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from analysis import Trace, read_trace
-from mosaic.errors import MosaicError
-from mosaic.fileio import sha256_file
-from mosaic.traceio import write_trace
+from mosaic.core.errors import MosaicError
+from mosaic.core.fileio import sha256_file
+from mosaic.tracefile import write_trace
 from test_traceio import SCHEMA, make_trace
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 
-from mosaic.cli import main
-from mosaic.fileio import sha256_file
+from mosaic.app.cli import main
+from mosaic.core.fileio import sha256_file
 
 GROUPS = [
     {"name": "gender", "family": "intrinsic", "states": ["male", "female"]},
@@ -120,7 +120,7 @@ def test_trace_command_writes_a_complete_trace(traced, setup):
 
 
 def test_trace_is_reproducible(traced, setup, tmp_path):
-    from mosaic.traceio import read_trace_data
+    from mosaic.tracefile import read_trace_data
 
     _, _, ckpt = setup
     again = tmp_path / "again.h5"
@@ -146,7 +146,7 @@ def test_inspect_json_and_table(traced, capsys):
 
 def test_inspect_does_not_import_torch(traced):
     code = (
-        "import sys; from mosaic.cli import main; rc = main(['inspect', sys.argv[1]]); "
+        "import sys; from mosaic.app.cli import main; rc = main(['inspect', sys.argv[1]]); "
         "assert rc == 0, rc; assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code, str(traced)], check=True, timeout=120, capture_output=True)
@@ -196,7 +196,7 @@ def test_trace_on_the_synthetic_world_with_the_default_conditions(tiny_world, tm
     """The Market-1501 layout and schema end to end, every default condition kind, then xarray."""
     from analysis import read_trace
     from mosaic.conditions import default_n_subsets
-    from mosaic.schema import load_schema
+    from mosaic.core.schema import load_schema
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -238,7 +238,7 @@ def test_trace_on_the_synthetic_world_with_the_default_conditions(tiny_world, tm
 # ---------------------------------------------------------------------------- the kinds of schema 1.1
 
 def test_fixed_relabel_and_code_are_traced(setup, tmp_path):
-    from mosaic.traceio import read_trace_data
+    from mosaic.tracefile import read_trace_data
 
     _, world, ckpt = setup
     out = tmp_path / "t.h5"

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from mosaic.conditions import resolve_conditions
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 from mosaic.model import ModelConfig, build_model, normalize_images
-from mosaic.schema import MISSING, load_schema
-from mosaic.trace import ImageSet, TraceSettings, compute_trunk, condition_features, trace_model
-from mosaic.trace_routing import fill_codes
+from mosaic.core.schema import MISSING, load_schema
+from mosaic.tracing.engine import ImageSet, TraceSettings, compute_trunk, condition_features, trace_model
+from mosaic.tracing.routing import fill_codes
 
 SCHEMA = load_schema("market1501")
 G = len(SCHEMA.groups)
@@ -75,7 +75,7 @@ def gallery():
 
 def _full_forward_routes(model, images: ImageSet, states: np.ndarray, pids, is_query, condition) -> np.ndarray:
     """The condition's routes with missing states filled by the learned router run on the full forward."""
-    from mosaic.interventions import fill_missing_routes
+    from mosaic.conditions.interventions import fill_missing_routes
 
     with torch.inference_mode():
         predicted = model.learned_router.predict(model.trunk(normalize_images(images.images, model))).numpy()
@@ -189,8 +189,8 @@ def test_trace_equals_untraced_model(model, query, gallery, tmp_path):
     """Each row of a trace (oracle included) is what evaluate() gives on the model's own forward features."""
     import warnings
 
-    from mosaic.metrics import evaluate
-    from mosaic.traceio import read_trace_data, write_trace
+    from mosaic.core.metrics import evaluate
+    from mosaic.tracefile import read_trace_data, write_trace
 
     conditions = resolve_conditions("oracle,none,drop:upcolour,counterfactual:hat", SCHEMA, seed=0)
     settings = TraceSettings(top_k=4, max_rank=20, batch_size=8, progress=False)

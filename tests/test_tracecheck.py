@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from analysis import read_trace, simulate
-from mosaic.cli import main
-from mosaic.errors import MosaicError
-from mosaic.traceio import TraceData, write_trace
-from mosaic.tracecheck import VALUE_RULES, check_trace_file, check_trace_values, find_violations
+from mosaic.app.cli import main
+from mosaic.core.errors import MosaicError
+from mosaic.tracefile import TraceData, write_trace
+from mosaic.tracefile import check_trace_file
+from mosaic.tracefile.check import VALUE_RULES, check_trace_values, find_violations
 from test_traceio import make_trace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,7 +180,7 @@ def test_reading_with_checks_does_not_import_torch(clean_file):
     code = (
         "import sys, analysis\n"
         f"analysis.read_trace({str(clean_file)!r})\n"
-        "from mosaic.tracecheck import check_trace_file\n"
+        "from mosaic.tracefile import check_trace_file\n"
         f"assert check_trace_file({str(clean_file)!r}) == []\n"
         "assert 'torch' not in sys.modules\n"
     )

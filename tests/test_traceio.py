@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mosaic.errors import MosaicError
-from mosaic.schema import AttributeSchema
-from mosaic.traceio import ARRAYS, SCHEMA_VERSION, TraceData, read_trace_attrs, read_trace_data, write_trace
+from mosaic.core.errors import MosaicError
+from mosaic.core.schema import AttributeSchema
+from mosaic.tracefile import ARRAYS, SCHEMA_VERSION, TraceData, read_trace_attrs, read_trace_data, write_trace
 
 SCHEMA = AttributeSchema.from_dict(
     {
@@ -241,7 +241,7 @@ def test_interrupted_write_leaves_nothing(tmp_path):
         import sys, time
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         import pathlib
-        import mosaic.trace_write as tio
+        import mosaic.tracefile.write as tio
         from test_traceio import make_trace
         def slow(self, data):  # the file's bytes (built in memory) reach the disk half-way, then stall
             with open(self, "wb") as handle:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 from mosaic.configs import shipped_config, shipped_configs
 from mosaic.train.config import TrainConfig, load_config, parse_override
 
@@ -92,7 +92,7 @@ def test_shipped_configs_validate(name):
 
 
 def test_cli_reports_config_errors_as_one_line(tmp_path, capsys):
-    from mosaic.cli import main
+    from mosaic.app.cli import main
 
     path = write(tmp_path, "optim:\n  lrr: 0.1\n")
     assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 2

@@ -35,7 +35,7 @@ WORKER = textwrap.dedent(
         return result
 
     loop.Trainer.fit = fit_and_dump
-    from mosaic.cli import main
+    from mosaic.app.cli import main
 
     sys.exit(main(sys.argv[2:]))
     """

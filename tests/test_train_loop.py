@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 from mosaic.train.checkpoint import load_checkpoint, read_checkpoint
 from mosaic.train.config import load_config
 from mosaic.train.loop import Trainer, TrainingDiverged, TrainingInterrupted
@@ -57,7 +57,7 @@ def cfg_factory(tiny_world, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def config_file(cfg_factory, tmp_path_factory) -> Path:
-    from mosaic.fileio import write_text_atomic
+    from mosaic.core.fileio import write_text_atomic
 
     path = tmp_path_factory.mktemp("config") / "tiny.yaml"
     write_text_atomic(path, cfg_factory().to_yaml())
@@ -67,7 +67,7 @@ def config_file(cfg_factory, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def straight_run(config_file, tmp_path_factory) -> Path:
     """The reference: the tiny config trained in one go through the command line."""
-    from mosaic.cli import main
+    from mosaic.app.cli import main
 
     run = tmp_path_factory.mktemp("straight") / "run"
     assert main(["train", "--config", str(config_file), "--out", str(run), "--no-progress"]) == 0
@@ -112,7 +112,7 @@ def test_resume_gives_the_weights_and_losses_of_an_uninterrupted_run(cfg_factory
 
 
 def test_ctrl_c_checkpoints_and_the_cli_resumes_it(config_file, straight_run, tmp_path, monkeypatch, capsys):
-    from mosaic.cli import main
+    from mosaic.app.cli import main
 
     straight = straight_run
     original = Trainer.train_step
@@ -158,8 +158,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cfg_factory, tmp_path
 
 
 def test_cli_run_writes_the_documented_layout_and_a_loadable_checkpoint(cfg_factory, config_file, straight_run, capsys):
-    from mosaic.cli import main
-    from mosaic.fileio import sha256_file
+    from mosaic.app.cli import main
+    from mosaic.core.fileio import sha256_file
 
     run = straight_run
     for name in ("config.yaml", "metrics.jsonl", "checkpoints/last.pt"):
@@ -201,7 +201,7 @@ def finished_checkpoint(straight_run) -> Path:
 
 
 def test_checkpoint_from_another_schema_or_backbone_is_refused(finished_checkpoint):
-    from mosaic.schema import load_schema
+    from mosaic.core.schema import load_schema
 
     ckpt = load_checkpoint(finished_checkpoint)
     other = load_schema("dukemtmc") if ckpt.schema.name != "dukemtmc" else load_schema("market1501")

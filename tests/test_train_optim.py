@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mosaic.model import ModelConfig, build_model
-from mosaic.schema import load_schema
+from mosaic.core.schema import load_schema
 from mosaic.train.config import OptimConfig, load_config
 from mosaic.train.optim import build_optimizer, build_scheduler, parameter_groups
 

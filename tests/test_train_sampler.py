@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 from mosaic.train.sampler import PKSampler
 
 

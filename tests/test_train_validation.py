@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 from mosaic.train.config import load_config
 from mosaic.train.validation import held_out_count, split_validation
 

@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mosaic.errors import MosaicError
-from mosaic.shipped import SUFFIX, shipped_names, shipped_path
+from mosaic.core.errors import MosaicError
+from mosaic.core.shipped import SUFFIX, shipped_names, shipped_path
 
 __all__ = ["ShippedConfig", "config_path", "copy_config", "shipped_config", "shipped_configs"]
 
@@ -72,7 +72,7 @@ def copy_config(name: str, dest: str | os.PathLike, *, overwrite: bool = False) 
 
     Refuses to replace an existing file unless ``overwrite``; written under a temporary name, then renamed.
     """
-    from mosaic.fileio import ensure_writable_dir, write_text_atomic
+    from mosaic.core.fileio import ensure_writable_dir, write_text_atomic
 
     config = shipped_config(name)
     dest = Path(dest)

@@ -18,8 +18,8 @@ import pandas as pd
 
 from mosaic.data.dataset import Finding
 from mosaic.data.mapping import AttributeMapping, Decoded, load_mapping, shipped_mappings
-from mosaic.errors import MosaicError
-from mosaic.schema import MISSING, AttributeSchema
+from mosaic.core.errors import MosaicError
+from mosaic.core.schema import MISSING, AttributeSchema
 
 
 @dataclass

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mosaic.data.dataset import DISTRACTOR_PID, SPLITS, Finding, ReIDDataset
-from mosaic.schema import MISSING
+from mosaic.core.schema import MISSING
 
 
 def split_summary(ds: ReIDDataset) -> pd.DataFrame:

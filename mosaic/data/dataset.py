@@ -9,8 +9,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from mosaic.errors import MosaicError
-from mosaic.schema import MISSING, AttributeSchema
+from mosaic.core.errors import MosaicError
+from mosaic.core.schema import MISSING, AttributeSchema
 
 SPLITS = ("train", "query", "gallery")
 BASE_COLUMNS = ("path", "pid", "camid", "split")

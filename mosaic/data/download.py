@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from mosaic.diskspace import OUT_FIX, write_error, write_errors
-from mosaic.errors import MosaicError
-from mosaic.fileio import ensure_writable_dir, give_default_permissions, sha256_file, write_text_atomic
+from mosaic.core.diskspace import OUT_FIX, write_error, write_errors
+from mosaic.core.errors import MosaicError
+from mosaic.core.fileio import ensure_writable_dir, give_default_permissions, sha256_file, write_text_atomic
 
 DATA_DIR_ENV = "MOSAIC_DATA_DIR"
 BASE_URL_ENV = "MOSAIC_ATTRIBUTES_URL"

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from mosaic.data.dataset import DISTRACTOR_PID, JUNK_PID, SPLITS, Finding
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")  # a tuple, for str.endswith
 DEFAULT_SPLIT_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}

@@ -14,8 +14,8 @@ from mosaic.data.dataset import DISTRACTOR_PID, SPLITS, Finding, ReIDDataset, fi
 from mosaic.data.folders import FOLDER_LAYOUTS, FolderLayout, has_split_dirs, image_names, match_fraction, scan_folders
 from mosaic.data.manifest import MANIFEST_NAME, manifest_path, read_manifest
 from mosaic.data.mapping import AttributeMapping, load_mapping
-from mosaic.errors import MosaicError
-from mosaic.schema import AttributeSchema
+from mosaic.core.errors import MosaicError
+from mosaic.core.schema import AttributeSchema
 
 SchemaLike = str | Path | AttributeSchema
 

@@ -24,9 +24,9 @@ import pandas as pd
 import yaml
 
 from mosaic.data.dataset import BASE_COLUMNS, DISTRACTOR_PID, JUNK_PID, SPLITS, Finding, ReIDDataset, finalize_images
-from mosaic.errors import MosaicError
-from mosaic.fileio import write_text_atomic
-from mosaic.schema import MISSING, AttributeSchema, load_schema
+from mosaic.core.errors import MosaicError
+from mosaic.core.fileio import write_text_atomic
+from mosaic.core.schema import MISSING, AttributeSchema, load_schema
 
 MANIFEST_NAME = "manifest.csv"
 SCHEMA_NAMES = ("schema.yaml", "schema.yml")

@@ -1,7 +1,7 @@
 """How the raw fields of a Lin et al. attribute file become the states of a schema's groups.
 
 The mapping is data, kept in the schema YAML beside each group (``source:``) plus one
-``attribute_file:`` block at the top; :func:`mosaic.schema.load_schema` ignores both. Two kinds
+``attribute_file:`` block at the top; :func:`mosaic.core.schema.load_schema` ignores both. Two kinds
 of source exist:
 
 ``{field: gender, codes: {1: male, 2: female}}``
@@ -23,8 +23,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from mosaic.errors import MosaicError
-from mosaic.schema import MISSING, AttributeGroup, AttributeSchema, read_schema_document, shipped_schemas
+from mosaic.core.errors import MosaicError
+from mosaic.core.schema import MISSING, AttributeGroup, AttributeSchema, read_schema_document, shipped_schemas
 
 RAW_MISSING = 0  # the Lin et al. files code "not annotated" as 0
 RAW_NO, RAW_YES = 1, 2  # one-hot colour fields
@@ -228,7 +228,7 @@ class AttributeMapping:
         if "attribute_file" not in doc:
             raise MosaicError(
                 f"schema {schema.name!r} says nothing about attribute files: add an 'attribute_file' block and a "
-                "'source' per group (see mosaic/schemas/market1501.yaml), or use a manifest"
+                "'source' per group (see mosaic/core/schemas/market1501.yaml), or use a manifest"
             )
         spec = AttributeFileSpec.from_spec(schema.name, doc["attribute_file"])
         sources: dict[str, Source] = {}

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 
 __all__ = ["BackboneSpec", "BACKBONES", "register_backbone", "get_backbone_spec", "create_backbone"]
 

@@ -30,7 +30,7 @@ from typing import Iterable, Iterator, Sequence
 import torch
 from torch import nn
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 
 __all__ = [
     "LORA_TARGETS",

@@ -20,9 +20,9 @@ from typing import Any, Callable, ClassVar, Mapping
 import torch
 from torch import nn
 
-from mosaic.errors import MosaicError
-from mosaic.schema import AttributeSchema
-from mosaic.settings import check_fields
+from mosaic.core.errors import MosaicError
+from mosaic.core.schema import AttributeSchema
+from mosaic.core.settings import check_fields
 
 from .backbones import create_backbone, get_backbone_spec, normalisation_of
 from .experts import LORA_TARGETS, LoRAExpertMixture, attach_experts, inject_plain_lora, lora_config, routed
@@ -80,7 +80,7 @@ class ModelConfig:
     pixel_mean: tuple[float, float, float] | None = None
     pixel_std: tuple[float, float, float] | None = None
 
-    # ranges and registry-backed choices, checked by mosaic.settings.check_fields (the registries are
+    # ranges and registry-backed choices, checked by mosaic.core.settings.check_fields (the registries are
     # read when the check runs, so a backbone or adapter registered from user code counts)
     bounds: ClassVar[dict[str, tuple]] = {
         "expert_blocks": (1, None), "lora_rank": (1, None), "lora_alpha": (0, None, "(]"), "lora_dropout": (0, 1, "[)"),
@@ -257,8 +257,8 @@ class MosaicReID(nn.Module):
         return getattr(self, "_state_shares", None)
 
     def set_state_shares(self, shares: Mapping[str, Any]) -> None:
-        """Set the training state shares that ``FIXED`` routes (see :mod:`mosaic.state_shares`)."""
-        from mosaic.state_shares import shares_as_gates, validate_shares
+        """Set the training state shares that ``FIXED`` routes (see :mod:`mosaic.conditions.state_shares`)."""
+        from mosaic.conditions.state_shares import shares_as_gates, validate_shares
 
         self._state_shares = validate_shares(shares, self.schema)
         self.routers["oracle"].set_fixed_gates(shares_as_gates(self._state_shares, self.schema))

@@ -1,14 +1,14 @@
 """Routers: from attribute states (or the image) to one gate per expert.
 
 Every router maps a batch to ``(B, E)`` gates over the experts of an
-:class:`~mosaic.schema.AttributeSchema` (``schema.experts`` order) and honours an ``enabled``
+:class:`~mosaic.core.schema.AttributeSchema` (``schema.experts`` order) and honours an ``enabled``
 group mask ``(G,)``: a disabled group's experts are all off. Routers are looked up by name in
 :data:`ROUTERS`:
 
 - ``oracle``: one-hot per group from the ground-truth state codes; a missing state (``-1``) switches
   that group's experts off, and :class:`Routing` records where that happened. The code ``FIXED``
   (``-2``) routes the group by its *fixed gates* (each expert weighted by its state's share among
-  the training identities, :mod:`mosaic.state_shares`), set with ``set_fixed_gates``.
+  the training identities, :mod:`mosaic.conditions.state_shares`), set with ``set_fixed_gates``.
 - ``learned``: predicts each group's state from the trunk's CLS token with one head per group and
   switches on the argmax state's expert (hard one-hot), so the model runs without annotations.
 - ``none``: every gate zero (the backbone alone).
@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mosaic.errors import MosaicError
-from mosaic.schema import FIXED, MISSING, AttributeSchema
+from mosaic.core.errors import MosaicError
+from mosaic.core.schema import FIXED, MISSING, AttributeSchema
 
 __all__ = [
     "Routing",
@@ -250,7 +250,7 @@ def register_router(name: str, router: type[Router]) -> None:
     """Add a router class under ``name``; models built afterwards offer it by that name."""
     if not (isinstance(router, type) and issubclass(router, Router)):
         raise TypeError(f"a router must be a subclass of Router, got {router!r}")
-    from mosaic.router_names import register_router_name
+    from mosaic.core.router_names import register_router_name
 
     ROUTERS[name] = router
     register_router_name(name, (router.__doc__ or "").strip().split("\n")[0])

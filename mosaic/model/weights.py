@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 
 __all__ = ["WeightsFile", "read_weights", "cached_hub_file", "hub_reachable", "OFFLINE_FIXES"]
 

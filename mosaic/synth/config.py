@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Mapping
 
-from mosaic.errors import MosaicError
-from mosaic.settings import build, check_fields
+from mosaic.core.errors import MosaicError
+from mosaic.core.settings import build, check_fields
 from mosaic.synth.layouts import DEFAULT_LAYOUT, WORLD_LAYOUTS, get_layout
 
 # Attribute groups of the market1501 schema and their states, in schema order, which the Market

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 
 if TYPE_CHECKING:
     from mosaic.data.folders import FolderLayout

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 from mosaic.synth.config import WorldConfig, parse_trap
 from mosaic.synth.layouts import get_layout
 from mosaic.synth.people import People

@@ -21,14 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mosaic.diskspace import OUT_FIX, write_error
-from mosaic.errors import MosaicError
-from mosaic.fileio import ensure_writable_dir, give_default_permissions, write_text_atomic
+from mosaic.core.diskspace import OUT_FIX, write_error
+from mosaic.core.errors import MosaicError
+from mosaic.core.fileio import ensure_writable_dir, give_default_permissions, write_text_atomic
 from mosaic.synth.config import WorldConfig
 from mosaic.synth.layouts import WorldLayout, get_layout
 from mosaic.synth.people import People
 from mosaic.synth.population import COLOUR_ATTRS, sample_population
-from mosaic.synth.render import Cameras, Shots, figure_parameters, render
+from mosaic.synth.render import render
+from mosaic.synth.scene import Cameras, Shots, figure_parameters
 from mosaic.synth.traps import Traps, plant_traps
 
 SIDECAR = "world.json"

@@ -1,7 +1,7 @@
 """Batch-wise training augmentation on the training device.
 
 The images arrive as one uint8 tensor ``(B, 3, H, W)`` (already at the model's input size, see
-:mod:`mosaic.images`), so the per-image PIL transforms of the usual ReID pipelines become a few
+:mod:`mosaic.data.images`), so the per-image PIL transforms of the usual ReID pipelines become a few
 tensor operations over the whole batch:
 
 * horizontal flip and pad-then-random-crop are one ``gather`` on the uint8 batch (each sample

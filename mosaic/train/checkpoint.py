@@ -10,9 +10,9 @@ A checkpoint is a ``torch.save`` dict with ``format = "mosaic-checkpoint"`` and:
 * ``schema`` (dict) and ``schema_fingerprint``, ``num_classes``, ``class_pids`` (the dataset pid
   of each classifier row), ``best`` (the best evaluation so far), ``mosaic_version``;
 * ``state_shares``: per group, each state's share among the training identities (the fixed
-  gates, :mod:`mosaic.state_shares`); absent from checkpoints of older mosaic versions.
+  gates, :mod:`mosaic.conditions.state_shares`); absent from checkpoints of older mosaic versions.
 
-Files are written through :func:`mosaic.fileio.atomic_path`, so an interruption while saving
+Files are written through :func:`mosaic.core.fileio.atomic_path`, so an interruption while saving
 leaves the previous checkpoint intact. Loading uses ``weights_only=True``: only tensors and plain
 Python containers are accepted, so a checkpoint cannot run code.
 """
@@ -29,10 +29,10 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from mosaic.diskspace import DEFAULT_FIX
-from mosaic.errors import MosaicError
-from mosaic.fileio import atomic_path, sha256_file
-from mosaic.schema import AttributeSchema
+from mosaic.core.diskspace import DEFAULT_FIX
+from mosaic.core.errors import MosaicError
+from mosaic.core.fileio import atomic_path, sha256_file
+from mosaic.core.schema import AttributeSchema
 from mosaic.train.config import TrainConfig
 
 FORMAT = "mosaic-checkpoint"

@@ -2,7 +2,7 @@
 
 A config file is a mapping with one section per dataclass below (``data``, ``model``,
 ``sampler``, ``optim``, ``loss``, ``augment``, ``routing``, ``eval``, ``run``). Every key is checked
-against the dataclass fields by :mod:`mosaic.settings` (the one validation engine of all
+against the dataclass fields by :mod:`mosaic.core.settings` (the one validation engine of all
 settings objects): an unknown key is an error that names it and suggests the closest valid key,
 and a value of the wrong type is an error that names the key and the expected type. ``--set section.key=value`` overrides go through the same checks, with the
 value parsed as YAML (``--set optim.lr=3e-4``, ``--set eval.routers=[oracle,none]``).
@@ -20,9 +20,9 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
-from mosaic.errors import MosaicError
-from mosaic.jsonsafe import jsonable
-from mosaic.settings import build, field_names, field_types, unknown_key_message
+from mosaic.core.errors import MosaicError
+from mosaic.core.jsonsafe import jsonable
+from mosaic.core.settings import build, field_names, field_types, unknown_key_message
 
 # ----------------------------------------------------------------------------- sections
 
@@ -230,7 +230,7 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise MosaicError(message)
-        from mosaic.router_names import ROUTER_NAMES  # the registry: routers registered from user code count
+        from mosaic.core.router_names import ROUTER_NAMES  # the registry: routers registered from user code count
 
         unknown = [r for r in self.eval.routers if r not in ROUTER_NAMES]
         if unknown:
@@ -320,7 +320,7 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
         node, cls = child, sub
 
 
-# ----------------------------------------------------------------------------- validation (mosaic.settings)
+# ----------------------------------------------------------------------------- validation (mosaic.core.settings)
 
 
 def _section_class(owner: type, name: str, ftype: Any) -> type | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 
 
 @dataclass(frozen=True)

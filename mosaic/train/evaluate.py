@@ -2,7 +2,7 @@
 
 The trunk (every block before the first expert) does not depend on routing, so each batch runs
 it once and reuses the tokens for every router. Retrieval uses cosine distance on L2-normalised
-features and :func:`mosaic.metrics.evaluate` (the protocol of every public ReID toolkit).
+features and :func:`mosaic.core.metrics.evaluate` (the protocol of every public ReID toolkit).
 
 The oracle routes an image whose state is missing like the tracer does (the learned router's
 prediction, else the group's fixed gates), so that training's evaluation and ``mosaic trace``
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from mosaic.model.routers import state_accuracy
-from mosaic.schema import FIXED, MISSING
+from mosaic.core.schema import FIXED, MISSING
 
 
 @dataclass
@@ -114,7 +114,7 @@ def _fill_missing(model, states: torch.Tensor, tokens: torch.Tensor) -> torch.Te
 
 def retrieval_metrics(features: torch.Tensor, data: EvalSet, max_rank: int = 50) -> dict[str, Any]:
     """mAP, mINP and CMC ranks of query-versus-gallery retrieval on cosine distance."""
-    from mosaic.metrics import evaluate
+    from mosaic.core.metrics import evaluate
 
     f = F.normalize(features.float(), dim=1)
     q, g = f[: data.n_query], f[data.n_query :]

@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 
 __all__ = ["StopFlag", "TrainingDiverged", "TrainingInterrupted"]
 

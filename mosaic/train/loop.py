@@ -35,11 +35,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from mosaic.diskspace import require_space
-from mosaic.errors import MosaicError
-from mosaic.fileio import write_text_atomic
-from mosaic.schema import FIXED, MISSING
-from mosaic.state_shares import training_state_shares
+from mosaic.core.diskspace import require_space
+from mosaic.core.errors import MosaicError
+from mosaic.core.fileio import write_text_atomic
+from mosaic.core.schema import FIXED, MISSING
+from mosaic.conditions.state_shares import training_state_shares
 from mosaic.train.augment import BatchAugment
 from mosaic.train.checkpoint import save_checkpoint, unwrap_model
 from mosaic.train.config import TrainConfig
@@ -52,7 +52,7 @@ from mosaic.train.evaluate import EvalSet, evaluate_model
 from mosaic.train.losses import ReIDLoss
 from mosaic.train.optim import build_optimizer, build_scheduler
 from mosaic.train.sampler import PKSampler
-from mosaic.train.validation import split_validation
+from mosaic.train.validation import training_split
 
 LOSS_PARTS = ("loss", "id", "triplet", "attribute")
 
@@ -90,7 +90,7 @@ class Trainer:
         dist: DistContext | None = None,
     ):
         from mosaic.data import load_dataset
-        from mosaic.images import load_image_tensor
+        from mosaic.data.images import load_image_tensor
         from mosaic.model import build_model, normalize_images
 
         self.config = config
@@ -114,12 +114,8 @@ class Trainer:
         data_cfg = config.data
         self.dataset = load_dataset(data_cfg.root, format=data_cfg.format, attributes=data_cfg.attributes, schema=data_cfg.schema)
         self.schema = self.dataset.schema
-        train = self.dataset.split("train")
-        train = train[train["pid"] > 0].reset_index(drop=True)  # distractors are no identity to learn
-        if train.empty:
-            raise MosaicError(f"the dataset at {data_cfg.root} has no training images: check data.root")
         # identities held out for evaluation during training (the test split is read only at the end)
-        self.validation = split_validation(train, config.eval.val_ids, run.seed)
+        self.validation = training_split(self.dataset, config.eval.val_ids, run.seed)
         train = self.validation.train
         self.class_pids = np.unique(train["pid"].to_numpy(dtype=np.int64, copy=True))
         labels = np.searchsorted(self.class_pids, train["pid"].to_numpy(dtype=np.int64, copy=True))

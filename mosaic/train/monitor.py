@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mosaic.diskspace import write_errors
-from mosaic.fileio import write_text_atomic
+from mosaic.core.diskspace import write_errors
+from mosaic.core.fileio import write_text_atomic
 
 __all__ = ["MetricsLog"]
 

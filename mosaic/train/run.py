@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 from mosaic.train.config import TrainConfig
 
 __all__ = ["RESUMABLE_OVERRIDES", "RunPaths", "TrainResult", "resolve_run"]

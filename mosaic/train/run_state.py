@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from mosaic.diskspace import SpaceNeed
-from mosaic.errors import MosaicError
+from mosaic.core.diskspace import SpaceNeed
+from mosaic.core.errors import MosaicError
 from mosaic.train.checkpoint import capture_rng_state, checkpoint_bytes, read_checkpoint, restore_rng_state, unwrap_model
 
 __all__ = ["checkpoint_fix", "checkpoint_payload", "restore_run", "space_needs"]
@@ -105,7 +105,7 @@ def space_needs(trainer, resuming: bool) -> list[SpaceNeed]:
     copy staged while one of them is replaced. Files a resumed run replaces count as free. The
     test split is not looked at: a run reads it only after its last step.
     """
-    from mosaic.images import cache_need
+    from mosaic.data.images import cache_need
 
     path_lists = [trainer.train_frame["path"].tolist()]
     if trainer.has_validation:

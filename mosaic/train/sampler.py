@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 
 
 class PKSampler:

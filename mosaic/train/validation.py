@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mosaic.errors import MosaicError
+from mosaic.core.errors import MosaicError
 
-__all__ = ["ValidationSplit", "held_out_count", "split_validation"]
+__all__ = ["ValidationSplit", "held_out_count", "split_validation", "training_split"]
 
 
 @dataclass
@@ -86,3 +86,13 @@ def split_validation(train: pd.DataFrame, val_ids: float, seed: int) -> Validati
     return ValidationSplit(
         train=rest.reset_index(drop=True), query=query.reset_index(drop=True), gallery=gallery.reset_index(drop=True)
     )
+
+
+def training_split(dataset, val_ids: float, seed: int) -> ValidationSplit:
+    """The images a run learns from (the train split's identities; distractors are no identity to
+    learn), with ``val_ids`` identities held out of them for validation."""
+    train = dataset.split("train")
+    train = train[train["pid"] > 0].reset_index(drop=True)
+    if train.empty:
+        raise MosaicError(f"the dataset at {dataset.root} has no training images: check data.root")
+    return split_validation(train, val_ids, seed)

@@ -15,7 +15,7 @@ from reports.provenance import provenance_items
 from reports.ranked import build_ranked_lists
 
 if TYPE_CHECKING:
-    from reports.build import BuildContext
+    from reports.context import BuildContext
 
 
 def build_retrieval(ctx: BuildContext) -> Section:

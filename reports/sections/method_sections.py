@@ -11,7 +11,7 @@ from reports.document import Paragraph, Section
 from reports.methods import METHODS_BY_KEY
 
 if TYPE_CHECKING:
-    from reports.build import BuildContext
+    from reports.context import BuildContext
 
 
 def _method_section(ctx: BuildContext, key: str) -> Section:

@@ -13,7 +13,7 @@ from reports.document import Column, Paragraph, Section, Table
 from reports.numbers import PERCENT
 
 if TYPE_CHECKING:
-    from reports.build import BuildContext
+    from reports.context import BuildContext
 
 
 RETRIEVAL_COLUMNS = (

@@ -1,0 +1,78 @@
+"""`mosaic trace --ckpt CKPT`: retrieval of every query under every routing condition, into HDF5.
+
+The work lives in :func:`mosaic.api.trace` (orchestration in :mod:`mosaic.tracing.checkpoint`, the
+engine in :mod:`mosaic.tracing.engine`, the file in :mod:`mosaic.tracefile`); this module parses the options,
+calls it and prints the summary.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _conditions_help() -> str:
+    """The --conditions help, from the condition-kind registry (kinds registered before the CLI loads join it)."""
+    from mosaic.conditions import CONDITION_KINDS
+
+    kinds = "; ".join(f"{kind.syntax} ({kind.help})" for kind in CONDITION_KINDS.values())
+    defaults = ", ".join(kind.default_pattern for kind in CONDITION_KINDS.values() if kind.in_default)
+    return (
+        f"Comma-separated patterns (fnmatch) over condition names: {kinds}. E.g. 'oracle,drop:*' or 'only:up*'. "
+        f"Default: {defaults} (learned only if the checkpoint has a learned router)."
+    )
+
+
+CONDITIONS_HELP = _conditions_help()
+
+
+def trace(
+    ctx: typer.Context,
+    ckpt: Path = typer.Option(..., "--ckpt", help="Checkpoint (.pt) from `mosaic train`, or its run folder (uses checkpoints/last.pt).", show_default=False),
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset root to trace on. Default: the dataset the checkpoint was trained on (its config's data.root)."),
+    format: Optional[str] = typer.Option(None, "--format", help="Dataset format of --data: market1501, dukemtmc or manifest. Default: detected."),
+    attributes: Optional[Path] = typer.Option(None, "--attributes", help="Lin et al. attribute file (.mat) of --data. Default: found beside the dataset."),
+    schema: Optional[str] = typer.Option(None, "--schema", help="Attribute schema of --data (shipped name or YAML). It must equal the checkpoint's."),
+    out: Path = typer.Option(Path("trace.h5"), "--out", "-o", help="Output HDF5 trace (written atomically)."),
+    conditions: Optional[str] = typer.Option(None, "--conditions", "-c", help=CONDITIONS_HELP),
+    subsets: Optional[int] = typer.Option(None, "--subsets", help="Number of random subset:<i> conditions. Default: enough for 5 configurations per parameter of a configuration-level GLM, 5*(G+1) - (2+2G)."),
+    top_k: int = typer.Option(10, "--top-k", help="Nearest gallery images kept per query and condition."),
+    max_rank: int = typer.Option(50, "--max-rank", help="CMC curve length."),
+    batch_size: int = typer.Option(128, "--batch-size", help="Images per forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the counterfactual donors, the random subsets, the relabel permutations and the code condition's tie order."),
+    fixed_gates: str = typer.Option("shares", "--fixed-gates", help="Gates of fixed:<group>: shares (each of the group's experts weighted by its state's share among the training identities) or majority (the majority state's expert alone)."),
+    distance: str = typer.Option("cosine", "--distance", help="cosine or euclidean, on L2-normalised features."),
+    feature: Optional[str] = typer.Option(None, "--feature", help="bn (after the BNNeck) or pre_bn. Default: the checkpoint's eval.feature."),
+    cache_budget: Optional[float] = typer.Option(None, "--cache-budget", help="MiB the cached trunk tokens may use before spilling to disk. Default: half the free memory of the device."),
+    spill_dir: Optional[Path] = typer.Option(None, "--spill-dir", help="Folder for spilled trunk tokens. Default: the system temporary folder."),
+    image_cache: Optional[Path] = typer.Option(None, "--image-cache", help="Folder for decoded images. Default: the run's images/ folder if the checkpoint has one."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch. Default: torch's choice."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Trace a trained model: retrieval of every query under every routing condition, into one HDF5 file.
+
+    The trunk (the blocks before the experts) runs once per image; each condition only re-runs the expert blocks. The file holds, per condition and query, AP, INP, rank-1, the first-match rank and the top-k neighbours; the gates; the images' ids and attribute states; and the provenance (docs/trace-format.md). Read it with `mosaic inspect`, `analysis.read_trace` or xarray.
+
+    Examples: `mosaic trace --ckpt runs/demo/checkpoints/last.pt --out runs/demo/trace.h5`, or `mosaic trace --ckpt runs/demo --conditions 'oracle,none,drop:*' --device cuda`.
+    """
+    from mosaic import api
+    from mosaic.tracing.settings import TraceSettings
+    from mosaic.tracing.checkpoint import trace_command_line
+
+    settings = TraceSettings(
+        top_k=top_k, max_rank=max_rank, batch_size=batch_size, feature=feature, distance=distance,
+        cache_budget_mb=cache_budget, spill_dir=str(spill_dir) if spill_dir is not None else None, progress=not quiet,
+    )
+    result = api.trace(
+        ckpt, out, conditions=conditions, settings=settings, data=data, format=format, attributes=attributes,
+        schema=schema, subsets=subsets, seed=seed, fixed_gates=fixed_gates, device=device, image_cache=image_cache,
+        threads=threads, progress=not quiet, command=trace_command_line(ctx.params),
+    )
+    typer.echo(result.summary(), err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="trace")(trace)

@@ -1,0 +1,154 @@
+"""The layers as the folders show them, checked on the source: no import circle anywhere, the
+torch-free sub-packages of ``mosaic`` never reach torch, and ``analysis`` and ``reports`` read
+``mosaic`` only through the trace contract and what it rests on.
+
+The rules name folders, never modules, so a module added to a folder is held to its folder's rule.
+(``tests/test_no_torch.py`` checks the same at run time, in a fresh interpreter.)
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("mosaic", "analysis", "reports")
+TORCH_STACK = ("torch", "torchvision", "timm", "peft")
+
+# Sub-packages of mosaic whose modules load without torch: each imports, at module level, only
+# the standard library, third-party packages other than the torch stack, and these folders.
+TORCH_FREE = ("mosaic.core", "mosaic.tracefile", "mosaic.conditions", "mosaic.data", "mosaic.synth", "mosaic.configs")
+# What analysis/ and reports/ may import of mosaic: the trace file contract, the conditions it
+# names and the basics both rest on (plus the package root, for __version__).
+READ_BY_ANALYSIS = ("mosaic.core", "mosaic.tracefile", "mosaic.conditions")
+# The sub-packages mosaic/ is made of; a new folder is a new layer and belongs in one of the lists.
+LAYERS = TORCH_FREE + ("mosaic.model", "mosaic.train", "mosaic.tracing", "mosaic.app")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for package in PACKAGES for p in sorted((REPO / package).rglob("*.py"))}
+
+
+def _within(name: str, folders: tuple[str, ...]) -> bool:
+    return any(name == f or name.startswith(f + ".") for f in folders)
+
+
+def _imports(name: str, *, module_level_only: bool = False) -> list[tuple[int, str]]:
+    """(line, imported module) of every import of ``name``: function-level and type-checking ones
+    too unless ``module_level_only``; ``from a import b`` is ``a.b`` when that is a module of ours."""
+    path = MODULES[name]
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    nodes = tree.body if module_level_only else list(ast.walk(tree))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                found.append((node.lineno, full if full in MODULES else base))
+    return found
+
+
+def _internal(module: str) -> str | None:
+    """The module of ours that an import loads (the longest known prefix), or None."""
+    while module and module not in MODULES:
+        module = module.rpartition(".")[0]
+    return module or None
+
+
+def test_mosaic_is_made_of_the_named_layers():
+    tops = {name.split(".")[1] for name in MODULES if name.count(".") >= 1 and name.startswith("mosaic.")}
+    folders = {t for t in tops if (REPO / "mosaic" / t).is_dir()}
+    assert folders == {layer.split(".")[1] for layer in LAYERS}, "a folder of mosaic/ that no layer rule names"
+    loose = sorted(t for t in tops if t not in folders)
+    assert loose == ["__main__", "api"], f"mosaic/ holds only its sub-packages, the public API and __main__, not {loose}"
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on_stack, circles = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for name in sorted(graph):
+        if name not in index:
+            visit(name)
+    return circles
+
+
+def test_no_import_circle_anywhere():
+    graph = {name: {m for _, imported in _imports(name) if (m := _internal(imported)) and m != name} for name in MODULES}
+    circles = _circles(graph)
+    assert not circles, "modules that import each other (directly or round a circle):\n" + "\n".join(map(str, circles))
+
+
+def _offences(modules, allowed: tuple[str, ...], *, module_level_only: bool) -> list[str]:
+    offences = []
+    for name in modules:
+        for line, imported in _imports(name, module_level_only=module_level_only):
+            top = imported.split(".")[0]
+            ours = _internal(imported)
+            if top in TORCH_STACK or (top == "mosaic" and ours != "mosaic" and not _within(ours or imported, allowed)):
+                offences.append(f"{MODULES[name].relative_to(REPO)}:{line} imports {imported}")
+    return offences
+
+
+def test_the_torch_free_layers_import_only_each_other_at_load():
+    modules = [name for name in MODULES if _within(name, TORCH_FREE)]
+    assert {"mosaic.core.schema", "mosaic.tracefile.read", "mosaic.conditions.registry"} <= set(modules)
+    offences = _offences(modules, TORCH_FREE, module_level_only=True)
+    assert not offences, "a torch-free layer reaches torch or a torch layer when it loads:\n" + "\n".join(offences)
+
+
+@pytest.mark.parametrize("package", ["analysis", "reports"])
+def test_analysis_and_reports_read_mosaic_only_through_the_trace_contract(package):
+    modules = [name for name in MODULES if _within(name, (package,))]
+    offences = _offences(modules, READ_BY_ANALYSIS, module_level_only=False)
+    assert not offences, f"{package}/ may import only {', '.join(READ_BY_ANALYSIS)} of mosaic:\n" + "\n".join(offences)
+
+
+def test_a_circle_or_a_forbidden_import_would_be_seen(tmp_path, monkeypatch):
+    """The checks read real import statements, at every level, and see a circle through three modules."""
+    import sys
+
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _circles({"a": {"b"}, "b": set()}) == []
+    fake = tmp_path / "mosaic" / "core" / "example.py"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("import torch\n\ndef f():\n    from mosaic.tracing import engine\n")
+    monkeypatch.setitem(MODULES, "mosaic.core.example", fake)
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    assert [m for _, m in _imports("mosaic.core.example")] == ["torch", "mosaic.tracing.engine"]
+    assert [m for _, m in _imports("mosaic.core.example", module_level_only=True)] == ["torch"]
+    assert len(_offences(["mosaic.core.example"], TORCH_FREE, module_level_only=False)) == 2
