@@ -77,7 +77,7 @@ import pandas as pd
 
 from analysis.glm import as_settings, small_blas
 from analysis.query_glm import MISSING_LEVEL, StateDesign, query_glm, state_design
-from analysis.query_surrogate import DropSurrogate, SurrogateData, _group_constraints, query_surrogate, surrogate_data
+from analysis.query_surrogate import DropSurrogate, SurrogateData, query_surrogate, surrogate_data
 from mosaic.core.errors import MosaicError
 
 __all__ = ["query_level_explanatory", "ExplanatoryOptions", "query_glm", "query_surrogate", "state_design",

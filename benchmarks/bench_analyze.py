@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     results = analysis.analyze(trace, n_bootstrap=args.n_bootstrap, n_permutations=args.n_permutations, seed=0)
     total = time.perf_counter() - start
 
-    print(f"\n| stage | seconds | share |\n|---|---:|---:|")
+    print("\n| stage | seconds | share |\n|---|---:|---:|")
     for stage, seconds in results.timings.items():
         print(f"| {stage} | {seconds:.2f} | {seconds / total:.0%} |")
     print(f"| **analyze, total** | **{total:.2f}** | 100% |")
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     per_resample = (time.perf_counter() - start) / (2 * n)
     loop = per_resample * (args.n_bootstrap + args.n_permutations) * k
     print(f"\nidentity-level tests of {k} comparisons ({args.n_bootstrap} bootstrap + {args.n_permutations} permutations each):")
-    print(f"\n| implementation | seconds | vs baseline |\n|---|---:|---:|")
+    print("\n| implementation | seconds | vs baseline |\n|---|---:|---:|")
     print(f"| baseline: Python loop over resamples (timed on {n} + {n}, scaled) | {loop:.2f} | 1.00x |")
     print(f"| `analysis.paired.identity_tests` (multinomial weights, one matrix product) | {vectorised:.3f} | {loop / vectorised:.0f}x |")
 

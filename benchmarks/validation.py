@@ -30,7 +30,6 @@ in docs/validation.md and exits non-zero if one fails.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

@@ -13,11 +13,11 @@ from scipy.special import expit
 from analysis.explanatory import (
     DropSurrogate,
     ExplanatoryOptions,
-    _group_constraints,
     query_level_explanatory,
     surrogate_data,
 )
 from analysis.glm import as_settings, find_separation, fit_glm
+from analysis.query_surrogate import _group_constraints
 from analysis.simulate import simulate_data
 from analysis.trace import Trace
 from mosaic.core.errors import MosaicError

@@ -11,7 +11,7 @@ import torch
 from mosaic.conditions.codes import code_distance, code_evaluation, tie_order
 from mosaic.conditions import ConditionContext, resolve_conditions
 from mosaic.core.errors import MosaicError
-from mosaic.conditions.interventions import RelabelStates, _relabel_why_not, derangement, fill_missing_routes
+from mosaic.conditions.interventions import _relabel_why_not, derangement, fill_missing_routes
 from mosaic.model import ModelConfig, build_model
 from mosaic.core.schema import FIXED, MISSING, load_schema
 from mosaic.conditions.state_shares import majority_codes, training_state_shares

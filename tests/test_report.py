@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 

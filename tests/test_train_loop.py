@@ -13,7 +13,7 @@ import torch
 from mosaic.core.errors import MosaicError
 from mosaic.train.checkpoint import load_checkpoint, read_checkpoint
 from mosaic.train.config import load_config
-from mosaic.train.loop import Trainer, TrainingDiverged, TrainingInterrupted
+from mosaic.train.loop import Trainer, TrainingDiverged
 
 LOSS_KEYS = ("step", "lr", "loss", "id", "triplet", "attribute")
 

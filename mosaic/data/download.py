@@ -21,7 +21,6 @@ arrived intact.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import socket
