@@ -1,32 +1,17 @@
-"""The built-in condition kinds: which experts the router may switch on, and from which states.
+"""The first seven condition kinds: ``oracle``, ``none``, ``drop:<group>``, ``only:<group>``,
+``counterfactual:<group>``, ``subset:<i>`` and ``learned`` (the table of every kind is in
+:mod:`mosaic.conditions`; ``fixed``, ``relabel`` and ``code`` are in :mod:`.interventions`).
 
-A condition is one routing of experts applied to every query and gallery image alike. The kinds
-(:data:`CONDITION_KINDS`, a registry) are
-
-============================  ===============================================================
-``oracle``                    every group routed by its ground-truth state
-``none``                      no expert: the backbone alone
-``drop:<group>``              every group but one
-``only:<group>``              one group alone
-``counterfactual:<group>``    every group, but ``<group>`` routed by *another identity's* state
-``subset:<i>``                a seeded random set of enabled groups (the paper's configurations)
-``learned``                   every group routed by the model's learned router (if it has one)
-``fixed:<group>``             every group, ``<group>`` routed by the same fixed gates for every image
-``relabel:<group>``           every group, ``<group>``'s states consistently permuted (a derangement)
-``code``                      no model: retrieval by the distance between attribute codes
-============================  ===============================================================
-
-(the last three live in :mod:`mosaic.conditions.interventions`). Per group they separate what a group's
-experts contribute: ``fixed`` removes the group's information and keeps its capacity, ``drop``
-removes both, ``counterfactual`` misroutes the queries (how far a wrong route misleads
-retrieval), ``relabel`` keeps the identity partition and breaks the states' meaning, and ``code``
-is what the attribute code alone retrieves.
+Per group the kinds separate what a group's experts contribute: ``fixed`` removes the group's
+information and keeps its capacity, ``drop`` removes both, ``counterfactual`` misroutes the queries
+(how far a wrong route misleads retrieval), ``relabel`` keeps the identity partition and breaks the
+states' meaning, and ``code`` is what the attribute code alone retrieves.
 
 Routing carries no information of its own: an image whose state is missing for an enabled group
 is routed like any other image (:func:`mosaic.conditions.interventions.fill_missing_routes`: the learned
 router's prediction, else the group's fixed gates), never left off while annotated images are on.
 
-They register in :data:`mosaic.conditions.registry.CONDITION_KINDS`, in the order above. Torch-free.
+They register in :data:`mosaic.conditions.registry.CONDITION_KINDS`, in this order. Torch-free.
 """
 
 from __future__ import annotations
