@@ -7,23 +7,18 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from mosaic import api
 from mosaic.core.errors import MosaicError
 
-from test_trace_cli import GROUPS, _write_checkpoint, _write_world  # the toy manifest world and checkpoint
+from test_trace_cli import one_torch_thread, toy_run  # the toy manifest world and checkpoint
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("api")
-    world = _write_world(root / "world", GROUPS, seed=1)
-    ckpt = _write_checkpoint(root / "run" / "checkpoints" / "last.pt", world, learned=False)
-    yield root, ckpt
-    torch.set_num_threads(before)
+    with one_torch_thread():
+        yield root, toy_run(root, seed=1, learned=False)[1]
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from mosaic.app.cli import main
 from mosaic.core.diskspace import SpaceNeed, require_space, write_error, write_errors
 from mosaic.core.errors import MosaicError
 from test_data_download import fixture_sources, route, server  # noqa: F401  (the download tests' fixtures)
-from test_trace_cli import GROUPS, _write_checkpoint, _write_world
+from test_trace_cli import one_torch_thread, toy_run
 
 TMPFS_BYTES = 160 * 2**10
 NO_TMPFS = "mounting a 160 KiB tmpfs needs root on Linux (and a container allowed to mount)"
@@ -71,13 +71,9 @@ def one_error_line(err: str) -> str:
 @pytest.fixture(scope="module")
 def traced_setup(tmp_path_factory):
     """A small manifest dataset and a micro checkpoint (as in test_trace_cli), one torch thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("disk_full")
-    world = _write_world(root / "world", GROUPS, seed=0)
-    ckpt = _write_checkpoint(root / "run" / "checkpoints" / "last.pt", world, learned=True)
-    yield root, ckpt
-    torch.set_num_threads(before)
+    with one_torch_thread():
+        yield root, toy_run(root, seed=0, learned=True)[1]
 
 
 TRACE_ARGS = ["--top-k", "3", "--max-rank", "5", "--device", "cpu", "-q"]

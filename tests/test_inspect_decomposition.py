@@ -58,23 +58,18 @@ def test_inspect_says_what_a_1_0_trace_cannot_decompose(tmp_path, capsys):
 
 def test_a_traced_model_is_decomposed_end_to_end(tmp_path, capsys):
     """trace (every kind) -> inspect -> analysis: every quantity measured, the same numbers in both."""
-    torch = pytest.importorskip("torch")
-    from tests.test_trace_cli import GROUPS, _write_checkpoint, _write_world
+    pytest.importorskip("torch")
+    from tests.test_trace_cli import GROUPS, one_torch_thread, toy_run
 
     from analysis import read_trace
     from analysis.decomposition import decomposition_tables
     from analysis.settings import AnalysisSettings
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        world = _write_world(tmp_path / "world", GROUPS, seed=0)
-        ckpt = _write_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", world, learned=False)
+    with one_torch_thread():
+        ckpt = toy_run(tmp_path, seed=0, learned=False)[1]
         out = tmp_path / "trace.h5"
         assert main(["trace", "--ckpt", str(ckpt), "--out", str(out), "-c", "oracle,none,drop:*,fixed:*,counterfactual:*,"
                      "relabel:*,code", "--top-k", "3", "--max-rank", "5", "--device", "cpu", "--seed", "3", "-q"]) == 0
-    finally:
-        torch.set_num_threads(threads)
     capsys.readouterr()
     assert main(["inspect", str(out), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)["decomposition"]

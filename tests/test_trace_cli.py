@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -75,15 +76,29 @@ def _write_checkpoint(path: Path, world: Path, *, learned: bool) -> Path:
     return save_checkpoint(path, payload)
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+@contextlib.contextmanager
+def one_torch_thread():
+    """Tiny models: one thread is as fast and does not fight other processes for the cores."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def toy_run(root: Path, *, seed: int, learned: bool, world_name: str = "world") -> tuple[Path, Path]:
+    """The toy manifest world under ``root`` and a micro checkpoint for it in ``root/run`` (untrained)."""
+    world = _write_world(root / world_name, GROUPS, seed=seed)
+    return world, _write_checkpoint(root / "run" / "checkpoints" / "last.pt", world, learned=learned)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
-    world = _write_world(root / "wörld", GROUPS, seed=0)
-    ckpt = _write_checkpoint(root / "run" / "checkpoints" / "last.pt", world, learned=True)
-    yield root, world, ckpt
-    torch.set_num_threads(before)
+    with one_torch_thread():
+        world, ckpt = toy_run(root, seed=0, learned=True, world_name="wörld")
+        yield root, world, ckpt
 
 
 @pytest.fixture(scope="module")
@@ -198,14 +213,10 @@ def test_trace_on_the_synthetic_world_with_the_default_conditions(tiny_world, tm
     from mosaic.conditions import default_n_subsets
     from mosaic.core.schema import load_schema
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         ckpt = _write_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", tiny_world, learned=True)
         out = tmp_path / "trace.h5"
         assert main(["trace", "--ckpt", str(ckpt), "--out", str(out), "--device", "cpu", "-q"]) == 0
-    finally:
-        torch.set_num_threads(before)
     trace = read_trace(out)
     schema = load_schema("market1501")
     G = len(schema.groups)
