@@ -189,8 +189,7 @@ def cr2_inference(result, pid: np.ndarray, ci_level: float) -> dict:
     # statsmodels keeps a binomial outcome with trials as proportions, its trials in n_trials
     trials = np.asarray(fit.model.n_trials, dtype=float)
     successes = np.asarray(fit.model.endog, dtype=float) * trials
-    parts = glm_working_parts(X, successes, np.asarray(fit.mu, dtype=float), trials)
-    Xw, residuals, response_variance = parts
+    Xw, residuals, response_variance = glm_working_parts(X, successes, np.asarray(fit.mu, dtype=float), trials)
     robust = cr2(Xw, residuals, pid[result.rows_used], response_variance=response_variance)
     beta, se = np.asarray(fit.params), robust.se
     df = np.array([robust.satterthwaite_df(c) for c in np.eye(len(beta))])

@@ -168,19 +168,11 @@ def report(
     trace = Path(trace)
     fmt, path = resolve_output(trace, Path(out) if out is not None else None, format)
     stages = progress if callable(progress) else StageProgress(enabled=bool(progress))
-    try:
-        results, document = analyse_trace(
-            trace, stages, images=images,
-            command=command or canonical_command(trace, fmt.name, path, images, alpha, bootstrap, permutations, seed, ci_level),
-            alpha=alpha, n_bootstrap=bootstrap, n_permutations=permutations, seed=seed, ci_level=ci_level,
-        )
-        render_report(document, fmt, path, stages)
-    except BaseException:
-        if isinstance(stages, StageProgress):
-            stages.finish(failed=True)
-        raise
-    if isinstance(stages, StageProgress):
-        stages.finish()
+    results, document = _analyse_and_write(
+        trace, [(fmt, path)], stages, images=images,
+        command=command or canonical_command(trace, fmt.name, path, images, alpha, bootstrap, permutations, seed, ci_level),
+        alpha=alpha, n_bootstrap=bootstrap, n_permutations=permutations, seed=seed, ci_level=ci_level,
+    )
     return ReportResult(path=path, results=results, document=document, paths=[path])
 
 
@@ -197,18 +189,29 @@ def write_reports(trace: _PathLike, out: _PathLike, formats: Sequence[str] = ("h
     """
     from reports import get_format
 
-    out = Path(out)
-    formats_ = [get_format(name) for name in formats]  # an unknown format fails before the analysis
-    stages = StageProgress(enabled=progress)
-    try:
-        results, document = analyse_trace(Path(trace), stages, images=images, command=command, **settings)
-        paths = []
-        for fmt in formats_:
-            paths.append(out / f"report{fmt.suffix}")
-            render_report(document, fmt, paths[-1], stages)
-    finally:
-        stages.finish()
+    # the formats are resolved first: an unknown one fails before the analysis
+    outputs = [(fmt, Path(out) / f"report{fmt.suffix}") for fmt in map(get_format, formats)]
+    results, document = _analyse_and_write(Path(trace), outputs, StageProgress(enabled=progress), images=images,
+                                           command=command, **settings)
+    paths = [path for _, path in outputs]
     return ReportResult(path=paths[0], results=results, document=document, paths=paths)
+
+
+def _analyse_and_write(trace: Path, outputs: Sequence[tuple[Any, Path]], stages: Callable[[str], None], *,
+                       images: bool, command: str, **settings):
+    """Analyse ``trace`` once and write its report in each (format, path) of ``outputs``; a
+    :class:`StageProgress` line ends in "failed" when a stage does. Returns ``(results, document)``."""
+    try:
+        results, document = analyse_trace(trace, stages, images=images, command=command, **settings)
+        for fmt, path in outputs:
+            render_report(document, fmt, path, stages)
+    except BaseException:
+        if isinstance(stages, StageProgress):
+            stages.finish(failed=True)
+        raise
+    if isinstance(stages, StageProgress):
+        stages.finish()
+    return results, document
 
 
 def study(
