@@ -25,10 +25,12 @@ __all__ = ["Display", "Displayable", "MAX_CHARS", "TEXT_LINES", "format_bytes", 
 
 MAX_CHARS = 5000  # every display, HTML and text, is shorter than this
 TEXT_LINES = 30  # a text display fits one terminal screen
-CELL_CHARS = 40  # longer cell values and field values are cut with an ellipsis
+CELL_CHARS = 40  # longer cell values are cut with an ellipsis
+FIELD_CHARS = 96  # and longer values of key/value fields
 TABLE_ROWS = 5  # rows of a table's head shown by default
 TABLE_COLUMNS = 8  # columns shown by default; the others are named in the note
 TEXT_WIDTH = 100  # characters per text line
+TEXT_CELL = 28  # characters per table cell in text
 
 _ELLIPSIS = "…"
 
@@ -97,7 +99,7 @@ class Display:
     # ------------------------------------------------------------------ building
     def fields(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], caption: str | None = None) -> "Display":
         """Key/value pairs (settings, provenance highlights); ``None`` values are left out."""
-        pairs = [(str(k), format_value(v)) for k, v in (items.items() if isinstance(items, Mapping) else items)
+        pairs = [(str(k), format_value(v, FIELD_CHARS)) for k, v in (items.items() if isinstance(items, Mapping) else items)
                  if v is not None]
         if not pairs:
             return self
@@ -140,8 +142,8 @@ class Display:
         text = [f"{caption} ({shape})"]
         rows = (0 if folded else max_rows) if text_rows is None else text_rows
         if rows and n_rows:
-            cells = [[_cut(str(c), 16) for c in shown.columns]]
-            cells += [[_cut(format_value(v), 16) for v in row] for row in shown.iloc[:rows].itertuples(index=False, name=None)]
+            cells = [[_cut(str(c), TEXT_CELL) for c in shown.columns]]
+            cells += [[_cut(format_value(v), TEXT_CELL) for v in row] for row in shown.iloc[:rows].itertuples(index=False, name=None)]
             widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
             text += [_cut("  " + "  ".join(c.rjust(w) for c, w in zip(r, widths)), TEXT_WIDTH) for r in cells]
         text += [f"  ({n})" for n in notes]
