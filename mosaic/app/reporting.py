@@ -114,8 +114,7 @@ def write_study(traces: list, outputs, *, fmt_name: Optional[str] = None, labels
     by_suffix = {f.suffix: f for f in FORMATS.values()}
     formats = [get_format(fmt_name) if fmt_name else by_suffix.get(o.suffix.lower(), FORMATS["html"]) for o in outputs]
     with stage_lines(progress) as stage:
-        stage(f"study of {len(traces)} traces")
-        results = analysis.study(traces, labels=labels, **settings)
+        results = analysis.study(traces, labels=labels, progress=stage, **settings)
         stage("building report")
         document = build_study_report(results, command=command)
         for out, fmt in zip(outputs, formats):
