@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from mosaic.core.errors import MosaicError
 from mosaic.core.progress import stage_lines
 
-__all__ = ["ReportResult", "StudyResult", "analyse_trace", "canonical_command", "render_report",
+__all__ = ["ReportResult", "ShortDisplay", "StudyResult", "analyse_trace", "canonical_command", "render_report",
            "report", "report_output", "resolve_output", "study", "write_reports", "write_study"]
 
 _PathLike = str | os.PathLike
@@ -123,8 +123,25 @@ def write_study(traces: list, outputs, *, fmt_name: Optional[str] = None, labels
     return results, outputs
 
 
+class ShortDisplay:
+    """``_repr_html_`` and a short ``__repr__`` from the class's ``_display()`` (an
+    :class:`analysis.display.Display`, built only when shown: importing this module loads no analysis).
+
+    A dataclass using it says ``@dataclass(repr=False)``, or its own ``__repr__`` replaces this one.
+    """
+
+    def _display(self):  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def _repr_html_(self) -> str:
+        return self._display().to_html()
+
+    def __repr__(self) -> str:
+        return self._display().to_text()
+
+
 @dataclass(repr=False)
-class ReportResult:
+class ReportResult(ShortDisplay):
     """A written report: its path(s), the analysis (:class:`analysis.Results`) and the document.
 
     In a notebook it shows the files written with their sizes, the analysis settings and the
@@ -148,15 +165,9 @@ class ReportResult:
                        "analysis (result.results)")
         return display.lines("warnings", warning_lines(getattr(self.results, "warnings", None)), empty="none")
 
-    def _repr_html_(self) -> str:
-        return self._display().to_html()
-
-    def __repr__(self) -> str:
-        return self._display().to_text()
-
 
 @dataclass(repr=False)
-class StudyResult:
+class StudyResult(ShortDisplay):
     """A written study report (``paths``, one per format) and the study's results.
 
     In a notebook it shows the files with their sizes, then the study's own display.
@@ -170,12 +181,6 @@ class StudyResult:
         if hasattr(self.results, "_display"):
             display.blocks += self.results._display().blocks
         return display
-
-    def _repr_html_(self) -> str:
-        return self._display().to_html()
-
-    def __repr__(self) -> str:
-        return self._display().to_text()
 
 
 def file_display(title: str, paths: Sequence[Path]):
