@@ -36,6 +36,8 @@ __all__ = [
     "agreement",
     "rank_families",
     "ranking_tables",
+    "distinguishable_groups",
+    "headline",
 ]
 
 
@@ -375,3 +377,40 @@ def ranking_tables(trace, tables: Mapping[str, pd.DataFrame],
     except MethodNotApplicable as exc:
         warnings.append({"method": "ranking_families", "group": "", "comparison": "", "reason": str(exc)})
     return out, warnings
+
+
+# ------------------------------------------------------------------------------- the headline
+# The identity-valid tests that decide whether a group's effect differs from zero, in order of
+# preference: the first table present decides (the Holm decision within each comparison).
+DECIDING_TABLES: tuple[tuple[str, str], ...] = (("paired_identity", "reject_holm"), ("config_glm_gaussian", "reject_holm"))
+
+
+def distinguishable_groups(tables: Mapping[str, pd.DataFrame]) -> tuple[list[str], str]:
+    """The groups whose effect an identity-valid test tells from zero, and the table that decided.
+
+    ``([], table)`` is the population null: no group's effect is distinguishable from zero, and the
+    order of the groups is noise, not a ranking. ``([], "")`` when no deciding table exists.
+    """
+    for name, decision in DECIDING_TABLES:
+        frame = tables.get(name)
+        if frame is None or not len(frame) or decision not in frame:
+            continue
+        rejected = frame[frame[decision].fillna(False).astype(bool)]
+        groups = [str(g) for g in rejected["group"].dropna().astype(str) if g]
+        return list(dict.fromkeys(groups)), name
+    return [], ""
+
+
+def headline(tables: Mapping[str, pd.DataFrame], limit: int = 3) -> str:
+    """One sentence: the groups relied on most, or that none differs from zero (never a ranking of noise)."""
+    ranking = tables.get("ranking_groups")
+    if ranking is None or not len(ranking):
+        return "No ranking of groups: the ranking did not run."
+    order = ranking.sort_values(["consensus_rank", "group"], kind="stable")["group"].astype(str).tolist()
+    groups, decided_by = distinguishable_groups(tables)
+    if decided_by and not groups:
+        return ("No group's effect is distinguishable from zero (identity-level tests, Holm-adjusted): "
+                "the order of the groups is noise, not a ranking.")
+    shown = [g for g in order if g in groups][:limit] if decided_by else order[:limit]
+    rest = f" ({len(groups)} of {len(order)} groups differ from zero)" if decided_by else ""
+    return "Most relied on (consensus across methods): " + ", ".join(shown) + rest + "."
