@@ -53,7 +53,7 @@ def test_a_condition_kind_registered_from_user_code_is_traced_and_reported(setup
     # pair:0 switches the experts of groups 0 and 1 only: the gates of group 2 stay off
     assert np.isfinite(data.ap).all() and set(traced.headline) == {"oracle", "none"}
 
-    report = api.report(traced.path, tmp_path / "report.json", bootstrap=100, permutations=100)
+    report = api.report(traced.path, tmp_path / "report.json", n_bootstrap=100, n_permutations=100)
     assert isinstance(report, api.ReportResult) and report.path == tmp_path / "report.json"
     conditions = report.results.table("conditions")
     assert {"pair:0", "pair:1"} <= set(conditions["condition"])
@@ -113,7 +113,7 @@ def test_api_report_runs_without_torch(tmp_path):
         "from mosaic import api\n"
         "import analysis\n"
         f"analysis.simulate({str(tmp_path / 't.h5')!r}, n_ids=20, groups=3, n_subsets=8, seed=0)\n"
-        f"result = api.report({str(tmp_path / 't.h5')!r}, {str(tmp_path)!r}, 'md', bootstrap=100, permutations=100,\n"
+        f"result = api.report({str(tmp_path / 't.h5')!r}, {str(tmp_path)!r}, 'md', n_bootstrap=100, n_permutations=100,\n"
         "                    images=False)\n"
         "assert result.path.name == 'report.md' and result.path.is_file()\n"
         "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from mosaic.app.commands.options import progress_option
 from mosaic.synth.layouts import DEFAULT_LAYOUT, WORLD_LAYOUTS
 
 HELP = """Synthesise a world, train the micro model with attribute experts and a learned router, trace the default routing conditions, analyse them and write report.html.
@@ -41,7 +42,7 @@ def demo(
     images_per_id: Optional[int] = typer.Option(
         None, "--images-per-id", help="Images per identity (default: the default world's).", show_default=False
     ),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),
+    progress: bool = progress_option(),
     seeds: int = typer.Option(1, "--seeds", help="Training seeds per world; more than one writes OUT/study.html (mosaic study)."),
     worlds: int = typer.Option(1, "--worlds", help="1: the default world; 2: also a world whose downcolour is uninformative, compared in OUT/study.html."),
 ) -> None:
