@@ -57,6 +57,7 @@ class ScoreSource:
     where: Mapping[str, Any] = field(default_factory=dict)
     reduce: str = "mean"            # how several rows of one group combine: mean | max | sum
     description: str = ""
+    label: str = ""                 # a short header for the report (the method's name otherwise)
     # (trace, settings) -> the scores recomputed on each identity resample, (B, groups), before
     # ``sign``; a method without one has no identity-valid score and stays out of the consensus
     replicate: Callable | None = None
@@ -65,38 +66,38 @@ class ScoreSource:
 SCORE_SOURCES: tuple[ScoreSource, ...] = (
     # paired query-level tests (this project's extension)
     ScoreSource("identity:drop", "paired_identity", "delta_map", -1.0, {"comparison": "drop"},
-                description="loss of mAP when the group's experts are dropped",
+                label="ΔmAP drop", description="loss of mAP when the group's experts are dropped",
                 replicate=partial(paired_replicates, comparison="drop", outcome="ap")),
     ScoreSource("identity:counterfactual", "paired_identity", "delta_map", -1.0, {"comparison": "counterfactual"},
-                description="loss of mAP when the queries' group is routed by another identity's state",
+                label="ΔmAP cf.", description="loss of mAP when the queries' group is routed by another identity's state",
                 replicate=partial(paired_replicates, comparison="counterfactual", outcome="ap")),
     ScoreSource("mcnemar:drop", "paired_mcnemar", "delta_rank1", -1.0, {"comparison": "drop"},
-                description="loss of rank-1 accuracy when the group's experts are dropped",
+                label="ΔR-1 drop", description="loss of rank-1 accuracy when the group's experts are dropped",
                 replicate=partial(paired_replicates, comparison="drop", outcome="rank1")),
     ScoreSource("mcnemar:counterfactual", "paired_mcnemar", "delta_rank1", -1.0, {"comparison": "counterfactual"},
-                description="loss of rank-1 accuracy under counterfactual routing",
+                label="ΔR-1 cf.", description="loss of rank-1 accuracy under counterfactual routing",
                 replicate=partial(paired_replicates, comparison="counterfactual", outcome="rank1")),
     ScoreSource("wilcoxon:drop", "paired_wilcoxon", "rbc", -1.0, {"comparison": "drop"},
-                description="rank-biserial correlation of the AP change when dropped (negated)"),
+                label="signed-rank drop", description="rank-biserial correlation of the AP change when dropped (negated)"),
     ScoreSource("wilcoxon:counterfactual", "paired_wilcoxon", "rbc", -1.0, {"comparison": "counterfactual"},
-                description="rank-biserial correlation of the AP change under counterfactual routing (negated)"),
+                label="signed-rank cf.", description="rank-biserial correlation of the AP change under counterfactual routing (negated)"),
     # configuration level (the paper's)
     ScoreSource("config_glm_gaussian", "config_glm_gaussian", "coef",
-                description="Gaussian GLM coefficient: mAP gained when the group is enabled",
+                label="GLM mAP", description="Gaussian GLM coefficient: mAP gained when the group is enabled",
                 replicate=partial(configuration_replicates, table="config_glm_gaussian")),
     ScoreSource("config_glm_binomial", "config_glm_binomial", "coef",
-                description="binomial GLM coefficient: rank-1 log-odds gained when the group is enabled",
+                label="GLM R-1", description="binomial GLM coefficient: rank-1 log-odds gained when the group is enabled",
                 replicate=partial(configuration_replicates, table="config_glm_binomial")),
     ScoreSource("config_rf_permutation", "config_surrogate", "perm_importance_mean", 1.0, {"model": "random_forest"},
-                description="random-forest surrogate: permutation importance of the group's indicator"),
+                label="forest importance", description="random-forest surrogate: permutation importance of the group's indicator"),
     ScoreSource("config_xgb_shap", "config_surrogate", "mean_abs_shap", 1.0, {"model": "xgboost"},
-                description="XGBoost surrogate: mean |SHAP| of the group's indicator"),
+                label="XGBoost SHAP", description="XGBoost surrogate: mean |SHAP| of the group's indicator"),
     ScoreSource("config_ttest", "config_ttest", "diff",
-                description="mAP of the configurations with the group enabled minus without",
+                label="t-test", description="mAP of the configurations with the group enabled minus without",
                 replicate=partial(configuration_replicates, table="config_ttest")),
     # query level, explanatory
     ScoreSource("query_surrogate_shap", "query_surrogate", "mean_shap", -1.0, {"level": "group"},
-                description="XGBoost surrogate of the per-query AP change: AP lost (mean SHAP, negated) "
+                label="query SHAP", description="XGBoost surrogate of the per-query AP change: AP lost (mean SHAP, negated) "
                             "where the group is dropped"),
     # query_glm is not a ranking method: it explains the oracle's rank-1 hit by the query's
     # states, which says which states are hard, not which experts the model relies on.

@@ -21,6 +21,7 @@ import re
 
 import pandas as pd
 
+from analysis.ranking import SCORE_SOURCES
 from analysis.tables import ColumnSpec, TableSpec
 from reports.document import Column
 
@@ -30,7 +31,17 @@ DETAIL_NAMES = frozenset({
     "n_permutations", "n_resamples", "n_configs", "resampled", "unit", "resampling_unit", "mean_identity_delta",
     "cles_paired", "n_zero", "n_ids_discordant", "dispersion", "odds_ratio", "perm_importance_sd_conditional",
     "reference", "condition", "baseline", "test", "p_bh", "consensus_score", "mean_rank", "n_rows", "r2_offset",
+    "coarse_family",
 })
+
+
+def _method_label(name: str) -> str | None:
+    """``rank:<method>`` -> ``rank: <the method's short label>`` (:data:`analysis.ranking.SCORE_SOURCES`)."""
+    head, _, method = name.partition(":")
+    if head != "rank" or not method:
+        return None
+    source = next((s for s in SCORE_SOURCES if s.method == method), None)
+    return f"rank: {source.label}" if source is not None and source.label else None
 
 # Words for the parts of column names (a header is never a field name).
 WORDS = {
@@ -53,6 +64,8 @@ def words(name: str) -> str:
 
 
 def is_detail(column: ColumnSpec | None, name: str) -> bool:
+    if column is not None and column.role == "key":
+        return False
     if column is not None and column.role == "decision":
         return True
     return name in DETAIL_NAMES or name.endswith("_conditional") or name.startswith("score:")
@@ -85,14 +98,15 @@ def interval_columns(spec: TableSpec, frame: pd.DataFrame, ci_level: float = 0.9
         estimate = _estimate_of(spec, frame, low)
         target = spec.column(estimate) if estimate else column
         base = (target.label or words(target.name)) if estimate else f"{words(low.replace('_low', ''))}"
+        kind = "interval"
         if estimate and estimate.endswith("rank"):
-            title = f"{base} [{level} interval]"
+            title, kind = f"{base} [{level} interval]", "rank_interval"
         else:
             title = f"{base}, {target.unit} [{level} CI]" if target.unit else f"{base} [{level} CI]"
         help = (target.description if estimate else column.description) + (
             f" [{target.unit}]" if target.unit else "") + f"; interval: {column.description}"
         merged[estimate or low] = Column(estimate or low, title, source=estimate or low, low=low, high=high, help=help,
-                                         kind="interval")
+                                         kind=kind)
     return merged
 
 
@@ -116,7 +130,7 @@ def spec_columns(spec: TableSpec, frame: pd.DataFrame, ci_level: float = 0.95) -
         kind = "p" if column.role in ("test", "correction") and name.startswith("p") else ""
         kind = kind or ("count" if column.role == "count" or column.dtype == "int" else "")
         kind = kind or ("rank" if name.startswith("rank") or name.endswith("_rank") else "")
-        columns.append(Column(name, column.label or words(name), help=help, kind=kind,
+        columns.append(Column(name, column.label or _method_label(name) or words(name), help=help, kind=kind,
                               unit=column.unit if column.unit not in ("fraction",) else ""))
     return columns
 

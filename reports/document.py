@@ -55,7 +55,7 @@ class Column:
     """One table column: where its values come from, how they are written, what it is called.
 
     ``kind`` says how a cell is written (:mod:`reports.numbers`): ``interval`` (the estimate in
-    ``source`` with the interval ``low``–``high`` in one cell), ``p``, ``count``, ``rank``,
+    ``source`` with the interval ``low``–``high`` in one cell), ``rank_interval`` (the same for a rank), ``p``, ``count``, ``rank``,
     ``percent`` (a fraction shown ×100), ``number`` or ``text``; empty = from ``rule``, else from
     the column name. ``unit`` is written in the header.
     """
@@ -93,6 +93,9 @@ class Column:
         kind = self.cell_kind
         if kind == "interval":
             return interval_text(None if _missing(value) else value, record.get(self.low), record.get(self.high))
+        if kind == "rank_interval":
+            rank, low, high = rank_text(value), rank_text(record.get(self.low)), rank_text(record.get(self.high))
+            return rank if low is None or high is None else f"{rank or ''} [{low}, {high}]".strip()
         if _missing(value):
             return None
         if isinstance(value, str) or kind == "text":

@@ -34,7 +34,7 @@ RETRIEVAL_COLUMNS = (
 )
 
 SUMMARY_GROUP_COLUMNS = (
-    Column("consensus_rank", "rank [interval]", kind="interval", low="rank_low", high="rank_high",
+    Column("consensus_rank", "rank [interval]", kind="rank_interval", low="rank_low", high="rank_high",
            help="consensus rank across the identity-valid methods (1 = most relied on; ties averaged), with its "
                 "interval over identity resamples"),
     Column("group"),
@@ -56,7 +56,7 @@ SUMMARY_FAMILY_COLUMNS = (
     Column("level"),
     Column("comparison"),
     Column("family"),
-    Column("rank", "rank [interval]", kind="interval", low="rank_low", high="rank_high"),
+    Column("rank", "rank [interval]", kind="rank_interval", low="rank_low", high="rank_high"),
     Column("effect", "mean ΔmAP, pp [CI]", kind="interval", low="ci_low", high="ci_high"),
     Column("n_groups", "groups", kind="count"),
     Column("groups", "members"),
