@@ -131,7 +131,8 @@ def spec_columns(spec: TableSpec, frame: pd.DataFrame, ci_level: float = 0.95) -
         kind = kind or ("count" if column.role == "count" or column.dtype == "int" else "")
         kind = kind or ("rank" if name.startswith("rank") or name.endswith("_rank") else "")
         columns.append(Column(name, column.label or _method_label(name) or words(name), help=help, kind=kind,
-                              unit=column.unit if column.unit not in ("fraction",) else ""))
+                              unit=column.unit if column.unit not in ("fraction",) else "",
+                              decimals=1 if column.unit in ("pp", "%") and not kind else None))
     return columns
 
 

@@ -69,8 +69,8 @@ CODE_COLUMNS = (
     Column("metric"),
     Column("share_pct", "code share, % [CI]", kind="interval", source="share_pct", low="share_low_pct",
            high="share_high_pct", help=table_spec("decomposition_code").column("estimate").description),
-    Column("code_gain", "code − none (pp)", help="retrieval by attribute codes minus no experts, percentage points"),
-    Column("oracle_gain", "oracle − none (pp)", help="the oracle's gain over no experts, percentage points"),
+    Column("code_gain", "code − none (pp)", decimals=1, help="retrieval by attribute codes minus no experts, percentage points"),
+    Column("oracle_gain", "oracle − none (pp)", decimals=1, help="the oracle's gain over no experts, percentage points"),
     Column("n_ids", "identities", kind="count", help="resampling unit of the interval: identity"),
 )
 
@@ -132,7 +132,7 @@ def decomposition_figure(table: pd.DataFrame | None, order: list[str], metric: s
             estimate=wide[quantity].tolist(),
             low=wide[f"ci_low_{quantity}"].tolist(),
             high=wide[f"ci_high_{quantity}"].tolist(),
-            xlabel=f"Δ{metric}",
+            xlabel=f"Δ{metric} (pp)",
             colour=svg.colour(i),
         )
         for i, quantity in enumerate(QUANTITY_LABELS)

@@ -69,6 +69,7 @@ class Column:
     low: str | None = None
     high: str | None = None
     unit: str = ""
+    decimals: int | None = None  # fixed decimals of a ``number`` cell (default: three significant digits)
 
     @property
     def title(self) -> str:
@@ -110,7 +111,7 @@ class Column:
             return rank_text(value)
         if kind == "percent":
             return number_text(float(value) * 100, 1)
-        return number_text(value)
+        return number_text(value, self.decimals)
 
     def sort_value(self, record: Mapping[str, Any]) -> float | None:
         value = record.get(self.source or self.key)

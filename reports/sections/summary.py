@@ -48,8 +48,9 @@ SUMMARY_GROUP_COLUMNS = (
            high="ci_high_counterfactual",
            help="mAP(counterfactual:<group>) − mAP(oracle) in percentage points, identity-cluster bootstrap interval"),
     Column("p_holm_counterfactual", "p Holm (cf.)", kind="p"),
-    Column("delta_rank1_drop", "ΔR-1 drop (pp)", help="rank-1 rate change when the expert is dropped, pp"),
-    Column("delta_rank1_counterfactual", "ΔR-1 cf. (pp)", help="rank-1 rate change under counterfactual routing, pp"),
+    Column("delta_rank1_drop", "ΔR-1 drop (pp)", decimals=1, help="rank-1 rate change when the expert is dropped, pp"),
+    Column("delta_rank1_counterfactual", "ΔR-1 cf. (pp)", decimals=1,
+           help="rank-1 rate change under counterfactual routing, pp"),
 )
 
 SUMMARY_FAMILY_COLUMNS = (
@@ -135,7 +136,7 @@ def build_summary(ctx: BuildContext) -> Section:
         Table.from_frame(conditions, id="summary-retrieval", caption="Retrieval per condition",
                          columns=RETRIEVAL_COLUMNS, note="mAP, mINP and CMC (R-k) in percent of the valid queries.")
     )
-    return section.add_all(figures.paired_change(ctx.table("paired_identity"), estimate="delta_map", metric="ΔmAP",
+    return section.add_all(figures.paired_change(ctx.table("paired_identity"), estimate="delta_map", metric="ΔmAP (pp)",
                                                  order=ctx.group_order, fig_id="fig-summary-delta-map"))
 
 
