@@ -50,7 +50,7 @@ from analysis.corrections import add_corrections
 from analysis.display import Display, Displayable
 from analysis.metaanalysis import DF_METHODS, between_seed_variance, combination
 from analysis.status import NOT_ESTIMABLE, OK, UNAVAILABLE
-from analysis.tables import validate_table
+from analysis.tables import in_table_units, validate_table
 from analysis.study_runs import STUDY_QUANTITIES, Quantity, collect_runs, run_estimates, shared_schema
 from mosaic.core.jsonsafe import jsonable
 
@@ -98,7 +98,7 @@ class StudyResults(Displayable):
             rows = pooled[(pooled["level"] == "group") & (pooled["quantity"] == s.get("rank_by", "drop"))]
             top = rows.sort_values(["label", "estimate"]).groupby("label", sort=False).head(TOP)
             top = top.assign(**{f"ΔmAP (pp) [{100 * s.get('ci_level', 0.95):g}% CI]": [
-                f"{100 * e:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+                f"{e:+.1f} [{lo:+.1f}, {hi:+.1f}]"
                 for e, lo, hi in zip(top["estimate"], top["ci_low"], top["ci_high"])]})
             display.table(top[["label", "item", "k", top.columns[-1]]].rename(columns={"item": "group", "k": "runs"}),
                           f"most relied-on groups per label ({s.get('rank_by', 'drop')}, pooled over seeds)",
@@ -191,7 +191,8 @@ def study(
     }
     tables["rank_stability"], tables["concordance"] = _rank_tables(tables["pooled"], est, schema, label_names,
                                                                    label_of_run, rank_by)
-    tables = {name: validate_table(name, frame, method="study") for name, frame in tables.items()}
+    # computed in fractions; held, like analyze()'s tables, in % and percentage points (the specs' units)
+    tables = {name: in_table_units(name, validate_table(name, frame, method="study")) for name, frame in tables.items()}
     notes = list(schema.notes)
     for label in label_names:
         if int((label_of_run == label_names.index(label)).sum()) < 2:

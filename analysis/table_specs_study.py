@@ -6,11 +6,12 @@ A study's rows are built per run, label and quantity; a row whose runs lack the 
 
 from __future__ import annotations
 
-from analysis.table_specs import _p
+from analysis.table_specs import PERCENT, PP, _p
 from analysis.tables import ColumnSpec as C
 from analysis.tables import TableSpec, register_table
 
 POOLED_UNIT = "identity × seed"
+PP2 = dict(unit="pp²", scale=1e4)  # variances of effects held in percentage points
 
 
 def _opt(name: str, dtype: str, description: str, **kw) -> C:
@@ -23,10 +24,10 @@ _KEYS = (
     C("quantity", "str", "the compared quantity (drop, counterfactual, information, ...)", role="key"),
 )
 _ESTIMATE = (
-    _opt("estimate", "float", "ΔmAP (condition − reference over valid queries)", unit="mAP", role="estimate"),
-    _opt("se", "float", "standard error"),
-    _opt("ci_low", "float", "lower end of the ci_level interval", unit="mAP", role="interval"),
-    _opt("ci_high", "float", "upper end of the ci_level interval", unit="mAP", role="interval"),
+    _opt("estimate", "float", "ΔmAP (condition − reference over valid queries)", label="ΔmAP", **PP, role="estimate"),
+    _opt("se", "float", "standard error", **PP),
+    _opt("ci_low", "float", "lower end of the ci_level interval", **PP, role="interval"),
+    _opt("ci_high", "float", "upper end of the ci_level interval", **PP, role="interval"),
 )
 _STATUS = (C("status", "str", "ok, unavailable or not estimable", role="status"),)
 
@@ -41,7 +42,7 @@ register_table(TableSpec(
         C("test_set", "str", "fingerprint of the test set: runs sharing it are resampled jointly"),
         C("n_ids", "int", "identities", role="count"),
         C("n_queries", "int", "valid queries", role="count"),
-        C("oracle_map", "float", "mAP under oracle routing", unit="mAP"),
+        C("oracle_map", "float", "mAP under oracle routing", label="oracle mAP", **PERCENT),
     ),
 ))
 register_table(TableSpec(
@@ -63,13 +64,13 @@ register_table(TableSpec(
         C("unit", "str", "the resampled units (identity × seed)"),
         *_ESTIMATE,
         _opt("df", "float", "degrees of freedom of the t interval"),
-        _opt("var_seed", "float", "variance from the seeds' scatter"),
-        _opt("var_identity", "float", "variance shared through the test set's identities"),
+        _opt("var_seed", "float", "variance from the seeds' scatter", **PP2),
+        _opt("var_identity", "float", "variance shared through the test set's identities", **PP2),
         _opt("seed_valid", "bool", "two or more runs: the seed variance is estimated"),
-        _opt("seed_sd", "float", "sd of the run estimates", unit="mAP"),
-        _opt("tau2", "float", "Paule–Mandel between-seed variance"),
-        _opt("tau2_low", "float", "lower end of its Q-profile interval"),
-        _opt("tau2_high", "float", "upper end of its Q-profile interval"),
+        _opt("seed_sd", "float", "sd of the run estimates", **PP),
+        _opt("tau2", "float", "Paule–Mandel between-seed variance", **PP2),
+        _opt("tau2_low", "float", "lower end of its Q-profile interval", **PP2),
+        _opt("tau2_high", "float", "upper end of its Q-profile interval", **PP2),
         *_STATUS,
     ),
     resamples=POOLED_UNIT,

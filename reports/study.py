@@ -29,18 +29,6 @@ CONTRAST_COLUMNS = ("label_a", "label_b", "item", "quantity", "estimate", "ci_lo
 DECOMPOSITION = ("information", "capacity", "misrouting", "semantics")
 
 
-def _pct(frame: pd.DataFrame, columns=("estimate", "ci_low", "ci_high", "se", "seed_sd")) -> pd.DataFrame:
-    """ΔmAP columns in percentage points (as the single-trace report shows mAP); variances in points²."""
-    frame = frame.copy()
-    for c in columns:
-        if c in frame:
-            frame[c] = frame[c].astype(float) * 100
-    for c in ("tau2", "tau2_low", "tau2_high"):
-        if c in frame:
-            frame[c] = frame[c].astype(float) * 1e4
-    return frame
-
-
 def _available(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["status"] != "unavailable"] if "status" in frame else frame
 
@@ -56,10 +44,10 @@ def _effects_figure(results, quantity: str, groups: list[str]) -> Figure | None:
             continue
         panels.append(SpreadPanel(
             label,
-            [100 * float(mine.loc[g, "estimate"]) if g in mine.index else None for g in groups],
-            [100 * float(mine.loc[g, "ci_low"]) if g in mine.index else None for g in groups],
-            [100 * float(mine.loc[g, "ci_high"]) if g in mine.index else None for g in groups],
-            [[100 * float(v) for v in theirs[theirs.item == g]["estimate"].dropna()] for g in groups],
+            [float(mine.loc[g, "estimate"]) if g in mine.index else None for g in groups],
+            [float(mine.loc[g, "ci_low"]) if g in mine.index else None for g in groups],
+            [float(mine.loc[g, "ci_high"]) if g in mine.index else None for g in groups],
+            [[float(v) for v in theirs[theirs.item == g]["estimate"].dropna()] for g in groups],
             PALETTE[j % len(PALETTE)]))
     if not panels:
         return None
@@ -110,9 +98,9 @@ def _contrast_figure(results, level: str, quantity: str) -> Figure | None:
     panels = []
     for j, ((a, b), pair) in enumerate(mine.groupby(["label_a", "label_b"], sort=False)):
         pair = pair.set_index("item")
-        panels.append(ForestPanel(f"{a} − {b}", [100 * float(pair.loc[i, "estimate"]) if i in pair.index else None for i in items],
-                                  [100 * float(pair.loc[i, "ci_low"]) if i in pair.index else None for i in items],
-                                  [100 * float(pair.loc[i, "ci_high"]) if i in pair.index else None for i in items],
+        panels.append(ForestPanel(f"{a} − {b}", [float(pair.loc[i, "estimate"]) if i in pair.index else None for i in items],
+                                  [float(pair.loc[i, "ci_low"]) if i in pair.index else None for i in items],
+                                  [float(pair.loc[i, "ci_high"]) if i in pair.index else None for i in items],
                                   xlabel="difference in ΔmAP (points)", colour=PALETTE[j % len(PALETTE)]))
     svg = forest_plot(items, panels, title=f"Label contrasts of ΔmAP ({quantity}, {level}s)")
     return Figure(f"figure-contrasts-{level}-{quantity}", f"Label × {level} interaction ({quantity}): the pooled ΔmAP on "
@@ -130,8 +118,8 @@ def build_study_report(results, *, command: str = "", created: str | None = None
     s = results.settings
     labels, rank_by = s["labels"], s["rank_by"]
     groups = list(s["groups"])
-    pooled = _pct(results.table("pooled"))
-    contrasts = _pct(results.table("contrasts"))
+    pooled = results.table("pooled")
+    contrasts = results.table("contrasts")
     runs = results.table("runs")
     level = lambda f, lv: f[f.level == lv] if not f.empty else f  # noqa: E731
     sig = _available(level(contrasts, "group"))
@@ -209,7 +197,7 @@ def build_study_report(results, *, command: str = "", created: str | None = None
     run_section = Section("runs", "Runs").add(
         _table(runs, id="runs", caption="The runs (traces) of the study",
                columns=("run", "label", "seed", "path", "checkpoint", "test_set", "n_ids", "n_queries", "oracle_map")),
-        _table(_pct(_available(level(results.table("run_effects"), "group"))), id="run-effects",
+        _table(_available(level(results.table("run_effects"), "group")), id="run-effects",
                caption="Each run's ΔmAP per group and quantity (points), identity-cluster bootstrap interval",
                columns=("label", "seed", "item", "quantity", "estimate", "ci_low", "ci_high", "se", "n_ids", "unit"),
                max_rows=400))

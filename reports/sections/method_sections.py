@@ -47,7 +47,7 @@ def _method_warnings(ctx: BuildContext, names: Sequence[str]) -> str:
 def build_config_glm(ctx: BuildContext) -> Section:
     section = _method_section(ctx, "config_glm")
     figure = figures.coefficient_forest(
-        [("mAP (Gaussian GLM)", ctx.table("config_glm_gaussian"), "change in mAP"),
+        [("mAP (Gaussian GLM)", ctx.table("config_glm_gaussian"), "change in mAP (pp)"),
          ("rank-1 hits (binomial GLM)", ctx.table("config_glm_binomial"), "change in log-odds")],
         fig_id="fig-config-glm", title="Configuration-level GLM coefficients",
         caption="Effect of enabling each group's experts on configuration mAP (left) and on the log-odds of a "
@@ -69,7 +69,7 @@ def build_config_surrogate(ctx: BuildContext) -> Section:
             [(f"{m} {name}".strip(), sub) for m, sub in models], value=value, label="group",
             fig_id=f"fig-config-surrogate-{value.replace('_', '-')}", title=f"Configuration surrogate: {name} per group",
             xlabel=name, order=ctx.group_order,
-            caption=f"{name} of each group's indicator in the configuration-level surrogates (mAP units for SHAP, "
+            caption=f"{name} of each group's indicator in the configuration-level surrogates (pp of mAP for SHAP, "
                     "drop in R² for permutation importance); groups in consensus order.",
         )
         section.add_all(figure)
@@ -90,7 +90,7 @@ def build_config_ttest(ctx: BuildContext) -> Section:
         # The interval in the table is the identity-resampled interval of the mAP difference, so
         # that is what the figure draws; Cohen's d (no interval) stays in the table.
         section.add_all(figures.coefficient_forest(
-            [("mAP with − without the group", frame, "difference in mean mAP")], estimate="diff", label="group",
+            [("mAP with − without the group", frame, "difference in mean mAP (pp)")], estimate="diff", label="group",
             fig_id="fig-config-ttest", title="Configuration-level t-tests: mAP difference",
             caption="Mean mAP of configurations with the group's experts enabled minus without, with "
                     "confidence intervals from identity resamples; Cohen's d is in the table.",
@@ -101,9 +101,9 @@ def build_config_ttest(ctx: BuildContext) -> Section:
 def build_paired(ctx: BuildContext) -> Section:
     section = _method_section(ctx, "paired")
     for frame, estimate, metric, fig_id, interval in (
-        (ctx.table("paired_identity"), "delta_map", "ΔmAP", "fig-paired-delta-map",
+        (ctx.table("paired_identity"), "delta_map", "ΔmAP (pp)", "fig-paired-delta-map",
          "identity-cluster bootstrap intervals"),
-        (ctx.table("paired_mcnemar"), "delta_rank1", "Δrank-1", "fig-paired-delta-rank1",
+        (ctx.table("paired_mcnemar"), "delta_rank1", "Δrank-1 (pp)", "fig-paired-delta-rank1",
          "the McNemar table's intervals (Tango score interval on counts divided by the identity design effect)"),
     ):
         section.add_all(figures.paired_change(frame, estimate=estimate, metric=metric, order=ctx.group_order,
@@ -135,7 +135,7 @@ def build_query_surrogate(ctx: BuildContext) -> Section:
             section.add_all(figures.importance_bars(
                 [("", rows if len(rows) else None)], value="mean_abs_shap", label=level,
                 fig_id=f"fig-query-surrogate-{level}", title=f"Query-level SHAP summary per {level}",
-                xlabel="mean |SHAP| (AP units)", order=ctx.group_order if level == "group" else None,
+                xlabel="mean |SHAP| (pp of AP)", order=ctx.group_order if level == "group" else None,
                 caption=f"Mean absolute SHAP value per {level} of the XGBoost surrogate of the per-query AP change "
                         "when a group's expert is dropped.",
             ))
@@ -144,7 +144,9 @@ def build_query_surrogate(ctx: BuildContext) -> Section:
 
 
 def build_ranking(ctx: BuildContext) -> Section:
-    return _method_section(ctx, "ranking").add_all(ctx.frame_table("ranking_groups"), ctx.frame_table("agreement"))
+    # the per-method ranks are details: the summary shows the consensus
+    return _method_section(ctx, "ranking").add_all(ctx.frame_table("ranking_groups", fold=True),
+                                                   ctx.frame_table("agreement"))
 
 
 def _covered_tables() -> set[str]:

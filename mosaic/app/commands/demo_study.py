@@ -17,5 +17,5 @@ def print_study_headline(study_json: Path, echo) -> None:
              + ("n/a (one seed)" if w is None else f"{w:.2f}"))
     for r in tables["contrasts"]:
         if r.get("reject_holm") and r["level"] == "group":
-            echo(f"  {r['item']} ({r['quantity']}): {r['label_a']} − {r['label_b']} = {100 * r['estimate']:+.2f} mAP points "
-                 f"[{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}], Holm p {r['p_holm']:.3g}")
+            echo(f"  {r['item']} ({r['quantity']}): {r['label_a']} − {r['label_b']} = {r['estimate']:+.2f} mAP points "
+                 f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}], Holm p {r['p_holm']:.3g}")
