@@ -98,8 +98,8 @@ def test_api_errors_are_mosaic_errors_raised_before_work(setup, tmp_path):
         api.trace(ckpt, tmp_path, progress=False)
     with pytest.raises(MosaicError, match="--config"):
         api.train()
-    with pytest.raises(MosaicError, match="format"):
-        api.report(tmp_path / "missing.h5", tmp_path / "r.txt", format="pdf")
+    with pytest.raises(MosaicError, match="missing.h5 does not exist"):
+        api.report(tmp_path / "missing.h5", tmp_path / "r.txt", format="pdf")  # the first problem found
 
 
 def test_api_report_runs_without_torch(tmp_path):
