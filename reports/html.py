@@ -167,8 +167,10 @@ def render_table(table: Table) -> str:
                 cells.append(f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     note = f'<p class="note">{_inline(table.note)}</p>' if table.note else ""
-    caption = f"{escape(table.caption)}{csv_link(table)}"
-    html = (f'<div class="table-wrap"><table id="{escape(table.id)}"{cls}><caption>{caption}</caption>'
+    # a folded table's caption is its summary line; the caption keeps the CSV link
+    caption = ("" if table.fold else escape(table.caption)) + csv_link(table)
+    html = (f'<div class="table-wrap"><table id="{escape(table.id)}"{cls} aria-label="{escape(table.caption)}">'
+            f"<caption>{caption}</caption>"
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{note}")
     if table.fold:
         rows = table.n_rows or len(table.rows)

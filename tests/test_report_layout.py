@@ -158,6 +158,16 @@ def test_the_page_reads_without_javascript(browser, rendered, tmp_path):
     folded = re.findall(r'<details class="table"><summary>([^<]*)</summary>', rendered["html"])
     assert folded and all(re.search(r"\(\d+ rows\)$", s) for s in folded)
     data = json.loads(rendered["json"])
+    # the CSV link downloads the table's rows at full precision, with no script
+    context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT}, java_script_enabled=False)
+    page = context.new_page()
+    page.goto((tmp_path / "report.html").as_uri())
+    with page.expect_download() as download:
+        page.click("#summary-groups caption a.csv")
+    rows = download.value.path().read_text(encoding="utf-8").splitlines()
+    context.close()
+    assert download.value.suggested_filename == "summary-groups.csv"
+    assert rows[0].startswith("group,family") and len(rows) == 1 + data["tables"]["summary-groups"]["rows_total"]
     long = [t for t in data["tables"].values() if t["rows_total"] > 12]
     assert long and all(f"{html.escape(t['caption'])} ({t['rows_total']} rows)" in folded for t in long)
 
