@@ -177,3 +177,23 @@ def test_the_null_report_fits_and_says_so_on_screen(browser, null_world, tmp_pat
     found = _measure(browser, texts["html"], tmp_path)
     assert found["wider"] == []
     assert found["findingsText"].startswith("No group's effect is distinguishable from zero")
+
+
+def test_a_method_added_from_outside_opens_the_report_with_its_own_sentence(results, sim_trace, monkeypatch):
+    from reports import findings
+
+    monkeypatch.setattr(findings, "FINDING_BUILDERS", dict(findings.FINDING_BUILDERS))
+    seen = []
+
+    def audit(ctx):
+        seen.append(ctx.results is results)
+        return findings.Finding("audit", "The audit finds **nothing** to add.", table="summary-groups", numbers={"x": 1.5})
+
+    findings.register_finding("audit", audit, before="warnings")
+    assert list(findings.FINDING_BUILDERS)[-2:] == ["audit", "warnings"]
+    with pytest.raises(ValueError):
+        findings.register_finding("audit", audit)
+    data = json.loads(reports.render(results, sim_trace, "json", ReportOptions(images=False)))
+    keys = [f["key"] for f in data["findings"]]
+    assert seen == [True] and "audit" in keys and keys.index("audit") > keys.index("reliance")
+    assert next(f for f in data["findings"] if f["key"] == "audit")["numbers"] == {"x": 1.5}
