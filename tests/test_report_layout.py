@@ -15,7 +15,7 @@ import pytest
 import reports
 from reports.build import ReportOptions, build_report
 from reports.numbers import interval_text, parse_number
-from tests.test_report import SETTINGS, browser, parse_tables, rendered, results, sim_trace  # noqa: F401 (fixtures)
+from tests.test_report import browser, rendered, results, sim_trace  # noqa: F401 (fixtures)
 
 FIELD_NAME = re.compile(r"^[A-Za-z0-9]+([_:][A-Za-z0-9]+)+$")
 WIDTH, HEIGHT = 1280, 800
