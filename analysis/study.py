@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -147,6 +147,7 @@ def study(
     n_bootstrap: int = 1000,
     seed: int = 0,
     df_method: str = "satterthwaite",
+    progress: Callable[[str], None] | None = None,
 ) -> StudyResults:
     """Pool, rank and compare attribute-group effects over several runs.
 
@@ -162,6 +163,8 @@ def study(
     n_bootstrap, seed : identity-cluster bootstrap resamples per run, and their seed.
     df_method : degrees of freedom of the pooled and contrast t intervals,
         :data:`analysis.metaanalysis.DF_METHODS` (``"satterthwaite"`` or ``"conservative"``).
+    progress : called with each slow stage's name before it runs, once the runs are read and
+        checked (so a bad input fails before any progress is shown).
     """
     if not 0 < ci_level < 1:
         raise ValueError(f"ci_level must lie strictly between 0 and 1, got {ci_level}")
@@ -172,10 +175,14 @@ def study(
         raise ValueError(f"rank_by={rank_by!r} is not a study quantity: choose from {list(quantities)}")
     runs = collect_runs(traces, labels)
     schema = shared_schema(runs)
+    if progress is not None:
+        progress(f"identity bootstrap of {len(runs)} runs")
     est = run_estimates(runs, schema, quantities, n_bootstrap=n_bootstrap, seed=seed)
     label_names = list(dict.fromkeys(r.label for r in runs))
     label_of_run = np.array([label_names.index(r.label) for r in runs])
 
+    if progress is not None:
+        progress("pooling over seeds, ranks and contrasts")
     tables = {
         "runs": _runs_table(runs, est),
         "run_effects": _run_effects(runs, est, ci_level),

@@ -202,3 +202,18 @@ def test_a_trace_built_in_memory_needs_an_out_and_results_need_their_trace(tmp_p
     with pytest.raises(MosaicError, match="pass the trace they were computed from"):
         api.report(results, tmp_path / "r.md", trace=other)
     assert api.report(results, tmp_path / "r.md", trace=trace, images=False).path.is_file()
+
+
+def test_the_api_results_display_briefly(tmp_path):
+    """What a notebook shows of the API's results: files, sizes, the trace's highlights; never their contents."""
+    import analysis
+
+    trace = analysis.simulate(tmp_path / "t.h5", n_ids=8, groups=2, n_subsets=4, seed=0)
+    traced = api.TraceResult(path=trace.path, data=trace.data)
+    demo = api.DemoResult(out=tmp_path, stages_run=["world", "train"], minutes=2.25, results=None,
+                          report_html=trace.path)
+    for result, words in ((traced, ["TraceResult", "t.h5", "conditions by kind", "headline conditions"]),
+                          (demo, ["DemoResult", "t.h5", "KB", "world, train", "2.2"])):
+        text, html = repr(result), result._repr_html_()
+        assert len(text) < 5000 and len(html) < 5000 and text.count("\n") < 30
+        assert all(word in text for word in words), (words, text)

@@ -42,6 +42,7 @@ CELLS = [
                     "study = api.study(paths, 'study.html', n_bootstrap=100)\n"
                     "study"),
     ("StudyResults", "study.results"),
+    ("figure", "results.plot_ranking()"),
 ]
 
 
@@ -91,9 +92,17 @@ def test_the_displays_say_what_a_reader_needs_next(executed):
     assert "d_ap" in _displays(cells["DataFrame"])["text/plain"]  # Trace.paired's baseline defaults to oracle
 
 
+def test_plot_ranking_renders_a_figure(executed):
+    cells, _, _ = executed
+    bundle = _displays(cells["figure"])
+    assert bundle.get("image/svg+xml", "").lstrip().startswith("<svg"), sorted(bundle)
+    assert "<svg" in bundle["text/html"] and "rank" in bundle["text/html"].lower()
+
+
 def test_the_executed_notebook_stays_small(executed):
     _, notebook, _ = executed
     text = nbformat.writes(notebook)
-    assert len(text) < 60_000, f"the executed notebook is {len(text):,} characters"
+    figure = sum(len(v) for v in _displays(executed[0]["figure"]).values())
+    assert len(text) - figure < 40_000, f"the executed notebook is {len(text):,} characters, {figure:,} of them the figure"
     errors = [out for cell in notebook.cells for out in cell.outputs if out.output_type == "error"]
     assert not errors, errors

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from mosaic.app.reporting import ShortDisplay
 from mosaic.core.errors import MosaicError
 
 __all__ = ["DemoResult", "demo"]
@@ -17,7 +18,7 @@ _PathLike = str | os.PathLike
 
 
 @dataclass(repr=False)
-class DemoResult:
+class DemoResult(ShortDisplay):
     """The demo's outputs: its folder, the stages that ran (the others were reused) and the analysis.
 
     A one-run demo fills ``report_html`` / ``report_json`` and ``results`` (:class:`analysis.Results`);
@@ -45,12 +46,6 @@ class DemoResult:
         if hasattr(self.results, "_display"):
             display.blocks += self.results._display().blocks
         return display
-
-    def _repr_html_(self) -> str:
-        return self._display().to_html()
-
-    def __repr__(self) -> str:
-        return self._display().to_text()
 
 
 def demo(

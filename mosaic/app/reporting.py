@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from mosaic.core.errors import MosaicError
 from mosaic.core.progress import stage_lines
 
-__all__ = ["ReportResult", "StudyResult", "analyse_trace", "canonical_command", "render_report",
+__all__ = ["ReportResult", "ShortDisplay", "StudyResult", "analyse_trace", "canonical_command", "render_report",
            "report", "report_output", "resolve_output", "study", "write_reports", "write_study"]
 
 _PathLike = str | os.PathLike
@@ -114,8 +114,7 @@ def write_study(traces: list, outputs, *, fmt_name: Optional[str] = None, labels
     by_suffix = {f.suffix: f for f in FORMATS.values()}
     formats = [get_format(fmt_name) if fmt_name else by_suffix.get(o.suffix.lower(), FORMATS["html"]) for o in outputs]
     with stage_lines(progress) as stage:
-        stage(f"study of {len(traces)} traces")
-        results = analysis.study(traces, labels=labels, **settings)
+        results = analysis.study(traces, labels=labels, progress=stage, **settings)
         stage("building report")
         document = build_study_report(results, command=command)
         for out, fmt in zip(outputs, formats):
@@ -124,8 +123,25 @@ def write_study(traces: list, outputs, *, fmt_name: Optional[str] = None, labels
     return results, outputs
 
 
+class ShortDisplay:
+    """``_repr_html_`` and a short ``__repr__`` from the class's ``_display()`` (an
+    :class:`analysis.display.Display`, built only when shown: importing this module loads no analysis).
+
+    A dataclass using it says ``@dataclass(repr=False)``, or its own ``__repr__`` replaces this one.
+    """
+
+    def _display(self):  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def _repr_html_(self) -> str:
+        return self._display().to_html()
+
+    def __repr__(self) -> str:
+        return self._display().to_text()
+
+
 @dataclass(repr=False)
-class ReportResult:
+class ReportResult(ShortDisplay):
     """A written report: its path(s), the analysis (:class:`analysis.Results`) and the document.
 
     In a notebook it shows the files written with their sizes, the analysis settings and the
@@ -149,15 +165,9 @@ class ReportResult:
                        "analysis (result.results)")
         return display.lines("warnings", warning_lines(getattr(self.results, "warnings", None)), empty="none")
 
-    def _repr_html_(self) -> str:
-        return self._display().to_html()
-
-    def __repr__(self) -> str:
-        return self._display().to_text()
-
 
 @dataclass(repr=False)
-class StudyResult:
+class StudyResult(ShortDisplay):
     """A written study report (``paths``, one per format) and the study's results.
 
     In a notebook it shows the files with their sizes, then the study's own display.
@@ -171,12 +181,6 @@ class StudyResult:
         if hasattr(self.results, "_display"):
             display.blocks += self.results._display().blocks
         return display
-
-    def _repr_html_(self) -> str:
-        return self._display().to_html()
-
-    def __repr__(self) -> str:
-        return self._display().to_text()
 
 
 def file_display(title: str, paths: Sequence[Path]):
@@ -226,15 +230,33 @@ def report(
     ``progress``: ``True`` for one line per stage on stderr, or a callable receiving each stage's name.
     Every argument is checked before the trace is read; a bad one raises :class:`MosaicError`.
     """
-    import analysis
-    from analysis.settings import AnalysisSettings
-
     given = {name: value for name, value in (("alpha", alpha), ("ci_level", ci_level), ("n_bootstrap", n_bootstrap),
                                              ("n_permutations", n_permutations), ("seed", seed)) if value is not None}
     if not isinstance(images, bool):
         raise MosaicError(f"images must be True or False, got {images!r}")
     if not (isinstance(progress, bool) or callable(progress)):
         raise MosaicError(f"progress must be True, False or a function of one stage name, got {progress!r}")
+    source, trace_path, results, settings = _report_source(source, trace, given)
+    if out is None and trace_path is None:
+        raise MosaicError("out= is required for a trace built in memory: name the report file or folder")
+    fmt, path = resolve_output(trace_path or Path("."), Path(out) if out is not None else None, format)
+    if command is None:
+        # the command line that reproduces the report, where there is one: a file, and settings the CLI has
+        reproducible = (trace_path is not None and set(settings) == set(ANALYSIS_SETTINGS)
+                        and (results is None or _cli_reproduces(results.settings)))
+        command = canonical_command(trace_path, fmt.name, path, images, **settings) if reproducible else ""
+    results, document = _analyse_and_write(source, [(fmt, path)], progress, images=images, command=command,
+                                           results=results, **({} if results is not None else settings))
+    return ReportResult(path=path, results=results, document=document, paths=[path])
+
+
+def _report_source(source, trace, given: Mapping[str, Any]):
+    """``(trace or its path, the path or None, results or None, analysis settings)`` from report()'s
+    arguments, each checked (the settings by :class:`analysis.settings.AnalysisSettings`, the one
+    validation engine: a message names the setting, its constraint and the value)."""
+    import analysis
+    from analysis.settings import AnalysisSettings
+
     results = None
     if isinstance(source, analysis.Results):
         if given:
@@ -247,28 +269,27 @@ def report(
     else:
         if trace is not None:
             raise MosaicError("trace= goes with analysis.Results as the first argument; a trace is the first argument itself")
-        settings = AnalysisSettings(**given).to_dict()  # the one validation engine: name, constraint, value
-        settings = {k: settings[k] for k in ANALYSIS_SETTINGS}
+        checked = AnalysisSettings(**given).to_dict()
+        settings = {k: checked[k] for k in ANALYSIS_SETTINGS}
     if isinstance(source, (str, os.PathLike)):
         source = Path(source)
         if not source.is_file():
             raise MosaicError(f"trace {source} does not exist: check the path")
-        trace_path = source
-    elif isinstance(source, analysis.Trace):
-        trace_path = source.path
-    else:
-        raise MosaicError(f"report() needs a trace path, an analysis.Trace or analysis.Results, "
-                          f"got {type(source).__name__}")
-    if out is None and trace_path is None:
-        raise MosaicError("out= is required for a trace built in memory: name the report file or folder")
-    fmt, path = resolve_output(trace_path or Path("."), Path(out) if out is not None else None, format)
-    if command is None:
-        command = (canonical_command(trace_path, fmt.name, path, images, ci_level=settings.get("ci_level", 0.95),
-                                     **{k: settings.get(k) for k in ("alpha", "n_bootstrap", "n_permutations", "seed")})
-                   if trace_path is not None else "")
-    results, document = _analyse_and_write(source, [(fmt, path)], progress, images=images, command=command,
-                                           results=results, **({} if results is not None else settings))
-    return ReportResult(path=path, results=results, document=document, paths=[path])
+        return source, source, results, settings
+    if isinstance(source, analysis.Trace):
+        return source, source.path, results, settings
+    raise MosaicError(f"report() needs a trace path, an analysis.Trace or analysis.Results, got {type(source).__name__}")
+
+
+def _cli_reproduces(settings: Mapping[str, Any]) -> bool:
+    """Whether ``mosaic report`` (which runs every method with its default options) reproduces these results."""
+    from analysis.analyze import METHODS
+    from analysis.settings import AnalysisSettings
+
+    default = AnalysisSettings()
+    return (set(settings.get("methods") or METHODS) == set(METHODS) and not settings.get("options")
+            and settings.get("baseline", default.baseline) == default.baseline
+            and tuple(settings.get("comparisons", default.comparisons)) == default.comparisons)
 
 
 def report_output(trace: _PathLike, out: Optional[_PathLike] = None, format: Optional[str] = None) -> Path:

@@ -38,18 +38,18 @@ def is_terminal(stream: IO[str] | None = None) -> bool:
 
 
 def progress_bar(total: int, desc: str, *, unit: str = "it", enabled: bool = True, initial: int = 0,
-                 stream: IO[str] | None = None):
+                 leave: bool = False, stream: IO[str] | None = None):
     """A progress bar over ``total`` units: tqdm on a terminal, :class:`PlainProgress` elsewhere.
 
     The object has ``update(n)``, ``set_postfix(**values)``, ``set_postfix_str(text)``, ``close()``
     and is a context manager.
-    ``enabled=False`` gives one that prints nothing.
+    ``enabled=False`` gives one that prints nothing; ``leave`` keeps a terminal's bar when it is done.
     """
     stream = sys.stderr if stream is None else stream
     if enabled and is_terminal(stream):
         from tqdm import tqdm
 
-        return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=stream, leave=False, dynamic_ncols=True)
+        return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=stream, leave=leave, dynamic_ncols=True)
     return PlainProgress(total, desc, unit=unit, initial=initial, stream=stream, enabled=enabled)
 
 

@@ -378,7 +378,8 @@ class Trainer:
         end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
         if self.step >= self.total_steps:
             return TrainResult(self.paths.root, self.step, self.total_steps, True, self.last_eval, self.paths.last, 0.0)
-        self._bar = progress_bar(self.total_steps, "training", unit="step", initial=self.step, enabled=self.progress)
+        self._bar = progress_bar(self.total_steps, "training", unit="step", initial=self.step, leave=True,
+                                 enabled=self.progress)
         self._window_start, self._window_time = self.step - len(self._window), time.perf_counter()
         evaluated_at = -1
         self.model.train()
