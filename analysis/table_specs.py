@@ -181,7 +181,7 @@ register_table(TableSpec(
     resamples=IDENTITY, test="t, identity-resampled SE (binomial GLM)", outside_families=(("term", "Intercept"),),
     shown_first=("term", "family", "coef", "ci_low", "ci_high", "se") + P_SHOWN + ("resampled", "n_ids"),
     caption="Binomial GLM of configuration rank-1 hits (unit resampled: identity; the paper's numbers, "
-            "conditional on this test set's identities, in the *_conditional columns)",
+            "conditional on this test set's identities, in the CSV and JSON)",
 ))
 
 register_table(TableSpec(
@@ -200,7 +200,7 @@ register_table(TableSpec(
     resamples=IDENTITY, test="t, identity-resampled SE (Gaussian GLM)", outside_families=(("term", "Intercept"),),
     shown_first=("term", "family", "coef", "ci_low", "ci_high", "se") + P_SHOWN + ("resampled", "n_ids"),
     caption="Gaussian GLM of configuration mAP (unit resampled: identity; the paper's numbers, conditional on "
-            "this test set's identities, in the *_conditional columns)",
+            "this test set's identities, in the CSV and JSON)",
 ))
 
 
@@ -273,5 +273,5 @@ register_table(TableSpec(
     resamples=IDENTITY, test="t, identity-resampled SE",
     shown_first=("group", "family", "diff", "ci_low", "ci_high", "cohens_d") + P_SHOWN + ("resampled", "n_ids"),
     caption="mAP with − without each group, with Cohen's d (unit resampled: identity; the paper's Welch test, "
-            "conditional on this test set's identities, in the *_conditional columns)",
+            "conditional on this test set's identities, in the CSV and JSON)",
 ))

@@ -31,7 +31,7 @@ register_table(TableSpec(
         *_p("CR2 t test (term rows) or HTZ F test (group rows)"),
         C("resampled", "str", "the independent unit of the errors (identities)", label="unit"),
         C("n_clusters", "int", "identities in the fit", label="identities", role="count"),
-        C("n", "int", "valid queries in the state (term rows) or fitted (group rows)", role="count"),
+        C("n", "int", "valid queries in the state (term rows) or fitted (group rows)", label="queries", role="count"),
         *_status(),
     ),
     resamples=IDENTITY, test="CR2 t (Satterthwaite df) / HTZ F, identity clusters", family_keys=("level",),

@@ -201,8 +201,8 @@ class Table:
 
 def _collapsed_line(record: Mapping[str, Any], cols: Sequence[Column], status: str) -> str:
     """``g03 · drop — not estimable: no discordant identity``: the row's keys, then why it is empty."""
-    keys = [str(record.get(c.source or c.key)) for c in cols
-            if isinstance(record.get(c.source or c.key), str) and record.get(c.source or c.key)][:4]
+    keys = list(dict.fromkeys(str(record.get(c.source or c.key)) for c in cols
+                              if isinstance(record.get(c.source or c.key), str) and record.get(c.source or c.key)))[:3]
     reason = str(record.get("reason") or "").strip()
     return " · ".join(keys) + f" — {status}" + (f": {reason}" if reason else "")
 

@@ -7,21 +7,26 @@ JavaScript: long tables fold in ``<details>`` (row count in the summary line), r
 not be estimated are one line with the reason, and every table has a CSV link; the only script
 makes long tables sortable by clicking a header.
 
-Tables are written here, not by a table library: great_tables (the Python port of R's gt) was
-weighed for the number formats, merged interval columns and footnotes, but its HTML is one
-table at a time with its own inline style block per table, it has no folding or CSV link, the
-report's numbers would then be formatted in two places (great_tables for HTML, ours for the
-Markdown and JSON, which must show the same text), and it would add a dependency (with
-polars/pyarrow-optional extras) to the torch-free analysis install for about 60 lines of
-``<table>`` writing. The cell text is written once, by :mod:`reports.numbers`.
+Tables are written here, not by a table library. great_tables 1.1.0 (the Python port of R's gt;
+``pip download`` reaches it here) was weighed for its number formats, merged interval columns,
+spanners and footnotes, and not adopted: (1) the report's cells must read the same in HTML,
+Markdown and JSON, so they are written once as text by :mod:`reports.numbers`; with
+great_tables the HTML would be formatted a second way and the formats could drift; (2) it has
+no folding (``<details>`` with a row count) and no CSV link, the two things a long table here
+needs, so the wrapping code would stay; (3) every table carries its own generated ``<style>``
+block, and its font helper writes an ``@import`` of fonts.googleapis.com, which the
+no-network rule forbids and a test would have to police; (4) it adds eight runtime
+dependencies (htmltools, Babel, faicons, multimark, nokap, ...) to the torch-free analysis
+install, to pin in ``constraints/cpu.txt``, in exchange for the ~60 lines of ``<table>``
+writing below.
 """
 
 from __future__ import annotations
 
 import re
 from html import escape
-from urllib.parse import quote
 from typing import Callable
+from urllib.parse import quote
 
 from reports.document import (
     ORIGIN_LABELS,
@@ -162,8 +167,10 @@ def render_table(table: Table) -> str:
                 cells.append(f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     note = f'<p class="note">{_inline(table.note)}</p>' if table.note else ""
-    caption = f"{escape(table.caption)}{csv_link(table)}"
-    html = (f'<div class="table-wrap"><table id="{escape(table.id)}"{cls}><caption>{caption}</caption>'
+    # a folded table's caption is its summary line; the caption keeps the CSV link
+    caption = ("" if table.fold else escape(table.caption)) + csv_link(table)
+    html = (f'<div class="table-wrap"><table id="{escape(table.id)}"{cls} aria-label="{escape(table.caption)}">'
+            f"<caption>{caption}</caption>"
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{note}")
     if table.fold:
         rows = table.n_rows or len(table.rows)

@@ -200,6 +200,15 @@ def p_text(value: Any) -> str | None:
     return fixed(x, 3 if x < 0.1 else 2)
 
 
+def _bound(x: float, decimals: int) -> str:
+    """An interval's end; one that is not zero but would round to it keeps one significant digit, so
+    the reader sees on which side of zero it lies (``[−12, −0.04]``, not ``[−12, 0]``)."""
+    text = fixed(x, decimals)
+    if x != 0 and float(text.replace(MINUS, "-")) == 0:
+        return fixed(x, decimals_for_value(x, 1))
+    return text
+
+
 def interval_decimals(low: Any, high: Any) -> int:
     lo, hi = _finite(low), _finite(high)
     return decimals_for_width(None if lo is None or hi is None else hi - lo)
@@ -216,7 +225,7 @@ def interval_text(estimate: Any, low: Any, high: Any, *, decimals: int | None = 
         head += f" {unit}"
     if lo is None or hi is None:
         return head or None
-    bracket = f"[{fixed(lo, d)}, {fixed(hi, d)}]"
+    bracket = f"[{_bound(lo, d)}, {_bound(hi, d)}]"
     return f"{head} {bracket}" if head else bracket
 
 

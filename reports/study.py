@@ -14,7 +14,9 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from reports.document import BulletList, Column, Figure, KeyValues, Paragraph, Report, Section, Table
+from analysis.tables import table_spec
+from reports.columns import spec_columns
+from reports.document import BulletList, Figure, KeyValues, Paragraph, Report, Section, Table
 from reports.provenance import mosaic_version, package_versions, source_commit
 from reports.study_figures import SpreadPanel, spread_plot
 from reports.charts import ForestPanel, forest_plot
@@ -107,8 +109,12 @@ def _contrast_figure(results, level: str, quantity: str) -> Figure | None:
                   "one label minus the other, with its identity × seed interval; a filled marker excludes 0.", svg)
 
 
-def _table(frame, *, id, caption, columns, note="", max_rows=None) -> Table:
-    return Table.from_frame(frame, id=id, caption=caption, columns=[Column(c) for c in columns], note=note,
+def _table(frame, *, id, caption, columns, table, note="", max_rows=None) -> Table:
+    """``columns`` of the study table ``table`` as its spec describes them: words and units in the headers,
+    each estimate with its interval in one cell (bookkeeping columns stay in the CSV and the JSON)."""
+    keep = [c for c in dict.fromkeys((*columns, "status", "reason")) if c in frame.columns]
+    frame = frame[keep]
+    return Table.from_frame(frame, id=id, caption=caption, columns=spec_columns(table_spec(table), frame), note=note,
                             max_rows=max_rows)
 
 
@@ -139,14 +145,14 @@ def build_study_report(results, *, command: str = "", created: str | None = None
                               if len(labels) > 1 else "One label: no contrasts."))
     concordance = results.table("concordance")
     if not concordance.empty:
-        summary.add(_table(concordance, id="concordance", caption=f"Agreement of the seeds' rankings ({rank_by}): Kendall's W",
+        summary.add(_table(concordance, id="concordance", table="concordance", caption=f"Agreement of the seeds' rankings ({rank_by}): Kendall's W",
                            columns=("label", "kendall_w", "chi2", "df", "p", "k", "n_groups", "status")))
 
     effects = Section("effects", "Effects per label, pooled over seeds", origin="extension")
     fig = _effects_figure(results, rank_by, groups)
     if fig:
         effects.add(fig)
-    effects.add(_table(_available(level(pooled, "group"))[lambda f: f.quantity == rank_by], id="pooled-groups",
+    effects.add(_table(_available(level(pooled, "group"))[lambda f: f.quantity == rank_by], id="pooled-groups", table="pooled",
                        caption=f"Pooled ΔmAP ({rank_by}) per label and group; τ² = between-seed variance (points²)",
                        columns=POOLED_COLUMNS,
                        note=f"Unit: identity × seed. Interval: t with {s['df_method']} df; τ²: Paule–Mandel with "
@@ -164,14 +170,14 @@ def build_study_report(results, *, command: str = "", created: str | None = None
                 fig = _effects_figure(results, q, groups)
                 if fig:
                     decomposition.add(fig)
-        decomposition.add(_table(dec, id="pooled-decomposition", caption="Pooled decomposition quantities per label and group",
+        decomposition.add(_table(dec, id="pooled-decomposition", table="pooled", caption="Pooled decomposition quantities per label and group",
                                  columns=POOLED_COLUMNS, note="; ".join(f"{k}: {v}" for k, v in s["quantities"].items())))
 
     ranking = Section("ranking", "Ranking stability across seeds", origin="extension")
     fig = _rank_figure(results)
     if fig:
         ranking.add(fig)
-    ranking.add(_table(results.table("rank_stability"), id="rank-stability",
+    ranking.add(_table(results.table("rank_stability"), id="rank-stability", table="rank_stability",
                        caption=f"Rank of each group ({rank_by}; 1 = largest loss): pooled, range over seeds, share in the top 3",
                        columns=("label", "group", "family", "pooled_rank", "rank_low", "rank_high", "median_rank",
                                 "top3_share", "k")))
@@ -185,19 +191,19 @@ def build_study_report(results, *, command: str = "", created: str | None = None
                 fig = _contrast_figure(results, lv, q)
                 if fig:
                     contrast.add(fig)
-            contrast.add(_table(_available(level(contrasts, lv)), id=f"contrasts-{lv}",
+            contrast.add(_table(_available(level(contrasts, lv)), id=f"contrasts-{lv}", table="contrasts",
                                 caption=f"Label contrasts per {lv}: pooled ΔmAP on label_a − on label_b (points)",
                                 columns=CONTRAST_COLUMNS,
                                 note="Unit: identity × seed. Holm and BH within each label pair × level × quantity."))
 
     families = Section("families", "Families", origin="extension").add(
-        _table(_available(level(pooled, "family")), id="pooled-families",
+        _table(_available(level(pooled, "family")), id="pooled-families", table="pooled",
                caption="Pooled ΔmAP per attribute family (mean of its groups) and label", columns=POOLED_COLUMNS))
 
     run_section = Section("runs", "Runs").add(
-        _table(runs, id="runs", caption="The runs (traces) of the study",
+        _table(runs, id="runs", table="runs", caption="The runs (traces) of the study",
                columns=("run", "label", "seed", "path", "checkpoint", "test_set", "n_ids", "n_queries", "oracle_map")),
-        _table(_available(level(results.table("run_effects"), "group")), id="run-effects",
+        _table(_available(level(results.table("run_effects"), "group")), id="run-effects", table="run_effects",
                caption="Each run's ΔmAP per group and quantity (points), identity-cluster bootstrap interval",
                columns=("label", "seed", "item", "quantity", "estimate", "ci_low", "ci_high", "se", "n_ids", "unit"),
                max_rows=400))

@@ -90,6 +90,7 @@ def test_numbers_carry_the_precision_their_interval_supports():
     assert interval_text(-4.0, -5.5, -2.5, unit="pp") == "\u22124.0 pp [\u22125.5, \u22122.5]"
     assert interval_text(-22.16, -28.7, -16.6) == "\u221222 [\u221229, \u221217]"
     assert interval_text(0.004, -0.0004, 0.0001) == "0.0040 [\u22120.0004, 0.0001]"  # at most 4 decimals
+    assert interval_text(-6.0, -12.2, -0.04) == "\u22126 [\u221212, \u22120.04]"  # a bound near 0 keeps its side
     assert p_text(1.06e-09) == "< 0.001" and p_text(0.0391) == "0.039" and p_text(0.594) == "0.59"
     assert p_text(float("nan")) is None and p_text(1.0) == "1.00"
     assert fixed(-0.0001, 2) == "0.00"  # no negative zero

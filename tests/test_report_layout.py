@@ -15,7 +15,7 @@ import pytest
 import reports
 from reports.build import ReportOptions, build_report
 from reports.numbers import interval_text, parse_number
-from tests.test_report import SETTINGS, browser, parse_tables, rendered, results, sim_trace  # noqa: F401 (fixtures)
+from tests.test_report import browser, rendered, results, sim_trace  # noqa: F401 (fixtures)
 
 FIELD_NAME = re.compile(r"^[A-Za-z0-9]+([_:][A-Za-z0-9]+)+$")
 WIDTH, HEIGHT = 1280, 800
@@ -158,6 +158,16 @@ def test_the_page_reads_without_javascript(browser, rendered, tmp_path):
     folded = re.findall(r'<details class="table"><summary>([^<]*)</summary>', rendered["html"])
     assert folded and all(re.search(r"\(\d+ rows\)$", s) for s in folded)
     data = json.loads(rendered["json"])
+    # the CSV link downloads the table's rows at full precision, with no script
+    context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT}, java_script_enabled=False)
+    page = context.new_page()
+    page.goto((tmp_path / "report.html").as_uri())
+    with page.expect_download() as download:
+        page.click("#summary-groups caption a.csv")
+    rows = download.value.path().read_text(encoding="utf-8").splitlines()
+    context.close()
+    assert download.value.suggested_filename == "summary-groups.csv"
+    assert rows[0].startswith("group,family") and len(rows) == 1 + data["tables"]["summary-groups"]["rows_total"]
     long = [t for t in data["tables"].values() if t["rows_total"] > 12]
     assert long and all(f"{html.escape(t['caption'])} ({t['rows_total']} rows)" in folded for t in long)
 
@@ -167,3 +177,23 @@ def test_the_null_report_fits_and_says_so_on_screen(browser, null_world, tmp_pat
     found = _measure(browser, texts["html"], tmp_path)
     assert found["wider"] == []
     assert found["findingsText"].startswith("No group's effect is distinguishable from zero")
+
+
+def test_a_method_added_from_outside_opens_the_report_with_its_own_sentence(results, sim_trace, monkeypatch):
+    from reports import findings
+
+    monkeypatch.setattr(findings, "FINDING_BUILDERS", dict(findings.FINDING_BUILDERS))
+    seen = []
+
+    def audit(ctx):
+        seen.append(ctx.results is results)
+        return findings.Finding("audit", "The audit finds **nothing** to add.", table="summary-groups", numbers={"x": 1.5})
+
+    findings.register_finding("audit", audit, before="warnings")
+    assert list(findings.FINDING_BUILDERS)[-2:] == ["audit", "warnings"]
+    with pytest.raises(ValueError):
+        findings.register_finding("audit", audit)
+    data = json.loads(reports.render(results, sim_trace, "json", ReportOptions(images=False)))
+    keys = [f["key"] for f in data["findings"]]
+    assert seen == [True] and "audit" in keys and keys.index("audit") > keys.index("reliance")
+    assert next(f for f in data["findings"] if f["key"] == "audit")["numbers"] == {"x": 1.5}

@@ -74,7 +74,8 @@ def _print_headline(report_json: Path) -> None:
     if "paired_identity" in results.tables:
         paired = results.table("paired_identity")
         effects = {(r.group, r.comparison): r.delta_map for r in paired.itertuples()}
-    typer.echo("attribute groups the model relies on most (consensus rank; ΔmAP in pp when dropped | counterfactual):")
+    typer.echo(results.headline())  # says so when no group's effect differs from zero
+    typer.echo("attribute groups in consensus order (consensus rank; ΔmAP in pp when dropped | counterfactual):")
     for row in ranking.itertuples():
         drop, counterfactual = effects.get((row.group, "drop")), effects.get((row.group, "counterfactual"))
         delta = "" if drop is None else f"  {drop:+6.2f} | {counterfactual:+6.2f}"  # pp
