@@ -31,6 +31,10 @@ def _print_summary(summary: dict[str, Any], *, max_conditions: int | None) -> No
     console.print(f"[bold]{summary['path']}[/bold]  mosaic trace schema {summary['schema_version']}, "
                   f"written by mosaic {summary['mosaic_version']} at {summary['created']}")
     console.print(f"sha256 {summary['sha256']}  ({summary['size_bytes'] / 2**20:.1f} MiB)")
+    if summary.get("checksums"):
+        console.print(f"checksums: {summary['checksums']} on every dataset (verified by --check and by every read)")
+    else:
+        console.print("checksums: no checksums (written before trace schema 1.2.0): corruption cannot be detected")
     console.print(
         "dimensions: " + ", ".join(f"{k}={v}" for k, v in sizes.items())
         + f"  (valid queries: {summary['n_valid_queries']} of {sizes.get('query', 0)})"
@@ -125,6 +129,7 @@ def _check(path: Path, *, as_json: bool) -> None:
     """Print every rule's outcome; a broken rule makes the command fail with exit code 2."""
     from mosaic import api
     from mosaic.core.errors import MosaicError
+    from mosaic.tracefile import read_trace_attrs
     from mosaic.tracefile.check import VALUE_RULES
 
     violations = api.check_trace(path)
@@ -135,7 +140,9 @@ def _check(path: Path, *, as_json: bool) -> None:
         for violation in violations:
             typer.echo(str(violation))
         if not violations:
-            typer.echo(f"{path}: every value rule holds ({len(VALUE_RULES)} rules, shapes and labels)")
+            checksums = read_trace_attrs(path).get("checksums")
+            typer.echo(f"{path}: every value rule holds ({len(VALUE_RULES)} rules, shapes and labels); "
+                       + (f"every dataset matches its {checksums} checksum" if checksums else "no checksums (written before trace schema 1.2.0)"))
     if violations:
         rules = sorted({v.rule.name for v in violations})
         raise MosaicError(
