@@ -66,7 +66,13 @@ def write_sidecar(path: str | Path, *, fix: str) -> str:
     """Record the SHA-256 of the checkpoint at ``path`` beside it; return the digest."""
     path = Path(path)
     digest = sha256_file(path)
-    write_text_atomic(sidecar_path(path), f"{digest}  {path.name}\n", fix=fix)
+    try:
+        write_text_atomic(sidecar_path(path), f"{digest}  {path.name}\n", fix=fix)
+    except BaseException:
+        # the previous checkpoint's digest must not stand beside the new file: without a digest
+        # file the checkpoint is still checked tensor by tensor
+        sidecar_path(path).unlink(missing_ok=True)
+        raise
     return digest
 
 
