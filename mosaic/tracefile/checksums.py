@@ -103,16 +103,9 @@ def _stored(dataset) -> str | None:
 _READ_ERRORS = (OSError, ValueError, RuntimeError, KeyError)
 
 
-def _check(dataset, values: np.ndarray | None) -> Mismatch | None:
-    """``values`` None: the stored chunks (checked before reading); else the values read."""
-    stored = _stored(dataset)
-    if stored is None:
-        return Mismatch(dataset.name, "has no checksum although the file says every dataset has one")
-    chunked = stored.startswith(f"{CHUNKS}:")
-    if chunked != (values is None):
-        return None  # the other half of the check
+def _compare(dataset, stored: str, compute) -> Mismatch | None:
     try:
-        computed = chunks_digest(dataset) if chunked else digest(values)
+        computed = compute()
     except _READ_ERRORS as exc:
         return _unreadable(dataset, exc)
     if computed != stored:
@@ -125,14 +118,23 @@ def _unreadable(dataset, exc: Exception) -> Mismatch:
 
 
 def _read_checked(dataset, verify: bool) -> tuple[np.ndarray | None, Mismatch | None]:
-    mismatch = _check(dataset, None) if verify else None  # stored chunks, before decompressing them
-    if mismatch is not None:
-        return None, mismatch
+    """The values, and what is wrong with them when ``verify``: stored chunks are checked before
+    they are decompressed, values after they are read."""
+    stored = _stored(dataset) if verify else None
+    if verify and stored is None:
+        return None, Mismatch(dataset.name, "has no checksum although the file says every dataset has one")
+    chunked = verify and stored.startswith(f"{CHUNKS}:")
+    if chunked:
+        mismatch = _compare(dataset, stored, lambda: chunks_digest(dataset))
+        if mismatch is not None:
+            return None, mismatch
     try:
         values = np.asarray(dataset[()])
     except _READ_ERRORS as exc:
         return None, _unreadable(dataset, exc)
-    return values, _check(dataset, values) if verify else None
+    if verify and not chunked:
+        return values, _compare(dataset, stored, lambda: digest(values))
+    return values, None
 
 
 def read_dataset(dataset, file: Any, *, verify: bool) -> np.ndarray:
