@@ -162,3 +162,18 @@ def test_inspect_check_lists_the_corrupted_dataset(trace_pair, tmp_path, capsys)
     assert "conditions/cmc" in out.out and "query_images/pid" in out.out and "checksums" in out.err
     assert main(["inspect", "--check", str(new)]) == 0
     assert "every dataset matches its crc32 checksum" in capsys.readouterr().out
+
+
+def test_report_and_study_refuse_a_corrupted_trace_in_one_line(trace_pair, tmp_path, capsys):
+    new, old = trace_pair
+    offset, length = data_byte_ranges(new)["/retrieval/inp"][0]
+    raw = bytearray(new.read_bytes())
+    raw[offset + length // 3] ^= 0x04
+    damaged = tmp_path / "inp.h5"
+    damaged.write_bytes(raw)
+    for args in (["report", str(damaged), "--out", str(tmp_path / "r.html")],
+                 ["study", str(old), str(damaged), "--out", str(tmp_path / "s.html")]):
+        assert main(args) == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and errors[0].startswith(f"error: trace {damaged}: dataset /retrieval/inp fails its checksum")
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "s.html").exists()
