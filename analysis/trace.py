@@ -33,10 +33,17 @@ CMC_RANKS = (1, 5, 10, 20)
 
 
 def read_trace(path: str | os.PathLike) -> "Trace":
-    """Read the HDF5 trace at ``path`` (written by ``mosaic trace`` or :func:`mosaic.tracefile.write_trace`)."""
+    """Read the HDF5 trace at ``path`` (written by ``mosaic trace`` or :func:`mosaic.tracefile.write_trace`).
+
+    Every dataset is verified against its checksum (schema 1.2.0 on; :mod:`mosaic.tracefile.checksums`):
+    a corrupted file raises one :class:`MosaicError` line naming the file and the dataset. Files of
+    older schema versions have no checksums and read as before (:attr:`Trace.checksums` is ``None``).
+    """
     path = Path(path)
     data, attrs = read_trace_file(path)
-    return Trace(data, path=path, schema_version=str(attrs.get("schema_version", SCHEMA_VERSION)))
+    trace = Trace(data, path=path, schema_version=str(attrs.get("schema_version", SCHEMA_VERSION)))
+    trace.checksums = attrs.get("checksums")
+    return trace
 
 
 class Trace(Displayable):
@@ -51,7 +58,12 @@ class Trace(Displayable):
         :func:`analysis.simulate`).
     schema_version:
         The on-disk schema version; defaults to the version this mosaic writes.
+
+    :attr:`checksums` names the checksum every dataset of the file was verified against on reading
+    (``"crc32"``), ``None`` for a file written without checksums or a trace built in memory.
     """
+
+    checksums: str | None = None
 
     def __init__(self, data: TraceData, path: str | os.PathLike | None = None, *, schema_version: str | None = None):
         if not isinstance(data, TraceData):

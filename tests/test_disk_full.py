@@ -303,7 +303,7 @@ def test_checkpoint_on_a_full_disk_keeps_the_previous_one(small_disk):
     save_checkpoint(path, {"step": 1, "weights": torch.zeros(10)})
     with pytest.raises(MosaicError, match=r"cannot write .*last\.pt: no space left on the device"):
         save_checkpoint(path, {"step": 2, "weights": torch.zeros(100_000)})  # through torch's real writer
-    assert read_checkpoint(path)["step"] == 1 and left_on(small_disk) == ["last.pt"]
+    assert read_checkpoint(path)["step"] == 1 and left_on(small_disk) == ["last.pt", "last.pt.sha256"]
 
 
 def test_metrics_log_on_a_full_disk(small_disk):
@@ -347,7 +347,7 @@ def test_a_failed_checkpoint_write_resumes_from_the_previous_checkpoint(tiny_wor
     assert text.startswith(f"cannot write {run / 'checkpoints' / 'last.pt'}: no space left on the device")
     assert text.endswith(f"`mosaic train --resume {run}` continues from step 3")
     assert read_checkpoint(run / "checkpoints" / "last.pt")["step"] == 3
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt", "last.pt.sha256"]
 
     monkeypatch.setattr(checkpoint_module.torch, "save", real_save)
     resumed = Trainer(config(), run, resume=True, progress=False)

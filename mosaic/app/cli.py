@@ -62,11 +62,23 @@ for _name in COMMAND_MODULES:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors become one line on stderr and exit code 2."""
+    """Entry point: user errors become one line on stderr and exit code 2.
+
+    SIGTERM (a scheduler's stop) ends a command like Ctrl-C: partial outputs removed, one line,
+    exit 143 (:mod:`mosaic.core.signals`); training checkpoints first (:mod:`mosaic.train.interrupt`).
+    """
+    import signal
+
+    from mosaic.core.signals import Terminated, stop_on
+
     try:
         # Outside standalone mode click returns typer.Exit's code instead of raising it.
-        returned = app(args=argv, prog_name="mosaic", standalone_mode=False)
+        with stop_on([signal.SIGTERM]):
+            returned = app(args=argv, prog_name="mosaic", standalone_mode=False)
     except MosaicError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except Terminated as exc:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:

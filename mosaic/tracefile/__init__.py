@@ -3,8 +3,9 @@
 Torch-free. :class:`TraceData` (:mod:`.data`) is the in-memory form, plain numpy arrays with
 named axes; :func:`write_trace` (:mod:`.write`) and :func:`read_trace_data` (:mod:`.read`) move it
 to and from the self-describing HDF5 layout documented in ``docs/trace-format.md``, whose arrays
-are data in :mod:`.layout`; :mod:`.check` holds the value rules every read applies, and
-:mod:`.size` estimates a file's size before it is written. Import them from this package.
+are data in :mod:`.layout`; :mod:`.checksums` the CRC-32 of every dataset that every read verifies,
+:mod:`.check` the value rules every read applies, and :mod:`.size` estimates a file's size before it
+is written. Import them from this package.
 
 Axes (the dimension names used on disk):
 

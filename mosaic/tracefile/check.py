@@ -370,6 +370,19 @@ LABEL_RULE = ValueRule("labels", ("condition_name", "condition_kind", "condition
                        lambda view: _label_offence(view.data))
 
 
+CHECKSUM_RULE = ValueRule("checksums", (), "every dataset's values match the checksum stored with it",
+                          lambda view: None)  # run on the file by checksum_violations, not on arrays
+
+
+def checksum_violations(h5: Any, source: str | os.PathLike) -> list[Violation]:
+    """One violation per dataset of the open file ``h5`` that fails its checksum (none for files without)."""
+    from mosaic.tracefile.checksums import find_mismatches
+
+    mismatches, _ = find_mismatches(h5, source)
+    return [Violation(CHECKSUM_RULE, Offence(m.dataset.lstrip("/"), (), m.detail))
+            for m in mismatches]
+
+
 def find_violations(data: TraceData, h5: Any = None) -> list[Violation]:
     """Every rule's first offence, shapes first. Rules reading a mis-shaped array are not run."""
     misshaped = {o.array for o in _shape_offences(data)}
@@ -404,7 +417,9 @@ __all__ = [
     "VALUE_RULES",
     "ValueRule",
     "Violation",
+    "CHECKSUM_RULE",
     "check_trace_values",
+    "checksum_violations",
     "find_violations",
     "register_rule",
 ]

@@ -10,13 +10,15 @@ from dataclasses import dataclass
 
 from mosaic.conditions import CONDITION_KINDS  # the registry: a kind registered there is a valid trace kind
 
-__all__ = ["ARRAYS", "ArraySpec", "COORDINATES", "ENCODING_TYPE", "GROUPS", "SCHEMA_VERSION"]
+__all__ = ["ARRAYS", "ArraySpec", "COORDINATES", "ENCODING_TYPE", "GROUPS", "SCHEMA_VERSION", "UNCHECKED_VERSION"]
 
 ENCODING_TYPE = "mosaic-trace"
 # semantic version of the on-disk layout; readers accept the same MAJOR. 1.1.0 added
 # conditions/filled_routes, conditions/fill_method and routing/fixed_gates (and the kinds fixed,
-# relabel, code); a 1.0.0 file reads with their "not recorded" values.
-SCHEMA_VERSION = "1.1.0"
+# relabel, code); a 1.0.0 file reads with their "not recorded" values. 1.2.0 added a checksum on every
+# dataset (mosaic.tracefile.checksums), verified on read; older files read without them.
+SCHEMA_VERSION = "1.2.0"
+UNCHECKED_VERSION = "1.1.0"  # the layout without checksums (write_trace(checksums=False))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import numpy as np
 
 from mosaic.core.errors import MosaicError
 from mosaic.core.schema import AttributeSchema
-from mosaic.tracefile.check import Violation, check_trace_values, find_violations
+from mosaic.tracefile.check import Violation, check_trace_values, checksum_violations, find_violations
+from mosaic.tracefile.checksums import file_has_checksums, read_dataset, verify_rest
 from mosaic.tracefile.data import TraceData
 from mosaic.tracefile.layout import ARRAYS, COORDINATES, ENCODING_TYPE, SCHEMA_VERSION
 
@@ -85,15 +86,23 @@ def open_trace_file(path: str | os.PathLike):
     return h5
 
 
-def _read_array(h5, path: str, dtype: str, file_path) -> np.ndarray:
+def _read_array(h5, path: str, dtype: str, file_path, verify: bool) -> np.ndarray:
+    """One dataset's values, checked against its checksum when ``verify`` (:mod:`.checksums`)."""
     try:
         ds = h5[path]
     except KeyError:
         raise MosaicError(f"trace {file_path} lacks the dataset /{path}: the file is incomplete or damaged") from None
+    raw = read_dataset(ds, file_path, verify=verify)
     if dtype == "str":
-        raw = ds.asstr()[()]
-        return np.asarray(raw, dtype=object).astype(str) if np.size(raw) else np.zeros(ds.shape, dtype="<U1")
-    return np.asarray(ds[()]).astype(dtype, copy=False)
+        if not np.size(raw):
+            return np.zeros(ds.shape, dtype="<U1")
+        try:
+            text = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in raw.reshape(-1).tolist()]
+        except UnicodeDecodeError:
+            raise MosaicError(f"trace {file_path}: dataset /{path} holds text that is not UTF-8: the file is "
+                              "corrupted; restore an intact copy or re-run `mosaic trace`") from None
+        return np.asarray(text, dtype=object).astype(str).reshape(raw.shape)
+    return raw.astype(dtype, copy=False)
 
 
 def read_trace_data(path: str | os.PathLike) -> TraceData:
@@ -102,7 +111,11 @@ def read_trace_data(path: str | os.PathLike) -> TraceData:
 
 
 def read_trace_file(path: str | os.PathLike) -> tuple[TraceData, dict[str, Any]]:
-    """The :class:`TraceData` and the root attributes (as :func:`read_trace_attrs`), in one open."""
+    """The :class:`TraceData` and the root attributes (as :func:`read_trace_attrs`), in one open.
+
+    Every dataset is checked against its checksum (files of schema 1.2.0 on); a mismatch is one
+    :class:`MosaicError` line naming the file and the dataset.
+    """
     with open_trace_file(path) as h5, damaged_file_errors(path):
         return _read(h5, path), _root_attrs(h5)
 
@@ -121,16 +134,17 @@ def damaged_file_errors(path):
 
 
 def _read(h5, path, *, checked: bool = True) -> TraceData:
-    """The arrays of an open trace; ``checked``: shapes and value rules too (mosaic.tracefile.check)."""
+    """The arrays of an open trace; ``checked``: checksums of every dataset, shapes and value rules
+    too (mosaic.tracefile.checksums, mosaic.tracefile.check)."""
+    verify = checked and file_has_checksums(h5)
     schema = AttributeSchema.from_json(_attr_str(h5.attrs["attribute_schema"]))
     version = parse_version(_attr_str(h5.attrs.get("schema_version", h5.attrs.get("encoding_version"))))
-    arrays = {
-        spec.field: _read_array(h5, spec.path, spec.dtype, path)
-        for spec in ARRAYS
-        if spec.path in h5 or parse_version(spec.since) <= version  # older files lack newer arrays
-    }
-    arrays["condition_name"] = _read_array(h5, "condition", "str", path)
-    arrays["layers"] = _read_array(h5, "layer", "int32", path)
+    read = [spec for spec in ARRAYS if spec.path in h5 or parse_version(spec.since) <= version]  # older files lack newer arrays
+    arrays = {spec.field: _read_array(h5, spec.path, spec.dtype, path, verify) for spec in read}
+    arrays["condition_name"] = _read_array(h5, "condition", "str", path, verify)
+    arrays["layers"] = _read_array(h5, "layer", "int32", path, verify)
+    if verify:  # the datasets not read into arrays: coordinates, the schema's tables
+        verify_rest(h5, path, ["/" + spec.path for spec in read] + ["/condition", "/layer"])
 
     def load_json(key: str) -> dict:
         text = h5.attrs.get(key)
@@ -149,8 +163,12 @@ def _read(h5, path, *, checked: bool = True) -> TraceData:
 
 
 def check_trace_file(path: str | os.PathLike) -> list[Violation]:
-    """Every violation in the trace at ``path``, rather than the first (which reading raises)."""
+    """Every violation in the trace at ``path``, rather than the first (which reading raises):
+    every dataset that fails its checksum, then every broken value rule."""
     with open_trace_file(path) as h5:
+        corrupted = checksum_violations(h5, path)
+        if corrupted:  # values that are not what was written: the value rules would judge noise
+            return corrupted
         with damaged_file_errors(path):
             data = _read(h5, path, checked=False)
         return find_violations(data, h5)

@@ -13,8 +13,9 @@ import numpy as np
 from mosaic.core.errors import MosaicError
 from mosaic.core.jsonsafe import jsonable
 from mosaic.core.schema import AttributeSchema
+from mosaic.tracefile.checksums import ALGORITHM, ROOT_ATTRIBUTE, stamp
 from mosaic.tracefile.data import TraceData
-from mosaic.tracefile.layout import ARRAYS, COORDINATES, ENCODING_TYPE, GROUPS, SCHEMA_VERSION
+from mosaic.tracefile.layout import ARRAYS, COORDINATES, ENCODING_TYPE, GROUPS, SCHEMA_VERSION, UNCHECKED_VERSION
 
 __all__ = ["attribute_json", "trace_file_image", "write_trace"]
 
@@ -56,16 +57,24 @@ def _coordinate_values(data: TraceData) -> dict[str, np.ndarray]:
     }
 
 
-def _write_array(h5, path: str, values, dtype: str, *, compress: bool = False):
+def _write_array(h5, path: str, values, dtype: str, *, compress: bool = False, checksum: bool = True):
+    """One dataset, stamped with the checksum of its values (:mod:`mosaic.tracefile.checksums`)."""
     if dtype == "str":
-        return h5.create_dataset(path, data=_as_str_array(values), dtype=_str_dtype())
+        strings = _as_str_array(values)
+        ds = h5.create_dataset(path, data=strings, dtype=_str_dtype())
+        if checksum:
+            stamp(ds, strings)
+        return ds
     arr = np.ascontiguousarray(np.asarray(values).astype(dtype, copy=False))
     kwargs: dict[str, Any] = {}
     if compress and arr.size > 0:
         # One chunk per condition keeps "all queries of one condition" a single read.
         chunks = (1,) + tuple(max(1, n) for n in arr.shape[1:])
         kwargs = dict(chunks=chunks, compression="gzip", compression_opts=4, shuffle=True)
-    return h5.create_dataset(path, data=arr, **kwargs)
+    ds = h5.create_dataset(path, data=arr, **kwargs)
+    if checksum:
+        stamp(ds, arr)
+    return ds
 
 
 def _describe(dataset, long_name: str, units: str, description: str) -> None:
@@ -91,8 +100,12 @@ def _flat_attribute(value: Any):
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def write_trace(data: TraceData, path: str | os.PathLike) -> Path:
+def write_trace(data: TraceData, path: str | os.PathLike, *, checksums: bool = True) -> Path:
     """Write ``data`` to ``path`` as a self-describing HDF5 trace (atomically) and return the path.
+
+    Every dataset carries the checksum of its values (:mod:`mosaic.tracefile.checksums`), verified
+    on every read; ``checksums=False`` writes the layout of schema 1.1.0, without them (what files
+    written before looked like: for comparisons and tests).
 
     The file is built in memory and its bytes written under a temporary name beside ``path``,
     renamed only when complete, so an interrupted write leaves ``path`` untouched. HDF5 itself never
@@ -104,7 +117,7 @@ def write_trace(data: TraceData, path: str | os.PathLike) -> Path:
 
     data.validate()
     path = Path(path)
-    image = trace_file_image(data)
+    image = trace_file_image(data, checksums=checksums)
     with atomic_path(path, needed=len(image), fix=OUT_FIX) as tmp:
         tmp.write_bytes(image)
     return path
@@ -113,7 +126,7 @@ def write_trace(data: TraceData, path: str | os.PathLike) -> Path:
 _CORE_BLOCK = 4 * 2**20  # the in-memory file grows by this much at a time
 
 
-def trace_file_image(data: TraceData) -> bytes:
+def trace_file_image(data: TraceData, *, checksums: bool = True) -> bytes:
     """The bytes of the HDF5 trace of ``data``, built in memory (HDF5's core driver, no backing file)."""
     import secrets
 
@@ -121,17 +134,20 @@ def trace_file_image(data: TraceData) -> bytes:
 
     name = f"mosaic-trace-{secrets.token_hex(8)}.h5"  # the core driver's files are named; never on disk
     with h5py.File(name, "w", driver="core", backing_store=False, block_size=_CORE_BLOCK, track_order=True) as h5:
-        _write_contents(h5, data)
+        _write_contents(h5, data, checksums)
         h5.flush()
         return h5.id.get_file_image()
 
 
-def _write_contents(h5, data: TraceData) -> None:
+def _write_contents(h5, data: TraceData, checksums: bool) -> None:
     from mosaic import __version__
 
+    version = SCHEMA_VERSION if checksums else UNCHECKED_VERSION
     h5.attrs["encoding_type"] = ENCODING_TYPE
-    h5.attrs["encoding_version"] = SCHEMA_VERSION
-    h5.attrs["schema_version"] = SCHEMA_VERSION
+    h5.attrs["encoding_version"] = version
+    h5.attrs["schema_version"] = version
+    if checksums:
+        h5.attrs[ROOT_ATTRIBUTE] = ALGORITHM
     h5.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     h5.attrs["mosaic_version"] = __version__
     h5.attrs["title"] = "mosaic retrieval trace"
@@ -144,7 +160,7 @@ def _write_contents(h5, data: TraceData) -> None:
     scales = {}
     for dim, values in _coordinate_values(data).items():
         dtype, long_name, description = COORDINATES[dim]
-        ds = _write_array(h5, dim, values, dtype)
+        ds = _write_array(h5, dim, values, dtype, checksum=checksums)
         ds.make_scale(dim)
         _describe(ds, long_name, "1" if dtype != "str" else "", description)
         scales[dim] = ds
@@ -152,21 +168,21 @@ def _write_contents(h5, data: TraceData) -> None:
     for name, description in GROUPS.items():
         grp = h5.create_group(name, track_order=True)
         grp.attrs["encoding_type"] = f"{ENCODING_TYPE}/{name}"
-        grp.attrs["encoding_version"] = SCHEMA_VERSION
+        grp.attrs["encoding_version"] = version
         grp.attrs["description"] = description
 
     for spec in ARRAYS:
-        ds = _write_array(h5, spec.path, getattr(data, spec.field), spec.dtype, compress=spec.compress)
+        ds = _write_array(h5, spec.path, getattr(data, spec.field), spec.dtype, compress=spec.compress, checksum=checksums)
         for axis, dim in enumerate(spec.dims):
             ds.dims[axis].attach_scale(scales[dim])
         _describe(ds, spec.long_name, spec.units, spec.description)
 
-    _write_schema_group(h5["schema"], data.schema, scales)
+    _write_schema_group(h5["schema"], data.schema, scales, checksums)
     for key, value in data.provenance.items():
         h5["provenance"].attrs[str(key)] = _flat_attribute(value)
 
 
-def _write_schema_group(grp, schema: AttributeSchema, scales) -> None:
+def _write_schema_group(grp, schema: AttributeSchema, scales, checksums: bool) -> None:
     """The schema as arrays (for readers without mosaic) and as JSON (for mosaic itself)."""
     grp.attrs["name"] = schema.name
     grp.attrs["json"] = schema.to_json()
@@ -180,13 +196,14 @@ def _write_schema_group(grp, schema: AttributeSchema, scales) -> None:
         "expert_family": ([schema.group(g).family for g, _ in schema.experts], "expert", "family of the expert"),
     }
     for name, (values, dim, description) in per_group.items():
-        ds = _write_array(grp, name, values, "str")
+        ds = _write_array(grp, name, values, "str", checksum=checksums)
         ds.dims[0].attach_scale(scales[dim])
         _describe(ds, name.replace("_", " "), "", description.capitalize() + ".")
-    counts = _write_array(grp, "group_n_states", [len(g.states) for g in schema.groups], "int32")
+    counts = _write_array(grp, "group_n_states", [len(g.states) for g in schema.groups], "int32", checksum=checksums)
     counts.dims[0].attach_scale(scales["group"])
     _describe(counts, "number of states", "1", "Number of states (and experts) of the group.")
-    codes = _write_array(grp, "expert_state_code", [schema.group(g).code(s) for g, s in schema.experts], "int16")
+    codes = _write_array(grp, "expert_state_code", [schema.group(g).code(s) for g, s in schema.experts], "int16",
+                         checksum=checksums)
     codes.dims[0].attach_scale(scales["expert"])
     _describe(codes, "state code of the expert", "1",
               "The state code (as in query_images/states) that switches this expert on under the oracle.")

@@ -142,6 +142,7 @@ def trace_checkpoint(
         checkpoint={
             "path": str(loaded.path),
             "sha256": loaded.sha256,
+            "verified": loaded.verified,  # the checkpoint's digests checked on loading (mosaic.train.checkpoint_digest)
             "step": loaded.step,
             "epoch": loaded.epoch,
             "finished": loaded.finished,

@@ -10,7 +10,10 @@ A checkpoint is a ``torch.save`` dict with ``format = "mosaic-checkpoint"`` and:
 * ``schema`` (dict) and ``schema_fingerprint``, ``num_classes``, ``class_pids`` (the dataset pid
   of each classifier row), ``best`` (the best evaluation so far), ``mosaic_version``;
 * ``state_shares``: per group, each state's share among the training identities (the fixed
-  gates, :mod:`mosaic.conditions.state_shares`); absent from checkpoints of older mosaic versions.
+  gates, :mod:`mosaic.conditions.state_shares`); absent from checkpoints of older mosaic versions;
+* ``tensor_digests``: the CRC-32 of every tensor above, and beside the file ``<name>.pt.sha256``,
+  its SHA-256 (:mod:`mosaic.train.checkpoint_digest`): every read verifies both, so a flipped bit
+  in the weights is refused naming the tensor instead of being trained on or traced.
 
 Files are written through :func:`mosaic.core.fileio.atomic_path`, so an interruption while saving
 leaves the previous checkpoint intact. Loading uses ``weights_only=True``: only tensors and plain
@@ -103,13 +106,17 @@ def save_checkpoint(path: str | Path, payload: Mapping[str, Any], *, fix: str = 
     """
     from mosaic import __version__
 
+    from mosaic.train.checkpoint_digest import DIGESTS_KEY, tensor_digests, write_sidecar
+
     data = {"format": FORMAT, "format_version": FORMAT_VERSION, "mosaic_version": __version__, **payload}
+    data[DIGESTS_KEY] = tensor_digests(data)
     path = Path(path)
     with atomic_path(path, create_parent=True, fix=fix) as tmp:
         # into a Python file, not a path: torch's own file writer reports a full disk as a bare
         # "unexpected pos" RuntimeError, while through Python the OSError that says why is kept
         with open(tmp, "wb") as handle:
             torch.save(data, handle)
+    write_sidecar(path, fix=fix)
     return path
 
 
@@ -134,7 +141,18 @@ def checkpoint_bytes(model: torch.nn.Module) -> int:
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The raw checkpoint dict; bad files raise :class:`MosaicError` naming the problem."""
+    """The raw checkpoint dict, verified against its digests; bad files raise :class:`MosaicError` naming the problem."""
+    return read_verified_checkpoint(path, map_location)[0]
+
+
+def read_verified_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], str, str]:
+    """The checkpoint dict, the SHA-256 of its file and what was verified (:func:`~mosaic.train.checkpoint_digest.verify_checkpoint`).
+
+    A tensor that fails its digest, or a file that fails the SHA-256 recorded beside it, is one
+    :class:`MosaicError` line naming the file and the tensor.
+    """
+    from mosaic.train.checkpoint_digest import verify_checkpoint
+
     path = Path(path)
     if path.is_dir():
         candidate = path / "checkpoints" / "last.pt"
@@ -160,7 +178,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"checkpoint {path} has format version {data['format_version']}, newer than this mosaic "
             f"(reads up to {FORMAT_VERSION}): upgrade mosaic"
         )
-    return data
+    sha256 = sha256_file(path)
+    verified = verify_checkpoint(path, data, sha256)
+    return data, sha256, verified
 
 
 def check_compatible(
@@ -205,6 +225,7 @@ class LoadedCheckpoint:
     class_pids: tuple[int, ...]
     finished: bool
     best: dict[str, Any] | None
+    verified: str = "none"  # the digests checked on loading: "sha256 and tensor crc32", or "none" (an older file)
 
 
 def load_checkpoint(
@@ -225,7 +246,7 @@ def load_checkpoint(
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoints" / "last.pt"
-    data = read_checkpoint(path, map_location)
+    data, sha256, verified = read_verified_checkpoint(path, map_location)
     check_compatible(data, path, schema=schema, backbone=backbone)
     ckpt_schema = AttributeSchema.from_dict(data["schema"])
     config = TrainConfig.from_dict(data["config"])
@@ -249,10 +270,11 @@ def load_checkpoint(
         schema=ckpt_schema,
         step=int(data["step"]),
         epoch=int(data["epoch"]),
-        sha256=sha256_file(path),
+        sha256=sha256,
         path=path,
         num_classes=int(data["num_classes"]),
         class_pids=tuple(int(p) for p in data["class_pids"]),
         finished=bool(data.get("finished", False)),
         best=data.get("best"),
+        verified=verified,
     )

@@ -162,6 +162,13 @@ class RunConfig:
     threads: int | None = None  # torch intra-op threads on the CPU; None = torch's default
     cache_on_device: bool | None = None  # keep the uint8 image cache on the GPU; None = yes on CUDA
     find_unused_parameters: bool = False  # DistributedDataParallel option
+    # signals that checkpoint and stop the run at the next step (mosaic.train.interrupt; docs/cluster.md)
+    stop_signals: tuple[str, ...] = ("SIGINT", "SIGTERM", "SIGUSR1")
+
+    def __post_init__(self) -> None:
+        from mosaic.core.signals import to_signals
+
+        self.stop_signals = tuple(s.name for s in to_signals(self.stop_signals))
 
 
 def _model_config_class() -> type:

@@ -383,7 +383,7 @@ class Trainer:
         self._window_start, self._window_time = self.step - len(self._window), time.perf_counter()
         evaluated_at = -1
         self.model.train()
-        with StopFlag(announce=self.main) as stop:
+        with StopFlag(announce=self.main, signals=cfg.run.stop_signals) as stop:
             self._stop = stop
             try:
                 while self.step < end:
@@ -405,7 +405,7 @@ class Trainer:
                                 self.save(best=is_best)
                         if self._stop_requested(at_sync_point=self.step % cfg.run.log_every == 0):
                             path = self.save()
-                            raise TrainingInterrupted(self.step, path, self.paths.root)
+                            raise TrainingInterrupted(self.step, path, self.paths.root, stop.signal)
                         if self.step >= end:
                             break
                 finished = self.step >= self.total_steps

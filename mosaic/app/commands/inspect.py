@@ -31,6 +31,10 @@ def _print_summary(summary: dict[str, Any], *, max_conditions: int | None) -> No
     console.print(f"[bold]{summary['path']}[/bold]  mosaic trace schema {summary['schema_version']}, "
                   f"written by mosaic {summary['mosaic_version']} at {summary['created']}")
     console.print(f"sha256 {summary['sha256']}  ({summary['size_bytes'] / 2**20:.1f} MiB)")
+    if summary.get("checksums"):
+        console.print(f"checksums: {summary['checksums']} on every dataset (verified by --check and by every read)")
+    else:
+        console.print("checksums: no checksums (written before trace schema 1.2.0): corruption cannot be detected")
     console.print(
         "dimensions: " + ", ".join(f"{k}={v}" for k, v in sizes.items())
         + f"  (valid queries: {summary['n_valid_queries']} of {sizes.get('query', 0)})"
@@ -135,7 +139,9 @@ def _check(path: Path, *, as_json: bool) -> None:
         for violation in violations:
             typer.echo(str(violation))
         if not violations:
-            typer.echo(f"{path}: every value rule holds ({len(VALUE_RULES)} rules, shapes and labels)")
+            checksums = api.inspect(path)["checksums"]
+            typer.echo(f"{path}: every value rule holds ({len(VALUE_RULES)} rules, shapes and labels); "
+                       + (f"every dataset matches its {checksums} checksum" if checksums else "no checksums (written before trace schema 1.2.0)"))
     if violations:
         rules = sorted({v.rule.name for v in violations})
         raise MosaicError(

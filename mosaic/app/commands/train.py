@@ -37,8 +37,9 @@ Run folder (--out, default runs/<config name>):
   RUN/images/                decoded-image cache (reused by later runs on the same images)
 
 \b
-Exit codes: 0 done; 2 bad input (config, data, checkpoint); 3 the loss became NaN/inf (the
-last good checkpoint is kept); 130 Ctrl-C (a checkpoint was written; resume with --resume RUN).
+Exit codes: 0 done; 2 bad input (config, data, checkpoint, a run folder in use); 3 the loss
+became NaN/inf (the last good checkpoint is kept); 130 Ctrl-C, 143 SIGTERM, 138 SIGUSR1
+(run.stop_signals: a checkpoint was written; resume with --resume RUN; docs/cluster.md).
 With several processes (torchrun) P x K is per process and only rank 0 writes files.
 """
 
@@ -73,8 +74,8 @@ def train_command(
 ) -> None:
     from mosaic import api
 
-    # Ctrl-C raises TrainingInterrupted (a MosaicError with exit status 130) after the checkpoint
-    # is written; the CLI prints its one line with the resume command.
+    # A stop signal raises TrainingInterrupted (a MosaicError with exit status 128 + the signal)
+    # after the checkpoint is written; the CLI prints its one line with the resume command.
     result = api.train(config, out, resume=resume, overrides=overrides or (), stop_at=stop_at, progress=progress)
     if result.is_main:
         typer.echo(result.summary())
