@@ -89,43 +89,47 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _trainer(cfg, model, device: torch.device, size: dict[str, Any], p: int, k: int, compiled, seed: int = 0):
-    """A :class:`Trainer` holding random images, so that its real ``train_step`` is what is timed."""
+def _train_step(cfg, model, device: torch.device, size: dict[str, Any], p: int, k: int, *, compile: bool = False,
+                cuda_graphs: bool = False, forward_model=None, seed: int = 0):
+    """The real training step (:class:`mosaic.train.step.TrainStep`, what ``Trainer.train_step`` runs) over
+    random images, and a P x K sampler over them."""
     from mosaic.model import normalize_images
     from mosaic.conditions.state_shares import training_state_shares
     from mosaic.train.augment import BatchAugment
-    from mosaic.train.loop import Trainer, _autocast_factory
+    from mosaic.train.loop import _autocast_factory
     from mosaic.train.losses import ReIDLoss
     from mosaic.train.optim import build_optimizer, build_scheduler
     from mosaic.train.sampler import PKSampler
+    from mosaic.train.step import TrainStep, check_training_states
 
     cfg.sampler.p, cfg.sampler.k = p, k
     g = torch.Generator().manual_seed(seed)
     h, w = size["img_size"]
     labels = np.arange(size["n_images"]) % size["n_ids"]
-    trainer = Trainer.__new__(Trainer)  # no dataset: everything train_step reads is set here
-    trainer.config, trainer.device, trainer.image_device = cfg, device, device
-    trainer.model, trainer.forward_model = model, compiled
-    trainer.train_images = torch.randint(0, 256, (size["n_images"], 3, h, w), generator=g, dtype=torch.uint8).to(device)
-    trainer.train_labels = torch.from_numpy(labels).to(device)
-    states = _random_states(_schema(), size["n_images"], g)
+    schema = _schema()
+    images = torch.randint(0, 256, (size["n_images"], 3, h, w), generator=g, dtype=torch.uint8)
+    states = _random_states(schema, size["n_images"], g)
     # the recipe routes some groups by their fixed gates, which come from the training identities' states
-    model.set_state_shares(training_state_shares(states.numpy(), labels, _schema()))
-    trainer.train_states = states.to(device)
-    trainer.augment = BatchAugment(cfg.augment, normalize=lambda x: normalize_images(x, model))
-    trainer.augment_generator = torch.Generator().manual_seed(seed + 1)
-    trainer.autocast = _autocast_factory(device, True)
-    trainer.loss_fn = ReIDLoss(cfg.loss)
-    trainer.optimizer = build_optimizer(model, cfg.optim)
-    trainer.scheduler, _ = build_scheduler(trainer.optimizer, cfg.optim, steps_per_epoch=100)
-    sampler = PKSampler(labels, p, k, seed=seed)
-    return trainer, sampler
+    model.set_state_shares(training_state_shares(states.numpy(), labels, schema))
+    check_training_states(states.numpy(), [len(gr.states) for gr in schema.groups], cfg.routing, True)
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler, _ = build_scheduler(optimizer, cfg.optim, steps_per_epoch=100)
+    step = TrainStep(
+        model=model, forward_model=forward_model or model, loss_fn=ReIDLoss(cfg.loss),
+        augment=BatchAugment(cfg.augment, normalize=lambda x: normalize_images(x, model)),
+        optimizer=optimizer, scheduler=scheduler, routing=cfg.routing, generator=torch.Generator().manual_seed(seed + 1),
+        images=images.to(device),
+        labels=torch.from_numpy(labels).to(device), states=states.to(device), device=device,
+        autocast=_autocast_factory(device, True), clip_grad_norm=cfg.optim.clip_grad_norm,
+        compile=compile, cuda_graphs=cuda_graphs, fullgraph=forward_model is None,
+    )
+    return step, PKSampler(labels, p, k, seed=seed)
 
 
-def _time_training(trainer, sampler, device: torch.device, warmup: int, steps: int) -> dict[str, float]:
+def _time_training(train_step, sampler, device: torch.device, warmup: int, steps: int) -> dict[str, float]:
     batches = sampler.epoch_batches(0)
     take = iter(range(10**9))
-    step = lambda: trainer.train_step(batches[next(take) % len(batches)])  # noqa: E731
+    step = lambda: train_step(batches[next(take) % len(batches)])  # noqa: E731
     start = time.perf_counter()
     for _ in range(warmup):  # allocations, autotuning and, when compiled, the compilation
         step()
@@ -164,7 +168,7 @@ def check_train(size: dict[str, Any], device: torch.device, compile_modes: tuple
                 if budget():
                     rows.append({**row, "skipped": "time budget spent"})
                     continue
-                trainer, sampler = _trainer(cfg, model, device, size, p, k, forward)
+                trainer, sampler = _train_step(cfg, model, device, size, p, k, compile=compiled)
                 try:
                     row.update(_time_training(trainer, sampler, device, size["warmup"], size["steps"]))
                 except torch.OutOfMemoryError:
@@ -260,7 +264,7 @@ def _ddp_worker(rank: int, world: int, port: int, backend: str, size: dict[str, 
         model = build_model(cfg.model, _schema(), num_classes=size["n_ids"]).to(device).train()
         wrapped = DistributedDataParallel(model, device_ids=[rank] if device.type == "cuda" else None)
         p, k = size["pk"][0]
-        trainer, sampler = _trainer(cfg, model, device, size, p, k, wrapped, seed=rank)
+        trainer, sampler = _train_step(cfg, model, device, size, p, k, forward_model=wrapped, seed=rank)
         row = _time_training(trainer, sampler, device, size["warmup"], size["steps"])
         results[rank] = row
     finally:

@@ -62,17 +62,28 @@ def parameter_groups(model: nn.Module, config: OptimConfig) -> list[dict]:
     return list(groups.values())
 
 
+def adam_kernel(groups: list[dict]) -> dict[str, bool]:
+    """How Adam updates: one fused kernel per step when every parameter is on CUDA (about 150
+    fewer launches than the foreach kernels, and its step counters stay on the device), else
+    PyTorch's default (foreach on accelerators, a loop on the CPU)."""
+    params = [p for group in groups for p in group["params"]]
+    return {"fused": True} if params and all(p.device.type == "cuda" for p in params) else {}
+
+
 OPTIMIZERS: dict[str, Callable[[list[dict], OptimConfig], torch.optim.Optimizer]] = {
     # decoupled weight decay (Loshchilov & Hutter)
-    "adamw": lambda groups, cfg: torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas)),
+    "adamw": lambda groups, cfg: torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), **adam_kernel(groups)),
     # L2 added to the gradient, as CLIP-ReID's Adam; at lr 5e-6 and decay 1e-4 the two barely differ
-    "adam": lambda groups, cfg: torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas)),
+    "adam": lambda groups, cfg: torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas), **adam_kernel(groups)),
     "sgd": lambda groups, cfg: torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=False),
 }
 
 
 def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
-    """The optimiser over :func:`parameter_groups`; the scheduler scales every group's rate alike."""
+    """The optimiser over :func:`parameter_groups`; the scheduler scales every group's rate alike.
+
+    Build it after the model is on its device: Adam is fused when every parameter is on CUDA.
+    """
     return OPTIMIZERS[config.name](parameter_groups(model, config), config)
 
 
