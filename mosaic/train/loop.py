@@ -146,8 +146,7 @@ class Trainer:
         self.train_labels = torch.from_numpy(labels).to(self.image_device)
         states = train[list(self.schema.group_names)].to_numpy(dtype=np.int64, copy=True)
         # checked once here, so the step never reads a device value to check it
-        check_training_states(states, [len(g.states) for g in self.schema.groups], config.routing,
-                              model.state_shares is not None)
+        check_training_states(model, states, config.routing)
         self.train_states = torch.from_numpy(states).to(self.image_device)
         self._eval_sets: dict[str, EvalSet] = {}
 

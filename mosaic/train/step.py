@@ -80,13 +80,13 @@ def route_training_states(routing: RoutingConfig, states: torch.Tensor, generato
     return apply_routing(routing, states, _to_device(draws, states.device))
 
 
-def check_training_states(states: np.ndarray, n_states, routing: RoutingConfig, has_fixed_gates: bool) -> None:
-    """Check the training set's state codes once, on the host, so the step never has to.
+def check_training_states(model, states: np.ndarray, routing: RoutingConfig) -> None:
+    """Check the training set's state codes ``(N, G)`` once, on the host, so the step never has to.
 
     Codes lie in ``[-1, n_states)`` per group (``-1`` = missing); the fixed routings of
     ``routing.fixed_prob`` need the model's fixed gates (the training identities' state shares).
     """
-    n_states = np.asarray(n_states, dtype=np.int64)
+    n_states = np.array([len(g.states) for g in model.schema.groups], dtype=np.int64)
     bad = (states < MISSING) | (states >= n_states[None, :])
     if bad.any():
         row, group = np.argwhere(bad)[0]
@@ -94,7 +94,7 @@ def check_training_states(states: np.ndarray, n_states, routing: RoutingConfig, 
             f"training image {row} has state code {int(states[row, group])} in group {group}, outside "
             f"[-1, {int(n_states[group])}): check that the data's attributes match the model's schema"
         )
-    if routing.fixed_prob and not has_fixed_gates:
+    if routing.fixed_prob and model.state_shares is None:
         raise MosaicError("routing.fixed_prob routes by fixed gates but the model has none: set its state shares first")
 
 
