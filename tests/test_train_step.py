@@ -54,8 +54,9 @@ def test_the_sync_count_sees_a_scalar_read_in_the_step(fused_step, monkeypatch):
         return terms
 
     monkeypatch.setattr(step, "loss_fn", reads_a_value)
+    host = step.draw(batches[2])
     with count_syncs() as syncs:
-        step.run(step.draw(batches[2]))
+        step.run(host)
     assert len(syncs.events) == 1 and "_local_scalar_dense" in syncs.events[0][0]
 
 
@@ -96,8 +97,11 @@ def test_training_states_are_checked_once_before_the_loop():
     states = step.states.numpy().copy()
     check_training_states(step.model, states, RoutingConfig(fixed_prob=0.1))
     states[5, 2] = 99
-    with pytest.raises(MosaicError, match="training image 5 has state code 99 in group 2"):
+    with pytest.raises(MosaicError, match="state codes out of range for schema 'market1501'"):
         check_training_states(step.model, states, RoutingConfig())
+    step.model.routers["oracle"].fixed_gates.fill_(float("nan"))  # a model without state shares
+    with pytest.raises(MosaicError, match="routing.fixed_prob routes by fixed gates but the model has none"):
+        check_training_states(step.model, step.states.numpy(), RoutingConfig(fixed_prob=0.1))
 
 
 # ----------------------------------------------------------------------------- on a GPU

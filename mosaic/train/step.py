@@ -81,20 +81,11 @@ def route_training_states(routing: RoutingConfig, states: torch.Tensor, generato
 
 
 def check_training_states(model, states: np.ndarray, routing: RoutingConfig) -> None:
-    """Check the training set's state codes ``(N, G)`` once, on the host, so the step never has to.
-
-    Codes lie in ``[-1, n_states)`` per group (``-1`` = missing); the fixed routings of
-    ``routing.fixed_prob`` need the model's fixed gates (the training identities' state shares).
-    """
-    n_states = np.array([len(g.states) for g in model.schema.groups], dtype=np.int64)
-    bad = (states < MISSING) | (states >= n_states[None, :])
-    if bad.any():
-        row, group = np.argwhere(bad)[0]
-        raise MosaicError(
-            f"training image {row} has state code {int(states[row, group])} in group {group}, outside "
-            f"[-1, {int(n_states[group])}): check that the data's attributes match the model's schema"
-        )
-    if routing.fixed_prob and model.state_shares is None:
+    """Check the training set's state codes ``(N, G)`` once, on the host, so the step never has to:
+    the oracle router's range check (:meth:`~mosaic.model.routers.OracleRouter.check_codes`), and
+    the fixed gates that ``routing.fixed_prob`` routes by (the training identities' state shares)."""
+    model.routers["oracle"].check_codes(states)
+    if routing.fixed_prob and not model.routers["oracle"].has_fixed_gates:
         raise MosaicError("routing.fixed_prob routes by fixed gates but the model has none: set its state shares first")
 
 
@@ -206,7 +197,8 @@ class TrainStep:
         """Routing, forward and loss: the part that is compiled. Returns the total and the parts."""
         routed = apply_routing(self.routing, states, RoutingDraws(groups, all_off))
         with self.autocast():
-            output = self.forward_model(x, routed, router="oracle")
+            # the codes were checked once (check_training_states), so routing reads nothing back
+            output = self.forward_model(x, routed, router="oracle", check_codes=False)
         terms = self.loss_fn(output, labels, states)  # the router heads learn the true states
         zero = terms.total.detach() * 0
         parts = torch.stack([terms.total.detach()] + [terms.parts.get(n, zero) for n in LOSS_PARTS[1:]])
