@@ -102,12 +102,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     rates = {"model (train step)": batch_size / _timed(timed_step("eager"), args.steps)}
     if args.compile:
         start = time.perf_counter()
-        compile_step = timed_step("compiled")
+        compile_step, eager_step = timed_step("compiled"), timed_step("eager")
         compile_step(), compile_step()  # compiles
         print(f"compiling the step took {time.perf_counter() - start:.0f} s")
-        rates["model, compiled"] = batch_size / _timed(compile_step, args.steps)
-        # eager again, after the compiled row: the ratio must not be the machine's load changing
-        rates["model (train step), again"] = batch_size / _timed(timed_step("eager"), args.steps)
+        # alternate short rounds, so that a change of the machine's load hits both alike
+        rounds = [(_timed(eager_step, max(1, args.steps // 5)), _timed(compile_step, max(1, args.steps // 5)))
+                  for _ in range(5)]
+        ratios = sorted(e / c for e, c in rounds)
+        rates["model, compiled"] = batch_size / float(np.median([c for _, c in rounds]))
+        rates["model, eager (alternating)"] = batch_size / float(np.median([e for e, _ in rounds]))
     rates["pipeline (batch-wise)"] = batch_size / _timed(pipeline_step, args.steps * 5)
     rates["per-image torchvision"] = batch_size / _timed(per_image_step, args.steps)
     print(f"training throughput, {cfg.model.backbone} {h}x{w}, batch {cfg.sampler.p}x{cfg.sampler.k}, {args.threads} threads")
@@ -115,8 +118,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for name, rate in rates.items():
         print(f"{name:24s} {rate:10.0f} {rate / rates['model (train step)']:9.1f}")
     if args.compile:
-        eager = (rates["model (train step)"] + rates["model (train step), again"]) / 2
-        print(f"compiled step: {rates['model, compiled'] / eager:.2f}x the eager step (mean of the eager runs around it)")
+        print(f"compiled step: {ratios[2]:.2f}x the eager step (median of 5 alternating rounds; "
+              f"range {ratios[0]:.2f}-{ratios[-1]:.2f})")
     ratio = rates["pipeline (batch-wise)"] / rates["model (train step)"]
     print(f"pipeline supplies {ratio:.1f}x what the model consumes (must be >= 5); "
           f"batch-wise is {rates['pipeline (batch-wise)'] / rates['per-image torchvision']:.1f}x the per-image pipeline")

@@ -167,13 +167,6 @@ def check_trace(size: dict[str, Any], device: torch.device, rows, budget: Callab
     return out
 
 
-def check_sharded_trace(device: torch.device) -> dict[str, Any]:
-    """The conditions over every visible GPU, when there are several (not wired in yet: see benchmarks/README.md)."""
-    if device.type != "cuda" or torch.cuda.device_count() < 2:
-        return {"skipped": "one GPU visible" if device.type == "cuda" else "needs several GPUs"}
-    return {"skipped": "several GPUs visible, but gpu_check does not run the sharded trace yet"}
-
-
 def check_parity(size: dict[str, Any], device: torch.device) -> dict[str, Any]:
     from mosaic.model import build_model
 
@@ -197,11 +190,11 @@ def check_parity(size: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {"max_abs_diff": float((cpu - gpu).abs().max()), "max_abs_value": float(cpu.abs().max()), "dtype": "float32"}
 
 
-def _ddp_worker(rank: int, world: int, port: int, backend: str, size: dict[str, Any], results) -> None:
+def _worker(rank: int, world: int, port: int, backend: str, job: str, size: dict[str, Any], results) -> None:
+    """One process of a multi-process check: ``job`` is ``ddp`` (training) or ``trace`` (sharded trace)."""
     import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
 
-    from mosaic.model import build_model
+    from mosaic.train.distributed import DistContext
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group(backend, rank=rank, world_size=world)
@@ -209,19 +202,52 @@ def _ddp_worker(rank: int, world: int, port: int, backend: str, size: dict[str, 
         device = torch.device("cuda", rank) if backend == "nccl" else torch.device("cpu")
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        cfg = recipe(size, "experts")
-        torch.manual_seed(0)
-        model = build_model(cfg.model, market_schema(), num_classes=size["n_ids"]).to(device).train()
-        wrapped = DistributedDataParallel(model, device_ids=[rank] if device.type == "cuda" else None)
-        p, k = size["pk"][0]
-        step, sampler = train_step(cfg, model, device, size, p, k, forward_model=wrapped, seed=rank)
-        row = time_training(step, sampler, device, size["warmup"], size["steps"])
-        results[rank] = row
+        if job == "ddp":
+            results[rank] = _ddp_rank(rank, device, size)
+        else:
+            results[rank] = _sharded_trace_rank(DistContext(rank, world, rank, device), size)
     finally:
         dist.destroy_process_group()
 
 
-def check_ddp(size: dict[str, Any], device: torch.device, smoke: bool) -> dict[str, Any]:
+def _ddp_rank(rank: int, device: torch.device, size: dict[str, Any]) -> dict[str, Any]:
+    from torch.nn.parallel import DistributedDataParallel
+
+    from mosaic.model import build_model
+
+    cfg = recipe(size, "experts")
+    torch.manual_seed(0)
+    model = build_model(cfg.model, market_schema(), num_classes=size["n_ids"]).to(device).train()
+    wrapped = DistributedDataParallel(model, device_ids=[rank] if device.type == "cuda" else None)
+    p, k = size["pk"][0]
+    step, sampler = train_step(cfg, model, device, size, p, k, forward_model=wrapped, seed=rank)
+    return time_training(step, sampler, device, size["warmup"], size["steps"])
+
+
+def _sharded_trace_rank(dist, size: dict[str, Any]) -> dict[str, Any]:
+    """The target trace row with its conditions shared out over the ranks (``trace_model(dist=...)``)."""
+    import torch.distributed
+
+    from mosaic.tracing.engine import trace_model
+    from mosaic.tracing.settings import TraceSettings
+
+    model, query, gallery, conditions = _trace_problem(size, dist.device)
+    row = next(r for r in TRACE_ROWS if r.get("target"))
+    settings = TraceSettings(progress=False, batch_size=256 if dist.device.type == "cuda" else 32, **row["settings"])
+    torch.distributed.barrier()
+    start = time.perf_counter()
+    trace = trace_model(model, query, gallery, conditions, settings, device=dist.device, dist=dist)
+    synchronize(dist.device)
+    seconds = time.perf_counter() - start
+    out = {"seconds": seconds, "rank": dist.rank}
+    if trace is not None:  # rank 0 holds the gathered trace
+        out.update(name=row["name"], conditions=len(trace.condition_name), mAP_mean=float(np.mean(trace.mAP)))
+    return out
+
+
+def _spawn(job: str, size: dict[str, Any], device: torch.device, smoke: bool) -> tuple[list[dict], str] | str:
+    """Run ``job`` on every visible GPU (NCCL), or in ``--smoke`` on two CPU processes (gloo);
+    the per-rank results, or why it was skipped."""
     import torch.multiprocessing as mp
 
     if device.type == "cuda" and torch.cuda.device_count() > 1:
@@ -229,15 +255,32 @@ def check_ddp(size: dict[str, Any], device: torch.device, smoke: bool) -> dict[s
     elif smoke:
         world, backend = 2, "gloo"  # the same code path on two CPU processes
     else:
-        return {"skipped": "one GPU visible"}
+        return "one GPU visible"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     results = mp.get_context("spawn").Manager().dict()
-    mp.start_processes(_ddp_worker, args=(world, port, backend, size, results), nprocs=world, join=True, start_method="spawn")
-    rows = [results[r] for r in range(world)]
-    return {"backend": backend, "world_size": world, "pk_per_rank": "{}x{}".format(*size["pk"][0]),
+    mp.start_processes(_worker, args=(world, port, backend, job, size, results), nprocs=world, join=True, start_method="spawn")
+    return [results[r] for r in range(world)], backend
+
+
+def check_ddp(size: dict[str, Any], device: torch.device, smoke: bool) -> dict[str, Any]:
+    spawned = _spawn("ddp", size, device, smoke)
+    if isinstance(spawned, str):
+        return {"skipped": spawned}
+    rows, backend = spawned
+    return {"backend": backend, "world_size": len(rows), "pk_per_rank": "{}x{}".format(*size["pk"][0]),
             "images_per_s": sum(r["images_per_s"] for r in rows), "per_rank": rows}
+
+
+def check_sharded_trace(size: dict[str, Any], device: torch.device, smoke: bool) -> dict[str, Any]:
+    """The target trace row over every visible GPU: wall time of the slowest rank, gather included."""
+    spawned = _spawn("trace", size, device, smoke)
+    if isinstance(spawned, str):
+        return {"skipped": spawned}
+    rows, backend = spawned
+    return {"backend": backend, "world_size": len(rows), **rows[0], "seconds": max(r["seconds"] for r in rows),
+            "per_rank_seconds": [r["seconds"] for r in rows]}
 
 
 # ----------------------------------------------------------------------------- report
@@ -293,7 +336,8 @@ def format_table(result: dict[str, Any]) -> str:
         else:
             lines.append(f"trace {r['name']}: skipped: {r['skipped']}")
     sharded = result.get("trace_sharded", {})
-    lines.append("sharded trace: " + (f"{sharded['seconds']:.1f} s" if "seconds" in sharded else f"skipped: {sharded.get('skipped')}"))
+    lines.append("sharded trace: " + (f"{sharded['backend']} x{sharded['world_size']}, {sharded['conditions']} conditions: "
+                                      f"{sharded['seconds']:.1f} s" if "seconds" in sharded else f"skipped: {sharded.get('skipped')}"))
     parity = result.get("parity", {})
     lines.append("parity: " + (f"fp32 CPU vs CUDA max |diff| {parity['max_abs_diff']:.2e} (values up to {parity['max_abs_value']:.1f})"
                                if "max_abs_diff" in parity else f"skipped: {parity.get('skipped')}"))
@@ -352,11 +396,11 @@ def run(smoke: bool, device: torch.device, budget_s: float, modes: tuple[str, ..
     result["train"].sort(key=lambda r: [(a, m, "{}x{}".format(*size["pk"][i])) for a, m, i in TRAIN_ROWS].index(
         (r["adapter"], r["mode"], r["pk"])))
     result["trace"].sort(key=lambda r: [t["name"] for t in TRACE_ROWS].index(r["name"]))
-    result["trace_sharded"] = check_sharded_trace(device)
-    if not ddp:
-        result["ddp"] = {"skipped": "--no-ddp"}
-    else:
-        result["ddp"] = check_ddp(size, device, smoke) if not over() else {"skipped": "time budget spent"}
+    for name, check in (("trace_sharded", check_sharded_trace), ("ddp", check_ddp)):
+        if not ddp:
+            result[name] = {"skipped": "--no-ddp"}
+        else:
+            result[name] = check(size, device, smoke) if not over() else {"skipped": "time budget spent"}
     result["seconds"] = time.perf_counter() - start
     result["targets"] = verdicts(result)
     return result
@@ -371,7 +415,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--budget-s", type=float, default=480.0, help="skip what is left after this many seconds")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurements")
-    parser.add_argument("--no-ddp", action="store_true", help="skip the multi-process check")
+    parser.add_argument("--no-ddp", action="store_true", help="skip the multi-process checks (DDP, sharded trace)")
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() and not args.smoke else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -28,7 +28,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "full": dict(backbone="clip_vit_b16", img_size=(256, 128), pk=((16, 4), (32, 4)), n_ids=751, n_images=4096,
                  warmup=6, steps=25, n_query=3368, n_gallery=15913, n_conditions=40, parity_batch=8),
     "smoke": dict(backbone="vit_micro", img_size=(128, 64), pk=((4, 2), (8, 2)), n_ids=32, n_images=128,
-                  warmup=1, steps=2, n_query=24, n_gallery=96, n_conditions=4, parity_batch=2),
+                  warmup=1, steps=2, n_query=24, n_gallery=96, n_conditions=2, parity_batch=2),
 }
 
 # mode -> (run.compile, run.cuda_graphs)
