@@ -156,7 +156,7 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     out: str | None = None  # run directory; None = runs/<config file stem>
     amp: bool = True  # bf16 autocast on CUDA; CPU runs always use fp32
-    compile: bool = False  # torch.compile the step's routing, forward pass and loss as one graph
+    compile: bool = False  # torch.compile the step's routing, forward pass and loss as one graph (pays on CUDA)
     cuda_graphs: bool = False  # with compile on CUDA: capture that graph as CUDA graphs ("reduce-overhead")
     log_every: int = 20  # steps between metrics.jsonl loss lines
     checkpoint_every: int = 1  # epochs between checkpoints/last.pt writes (and at the end)

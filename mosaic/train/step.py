@@ -110,7 +110,8 @@ class TrainStep:
         The model, and the module the step calls (``model`` itself or its DistributedDataParallel wrapper).
     images, labels, states:
         The training set: uint8 ``(N, 3, H, W)`` images, class labels ``(N,)`` and state codes
-        ``(N, G)``, all on ``image_device`` (checked once by :func:`check_training_states`).
+        ``(N, G)`` (checked once by :func:`check_training_states`), on one device: the training
+        device, or the CPU when the image cache stays there (each batch is then copied over).
     compile, cuda_graphs, fullgraph:
         Compile routing, forward and loss into one graph; capture it as CUDA graphs (CUDA only);
         insist on one graph (false under DistributedDataParallel, whose compiler splits the graph
