@@ -152,4 +152,4 @@ def test_the_compiled_step_trains_like_the_eager_one(cuda_graphs):
     eager, batches = make_step("cuda")
     compiled, _ = make_step("cuda", compile=True, cuda_graphs=cuda_graphs)
     for i in range(3):
-        torch.testing.assert_close(compiled(batches[i]), eager(batches[i]), rtol=2e-2, atol=2e-2)  # bf16 autocast
+        torch.testing.assert_close(compiled(batches[i]), eager(batches[i]), rtol=5e-2, atol=5e-2)  # bf16 autocast
