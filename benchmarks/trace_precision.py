@@ -79,8 +79,11 @@ def compare_traces(reference, other, n_resamples: int = 1000, seed: int = 0) -> 
     groups = []
     for key, (delta, se) in ref_d.items():
         moved = other_d[key][0] - delta
+        # a Δ that is exactly zero in every resample (a group the condition leaves as it was) has
+        # no SE; it counts as unmoved when it stays zero
+        ratio = abs(moved) / se if se > 0 else (0.0 if moved == 0 else float("inf"))
         groups.append({"kind": key[0], "group": key[1], "delta_fp32": delta, "delta_other": other_d[key][0],
-                       "shift": moved, "se": se, "shift_over_se": abs(moved) / se if se > 0 else float("inf") * (moved != 0)})
+                       "shift": moved, "se": se, "shift_over_se": ratio})
     ref_rank, other_rank = consensus_ranking(ref_d), consensus_ranking(other_d)
     return {
         "conditions": list(reference.condition_name),
