@@ -155,7 +155,8 @@ def trace_model(
         # here once, and the segments later conditions will reuse are known
         keys = [[] if c.by_code else segment_keys(model, c, condition_codes(model, c, states, pids, is_query, fill)[0],
                                                     [(0, Q), (Q, len(pids))], settings.reuse) for c in conditions]
-        mine = shard_conditions(keys, world, (Q, len(pids) - Q))[dist.rank] if world > 1 else list(range(C))
+        shares = shard_conditions(keys, world, (Q, len(pids) - Q))
+        mine = shares[dist.rank] if world > 1 else list(range(C))
         reuse = FeatureReuse([keys[c] for c in mine]) if settings.reuse else None
         outcomes = {}
         with _progress(len(mine) * cache.n, "conditions", settings.progress) as bar:
@@ -174,6 +175,8 @@ def trace_model(
                                      trunk_cache=cache_info)
     provenance.setdefault("precision", settings.precision)
     provenance.setdefault("world_size", world)
+    if world > 1:
+        provenance.setdefault("condition_rank", {conditions[c].name: r for r, share in enumerate(shares) for c in share})
     provenance.setdefault("head_rows", {conditions[c].name: outcomes[c]["computed_rows"] for c in range(C)})
     return TraceData(
         schema=schema,
