@@ -21,9 +21,10 @@ do not depend on the weights), under the shipped recipe of ``mosaic/configs/mark
 * **trace**: :func:`mosaic.tracing.engine.trace_model` on a Market-sized synthetic set (3,368
   queries x 15,913 gallery images, random pixels and attribute states), trunk computed once, then
   every condition's head, distances and metrics, once per row of :data:`TRACE_ROWS` (a precision,
-  with or without reuse of known results; 40 conditions, or a sample of every kind for the slow
-  fp32 rows);
-* **sharded trace**: the conditions spread over every visible GPU, when there are several;
+  with or without reuse of known results; 40 conditions, or a sample of every kind for the slower
+  TF32 and fp32 rows);
+* **sharded trace**: the bf16 trace with reuse over every visible GPU, when there are several (in
+  ``--smoke``: gloo over two CPU processes);
 * **parity**: one fp32 forward pass on the CPU and on CUDA (TF32 off), max absolute difference;
 * **ddp**: NCCL DistributedDataParallel over every visible GPU when there is more than one
   (in ``--smoke``: gloo over two CPU processes), training images/s summed over ranks.
@@ -58,17 +59,26 @@ TARGETS = {"train_images_per_s_bf16": 3000.0, "trace_40_conditions_s": 20.0}
 
 # One trace per row, in this order (the time budget drops the last ones). ``settings`` are
 # TraceSettings fields; a row whose fields this mosaic's TraceSettings lacks is reported as
-# skipped, naming them. ``tf32``: TF32 matmuls allowed globally (the way to get TF32 without a
-# setting). ``conditions``: how many of the 40, sampled across every kind (see _sample).
+# skipped, naming them. ``conditions``: how many of the 40, sampled across every kind (see _sample).
 TRACE_ROWS: tuple[dict[str, Any], ...] = (
     {"name": "bf16, reuse", "settings": {"precision": "bf16", "reuse": True}, "conditions": 40, "target": True},
     {"name": "bf16", "settings": {"precision": "bf16", "reuse": False}, "conditions": 40},
-    {"name": "tf32, reuse", "settings": {"precision": "tf32", "reuse": True}, "conditions": 40},
-    {"name": "tf32", "settings": {"precision": "tf32", "reuse": False}, "conditions": 40},
+    {"name": "tf32, reuse", "settings": {"precision": "tf32", "reuse": True}, "conditions": 16},
+    {"name": "tf32", "settings": {"precision": "tf32", "reuse": False}, "conditions": 16},
     {"name": "fp32, reuse", "settings": {"precision": "fp32", "reuse": True}, "conditions": 8},
     {"name": "fp32", "settings": {"precision": "fp32", "reuse": False}, "conditions": 8},
-    {"name": "default settings", "settings": {}, "conditions": 8},
-    {"name": "default settings, TF32 matmuls on", "settings": {}, "tf32": True, "conditions": 8, "cuda_only": True},
+)
+
+# The order of work, what the targets need first; each phase runs the rows it matches that have not
+# run yet, and the time budget drops what is left. Train rows are (adapter, mode, index of P x K).
+PLAN: tuple[tuple[str, Callable[..., bool]], ...] = (
+    ("train", lambda adapter, mode, pk: mode == "eager"),
+    ("trace", lambda row: bool(row.get("target"))),
+    ("train", lambda adapter, mode, pk: adapter == "experts" and pk == 0),  # the training target
+    ("trace", lambda row: row["settings"].get("precision") == "bf16"),
+    ("train", lambda adapter, mode, pk: adapter == "experts"),
+    ("trace", lambda row: True),
+    ("train", lambda adapter, mode, pk: True),
 )
 
 
@@ -126,9 +136,7 @@ def trace_row(row: dict[str, Any], size: dict[str, Any], device: torch.device, p
     from mosaic.tracing.engine import trace_model
     from mosaic.tracing.settings import TraceSettings
 
-    out: dict[str, Any] = {"name": row["name"], **row["settings"], "tf32_matmul": row.get("tf32", False)}
-    if row.get("cuda_only") and device.type != "cuda":
-        return {**out, "skipped": "needs CUDA"}
+    out: dict[str, Any] = {"name": row["name"], **row["settings"]}
     known = {f.name for f in dataclasses.fields(TraceSettings)}
     missing = sorted(set(row["settings"]) - known)
     if missing:
@@ -137,16 +145,11 @@ def trace_row(row: dict[str, Any], size: dict[str, Any], device: torch.device, p
     share = max(1, round(row["conditions"] * len(conditions) / 40))  # the smoke size has 4, not 40
     conditions = _sample(conditions, share)
     settings = TraceSettings(progress=False, batch_size=256 if device.type == "cuda" else 32, **row["settings"])
-    previous = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = row.get("tf32", False)
-    try:
-        synchronize(device)
-        start = time.perf_counter()
-        trace = trace_model(model, query, gallery, conditions, settings, device=device)
-        synchronize(device)
-        seconds = time.perf_counter() - start
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = previous
+    synchronize(device)
+    start = time.perf_counter()
+    trace = trace_model(model, query, gallery, conditions, settings, device=device)
+    synchronize(device)
+    seconds = time.perf_counter() - start
     if not np.isfinite(trace.mAP).all():
         raise RuntimeError(f"trace row {row['name']!r} produced a non-finite mAP")
     return {**out, "conditions": len(conditions), "condition_names": [c.name for c in conditions],
@@ -374,25 +377,22 @@ def run(smoke: bool, device: torch.device, budget_s: float, modes: tuple[str, ..
                               "size": {k: list(v) if isinstance(v, tuple) else v for k, v in size.items()},
                               "train": [], "syncs": {}, "trace": []}
     result["parity"] = check_parity(size, device)
-    rows = [r for r in TRAIN_ROWS if r[1] in modes]
-    eager = [r for r in rows if r[1] == "eager"]
-    compiled_at_recipe = [r for r in rows if r not in eager and r[0] == "experts" and r[2] == 0]
+    pending_train = [r for r in TRAIN_ROWS if r[1] in modes]
+    pending_trace = list(TRACE_ROWS)
     models: dict[str, torch.nn.Module] = {}
-
-    def train(batch) -> None:
-        found = check_train(size, device, batch, over, models)
-        result["train"].extend(found["rows"])
-        result["syncs"].update(found["syncs"])
-
-    def trace(batch) -> None:
-        result["trace"].extend(check_trace(size, device, batch, over, problem))
-
-    train(eager)
-    problem = _trace_problem(size, device)
-    trace([r for r in TRACE_ROWS if r.get("target")])
-    train(compiled_at_recipe)
-    trace([r for r in TRACE_ROWS if not r.get("target")])
-    train([r for r in rows if r not in eager and r not in compiled_at_recipe])
+    problem = None
+    for section, wanted in PLAN:
+        if section == "train":
+            batch = [r for r in pending_train if wanted(*r)]
+            pending_train = [r for r in pending_train if r not in batch]
+            found = check_train(size, device, batch, over, models)
+            result["train"].extend(found["rows"])
+            result["syncs"].update(found["syncs"])
+        else:
+            batch = [r for r in pending_trace if wanted(r)]
+            pending_trace = [r for r in pending_trace if r not in batch]
+            problem = problem or _trace_problem(size, device)
+            result["trace"].extend(check_trace(size, device, batch, over, problem))
     result["train"].sort(key=lambda r: [(a, m, "{}x{}".format(*size["pk"][i])) for a, m, i in TRAIN_ROWS].index(
         (r["adapter"], r["mode"], r["pk"])))
     result["trace"].sort(key=lambda r: [t["name"] for t in TRACE_ROWS].index(r["name"]))
