@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 import warnings
 
 import numpy as np
@@ -150,6 +151,8 @@ def main() -> None:
         "cached": lambda: cached_features(model, images, conditions, settings, device, fill),
         # end to end: the cached path plus the per-condition distances and evaluate()
         "trace": lambda: trace_model(model, query, gallery, conditions, settings, device=device),
+        # the same without reusing known segments or cutting the mixture to the enabled experts
+        "trace_full": lambda: trace_model(model, query, gallery, conditions, replace(settings, reuse=False), device=device),
         # what both paths share: distances and evaluate() per condition, on given features
         "evaluate": lambda: evaluate_all(results["cached"], half, images, settings),
     }
@@ -173,7 +176,11 @@ def main() -> None:
         ("distances + evaluate alone (shared by both)", t_eval, float("nan")),
         # the baseline pays the same evaluation on top of its features
         ("trace_model end to end vs baseline + evaluate", t_trace, (t_full + t_eval) / t_trace),
+        ("trace_model without reuse (reuse=False)", best["trace_full"], (t_full + t_eval) / best["trace_full"]),
+        ("trace_model reuse vs without reuse", t_trace, best["trace_full"] / t_trace),
     ]
+    same = results["trace"], results["trace_full"]
+    assert (same[0].first_match_rank == same[1].first_match_rank).all() and (same[0].topk_index == same[1].topk_index).all()
     print(f"{args.backbone}: depth {depth}, expert blocks {expert_depth}, {schema.n_experts} experts; "
           f"{args.images} images x {C} conditions; device {device}, {args.threads} thread(s)")
     print("kinds: " + ", ".join(f"{k} {n}" for k, n in zip(*np.unique([c.kind for c in conditions], return_counts=True))))

@@ -1,11 +1,14 @@
 """Training throughput on the CPU: what the model consumes versus what the input pipeline supplies.
 
-Run: ``.venv/bin/python -m benchmarks.bench_train [--threads 2] [--steps 20]``
+Run: ``.venv/bin/python -m benchmarks.bench_train [--threads 2] [--steps 20] [--compile]``
 
-Three numbers, measured in the same run so their ratios hold on a loaded machine:
+Three numbers (four with ``--compile``), measured in the same run so their ratios hold on a loaded machine:
 
-* **model**: training images/s of the ``mosaic/configs/synthetic_micro.yaml`` model and recipe (augment,
-  forward under oracle routing, ReID loss, backward, optimiser step) on batches of P x K;
+* **model**: training images/s of the ``mosaic/configs/synthetic_micro.yaml`` model and recipe
+  through the real step (:class:`mosaic.train.step.TrainStep`: augment, routing, forward, ReID
+  loss, backward, optimiser step) on batches of P x K;
+* **model, compiled** (``--compile``): the same step with routing, forward and loss compiled as
+  one graph (``run.compile``; the first steps, which compile, are not timed);
 * **pipeline**: images/s of the input pipeline alone, from the cached uint8 tensor to the
   augmented, normalised float batch (:class:`mosaic.train.augment.BatchAugment`);
 * **per-image baseline**: the same augmentations done the usual way, one image at a time with
@@ -38,38 +41,34 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--threads", type=int, default=1, help="torch threads; 1 avoids OpenMP spin-waits on a shared machine")
     parser.add_argument("--steps", type=int, default=20, help="timed training steps")
     parser.add_argument("--images", type=int, default=2400, help="size of the synthetic uint8 cache")
+    parser.add_argument("--compile", action="store_true", help="also time the compiled step (compiling takes minutes)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
+    from benchmarks.gpu_check_train import train_step as real_step
+    from mosaic.core.schema import load_schema
     from mosaic.model import build_model, normalize_images
-    from mosaic.core.schema import MISSING, load_schema
     from mosaic.train.augment import BatchAugment
     from mosaic.train.config import load_config
-    from mosaic.train.losses import ReIDLoss
-    from mosaic.train.optim import build_optimizer
-    from mosaic.train.sampler import PKSampler
 
     cfg = load_config(CONFIG)
     schema = load_schema("market1501")
     n_ids = 150
     model = build_model(cfg.model, schema, num_classes=n_ids).train()
     h, w = model.img_size
-    g = torch.Generator().manual_seed(0)
-    cache = torch.randint(0, 256, (args.images, 3, h, w), generator=g, dtype=torch.uint8)
-    pids = np.arange(args.images) % n_ids
-    n_states = torch.tensor([len(gr.states) for gr in schema.groups])
-    states = (torch.rand(args.images, len(schema.groups), generator=g) * n_states).long()
-    states[torch.rand(states.shape, generator=g) < 0.05] = MISSING
-    labels = torch.from_numpy(pids)
-    sampler = PKSampler(pids, cfg.sampler.p, cfg.sampler.k, seed=0)
+    size = {"img_size": (h, w), "n_images": args.images, "n_ids": n_ids}
+    steps = {"eager": real_step(cfg, model, torch.device("cpu"), size, cfg.sampler.p, cfg.sampler.k)}
+    if args.compile:
+        compiled = build_model(cfg.model, schema, num_classes=n_ids).train()
+        steps["compiled"] = real_step(cfg, compiled, torch.device("cpu"), size, cfg.sampler.p, cfg.sampler.k, compile=True)
+    step, sampler = steps["eager"]
+    cache = step.images
     batches = sampler.epoch_batches(0)
     batch_size = sampler.batch_size
 
     augment = BatchAugment(cfg.augment, normalize=lambda x: normalize_images(x, model))
     aug_gen = torch.Generator().manual_seed(1)
-    optimizer = build_optimizer(model, cfg.optim)
-    loss_fn = ReIDLoss(cfg.loss)
     position = iter(range(10**9))
 
     def next_batch() -> torch.Tensor:
@@ -79,14 +78,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         index = next_batch()
         return augment(cache.index_select(0, index), aug_gen)
 
-    def train_step() -> None:
-        index = next_batch()
-        x = augment(cache.index_select(0, index), aug_gen)
-        out = model(x, states[index], router="oracle")
-        terms = loss_fn(out, labels[index], states[index])
-        optimizer.zero_grad(set_to_none=True)
-        terms.total.backward()
-        optimizer.step()
+    def timed_step(mode: str):
+        one, _ = steps[mode]
+        return lambda: one(next_batch().numpy())
 
     from torchvision.transforms import v2 as T
 
@@ -105,19 +99,27 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         index = next_batch()
         return torch.stack([per_image(cache[i]) for i in index.tolist()])
 
-    model_s = _timed(train_step, args.steps)
-    pipeline_s = _timed(pipeline_step, args.steps * 5)
-    per_image_s = _timed(per_image_step, args.steps)
-
-    rates = {
-        "model (train step)": batch_size / model_s,
-        "pipeline (batch-wise)": batch_size / pipeline_s,
-        "per-image torchvision": batch_size / per_image_s,
-    }
+    rates = {"model (train step)": batch_size / _timed(timed_step("eager"), args.steps)}
+    if args.compile:
+        start = time.perf_counter()
+        compile_step, eager_step = timed_step("compiled"), timed_step("eager")
+        compile_step(), compile_step()  # compiles
+        print(f"compiling the step took {time.perf_counter() - start:.0f} s")
+        # alternate short rounds, so that a change of the machine's load hits both alike
+        rounds = [(_timed(eager_step, max(1, args.steps // 5)), _timed(compile_step, max(1, args.steps // 5)))
+                  for _ in range(5)]
+        ratios = sorted(e / c for e, c in rounds)
+        rates["model, compiled"] = batch_size / float(np.median([c for _, c in rounds]))
+        rates["model, eager (alternating)"] = batch_size / float(np.median([e for e, _ in rounds]))
+    rates["pipeline (batch-wise)"] = batch_size / _timed(pipeline_step, args.steps * 5)
+    rates["per-image torchvision"] = batch_size / _timed(per_image_step, args.steps)
     print(f"training throughput, {cfg.model.backbone} {h}x{w}, batch {cfg.sampler.p}x{cfg.sampler.k}, {args.threads} threads")
     print(f"{'stage':24s} {'images/s':>10s} {'x model':>9s}")
     for name, rate in rates.items():
         print(f"{name:24s} {rate:10.0f} {rate / rates['model (train step)']:9.1f}")
+    if args.compile:
+        print(f"compiled step: {ratios[2]:.2f}x the eager step (median of 5 alternating rounds; "
+              f"range {ratios[0]:.2f}-{ratios[-1]:.2f})")
     ratio = rates["pipeline (batch-wise)"] / rates["model (train step)"]
     print(f"pipeline supplies {ratio:.1f}x what the model consumes (must be >= 5); "
           f"batch-wise is {rates['pipeline (batch-wise)'] / rates['per-image torchvision']:.1f}x the per-image pipeline")

@@ -278,10 +278,9 @@ def test_fill_applies_only_to_conditions_routed_by_states():
 
 def _route(routing, states: torch.Tensor, seed: int = 0) -> torch.Tensor:
     from mosaic.train.config import RoutingConfig
-    from mosaic.train.loop import Trainer
+    from mosaic.train.step import route_training_states
 
-    fake = SimpleNamespace(config=SimpleNamespace(routing=RoutingConfig(**routing)), augment_generator=torch.Generator().manual_seed(seed))
-    return Trainer._route_states(fake, states)
+    return route_training_states(RoutingConfig(**routing), states, torch.Generator().manual_seed(seed))
 
 
 def test_training_routes_fixed_groups_and_all_off_samples_at_their_rates():

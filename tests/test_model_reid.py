@@ -229,3 +229,30 @@ def test_registered_router_is_offered_by_new_models():
             register_router("bad", object)
     finally:
         ROUTERS.pop("everything")
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_forward_makes_no_host_sync_once_the_codes_are_checked(train):
+    from syncs import count_syncs
+
+    model = _model().train(train)
+    model.routers["oracle"].check_codes(STATES.numpy())
+    images = torch.randint(0, 256, (4, 3, *model.img_size), dtype=torch.uint8)
+    with count_syncs() as syncs, torch.set_grad_enabled(train):
+        out = model(normalize_images(images, model), STATES, router="oracle", check_codes=False)
+        if train:
+            (out.logits.sum() + out.features.sum()).backward()
+    assert syncs.events == []
+
+
+def test_head_on_the_enabled_experts_equals_the_full_head(model):
+    x, enabled = _images(model), torch.tensor([False, True, True])
+    with torch.no_grad():
+        tokens = model.trunk(x)
+        gates = model.gates(STATES, enabled=enabled)
+        active = model.active_experts(enabled)
+        assert active == tuple(range(2, 8))
+        full, sliced = model.head(tokens, gates), model.head(tokens, gates, active)
+        torch.testing.assert_close(sliced.bn_features, full.bn_features, atol=1e-6, rtol=1e-6)
+        off = model.gates(STATES, router="none")
+        assert torch.equal(model.head(tokens, off, ()).bn_features, model.head(tokens, off).bn_features)

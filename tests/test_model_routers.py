@@ -135,3 +135,33 @@ def test_attribute_accuracy_per_group():
     assert acc["gender"] == pytest.approx(0.5)
     assert acc["upcolour"] == pytest.approx(2 / 3)
     assert math.isnan(acc["backpack"])
+
+
+def test_oracle_route_makes_no_host_sync_once_the_codes_are_checked():
+    from syncs import count_syncs
+
+    router = OracleRouter(SCHEMA)
+    states = torch.tensor([[1, 2, 0], [0, -1, 1], [-1, -1, -1]])
+    router.check_codes(states.numpy())  # once, on the host
+    with count_syncs() as syncs:
+        routing = router.route(states, check_codes=False)
+    assert syncs.events == []
+    with count_syncs() as checked:  # the per-batch check reads the codes on the host
+        torch.testing.assert_close(routing.gates, router.route(states).gates)
+    assert checked.count > 0
+    with pytest.raises(MosaicError, match="out of range"):
+        router.check_codes([[0, 4, 0]])
+    with pytest.raises(MosaicError, match="no training state shares"):
+        router.check_codes([[0, -2, 0]])
+    router.check_codes([[0, -2, 0]], enabled=[True, False, True])  # a disabled group's FIXED is never used
+
+
+def test_oracle_fixed_gates_are_branch_free_and_exact():
+    router = OracleRouter(SCHEMA)
+    router.set_fixed_gates([0.3, 0.7, 0.1, 0.2, 0.3, 0.4, 0.6, 0.4])
+    states = torch.tensor([[1, -2, 0], [0, 3, 1]])
+    gates = router.route(states).gates
+    assert gates[0, 2:6].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4]) and gates[0, 1] == 1
+    assert torch.equal(gates[1], router.route(states[1:]).gates[0])  # rows without FIXED are plain one-hots
+    unset = OracleRouter(SCHEMA).route(states[1:], check_codes=False).gates
+    assert torch.isfinite(unset).all()  # unset (NaN) fixed gates never leak into a row that does not use them

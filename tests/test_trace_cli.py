@@ -126,6 +126,7 @@ def test_trace_command_writes_a_complete_trace(traced, setup):
     assert prov["checkpoint"]["sha256"] == sha256_file(ckpt) and prov["checkpoint"]["step"] == 7
     assert prov["checkpoint_sha256"] == sha256_file(ckpt)
     assert prov["seed"] == 3 and prov["device"] == "cpu"
+    assert prov["precision"] == "fp32" and prov["trace_settings"]["precision"] == "fp32" and prov["world_size"] == 1
     assert prov["command"].startswith("mosaic trace --ckpt ") and "--seed 3" in prov["command"]
     assert prov["config"]["train"]["model"]["backbone"] == "vit_micro"
     assert {"torch", "numpy", "h5py", "mosaic"} <= set(prov["versions"])
@@ -154,9 +155,11 @@ def test_inspect_json_and_table(traced, capsys):
     assert [c["condition"] for c in summary["conditions"]][:2] == ["oracle", "none"]
     assert summary["provenance"]["checkpoint"]["step"] == 7
     assert summary["conditions"][1]["n_enabled"] == 0
+    assert summary["precision"] == "fp32"
     assert main(["inspect", str(traced)]) == 0
     text = capsys.readouterr().out
     assert "7 conditions" in text and "counterfactual:upcolour" in text and "schema 1.2.0" in text
+    assert "precision: fp32 network" in text
 
 
 def test_inspect_does_not_import_torch(traced):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CMC_COLUMNS", "decomposition_summary", "summarize_trace"]
+__all__ = ["CMC_COLUMNS", "decomposition_summary", "summarize_trace", "trace_precision"]
 
 CMC_COLUMNS = (1, 5, 10)
 
@@ -66,6 +66,7 @@ def summarize_trace(path: Path) -> dict[str, Any]:
         "mosaic_version": attrs.get("mosaic_version"),
         "created": attrs.get("created"),
         "distance": attrs.get("distance"),
+        "precision": trace_precision(provenance),
         "sizes": attrs["sizes"],
         "n_valid_queries": n_valid,
         "attribute_schema": attrs["attribute_schema"]["name"],
@@ -75,6 +76,12 @@ def summarize_trace(path: Path) -> dict[str, Any]:
         "conditions": conditions,
         "decomposition": decomposition,
     }
+
+
+def trace_precision(provenance: dict[str, Any]) -> str:
+    """The arithmetic the trace's network ran in (``fp32``, ``tf32``, ``bf16``); traces written
+    before the setting existed ran in fp32."""
+    return str(provenance.get("precision") or provenance.get("trace_settings", {}).get("precision") or "fp32")
 
 
 def decomposition_summary(conditions: list[dict[str, Any]], groups: list[str], schema_version: str | None) -> dict[str, Any]:

@@ -239,15 +239,12 @@ def evaluate_torch(D, q_pids, g_pids, q_camids, g_camids, topk, chunk_size):
     gc = torch.as_tensor(g_camids, device=device)
     qp = torch.as_tensor(q_pids, device=device)
     qc = torch.as_tensor(q_camids, device=device)
-    ap = np.full(n_query, np.nan)
-    inp = np.full(n_query, np.nan)
-    first = np.full(n_query, -1, dtype=np.int64)
-    topk_index = np.full((n_query, topk), -1, dtype=np.int64) if topk else None
     np_dtype = torch.empty(0, dtype=D.dtype).numpy().dtype if D.dtype != torch.bfloat16 else np.float32
-    topk_distance = np.full((n_query, topk), np.inf, dtype=np_dtype) if topk else None
     # sort keys + indices + several boolean/int masks per cell
     chunk = _chunk_rows(n_gallery, chunk_size, bytes_per_cell=40)
     positions = torch.arange(1, n_gallery + 1, device=device)
+    k = min(topk, n_gallery) if topk else 0
+    stats, picked_index, picked_distance = [], [], []  # per chunk, on the device: copied back once
     for start in range(0, n_query, chunk):
         stop = min(n_query, start + chunk)
         dist, order = torch.sort(D[start:stop], dim=1, stable=True)
@@ -267,19 +264,27 @@ def evaluate_torch(D, q_pids, g_pids, q_camids, g_camids, topk, chunk_size):
         first_c = kept_rank.gather(1, first_pos[:, None]).squeeze(1)
         last_c = kept_rank.gather(1, last_pos[:, None]).squeeze(1)
         inp_c = n_true.double() / last_c.clamp(min=1).double()
-        has_np = has.cpu().numpy()
-        sl = slice(start, stop)
-        ap[sl] = np.where(has_np, ap_c.cpu().numpy(), np.nan)
-        inp[sl] = np.where(has_np, inp_c.cpu().numpy(), np.nan)
-        first[sl] = np.where(has_np, first_c.cpu().numpy(), -1)
-        if topk:
-            # Kept images keep their sorted order; push removed ones past the end, stably.
+        # ranks are exact in float64 (< 2**53): one table of four columns per chunk
+        stats.append(torch.stack([has.double(), ap_c, inp_c, first_c.double()], dim=1))
+        if k:
+            # Kept images keep their sorted order; removed ones go past the end. Every slot of a
+            # row is distinct (kept ranks 1..n_keep, then n_gallery + position), so the k smallest
+            # by topk are exactly the first k of a stable argsort, without sorting the row again.
             slot = torch.where(keep, kept_rank, positions + n_gallery)
-            pick = torch.argsort(slot, dim=1, stable=True)[:, :topk]
+            pick = torch.topk(slot, k, dim=1, largest=False, sorted=True).indices
             n_keep = keep.sum(dim=1, keepdim=True)
-            filled = torch.arange(pick.shape[1], device=device)[None, :] < n_keep
-            idx = torch.where(filled, order.gather(1, pick), torch.full_like(pick, -1))
-            dd = torch.where(filled, dist.gather(1, pick), torch.full_like(dist[:, :1], float("inf")))
-            topk_index[sl, : idx.shape[1]] = idx.cpu().numpy()
-            topk_distance[sl, : dd.shape[1]] = dd.float().cpu().numpy() if D.dtype == torch.bfloat16 else dd.cpu().numpy()
+            filled = torch.arange(k, device=device)[None, :] < n_keep
+            picked_index.append(torch.where(filled, order.gather(1, pick), torch.full_like(pick, -1)))
+            picked_distance.append(torch.where(filled, dist.gather(1, pick), torch.full_like(dist[:, :1], float("inf"))))
+    table = torch.cat(stats).cpu().numpy() if stats else np.zeros((0, 4))
+    has_np = table[:, 0] > 0
+    ap = np.where(has_np, table[:, 1], np.nan)
+    inp = np.where(has_np, table[:, 2], np.nan)
+    first = np.where(has_np, table[:, 3], -1).astype(np.int64)
+    topk_index = np.full((n_query, topk), -1, dtype=np.int64) if topk else None
+    topk_distance = np.full((n_query, topk), np.inf, dtype=np_dtype) if topk else None
+    if k and picked_index:
+        picked = torch.cat(picked_distance)
+        topk_index[:, :k] = torch.cat(picked_index).cpu().numpy()
+        topk_distance[:, :k] = (picked.float() if D.dtype == torch.bfloat16 else picked).cpu().numpy()
     return ap, inp, first, topk_index, topk_distance

@@ -10,7 +10,8 @@ Importing this package imports torch; the torch-free layers never import it.
 """
 
 from .backbones import BACKBONES, BackboneSpec, create_backbone, get_backbone_spec, register_backbone
-from .experts import LORA_TARGETS, LoRAExpertMixture, attach_experts, inject_plain_lora, lora_config, routed
+from .expert_block import expert_block_forward
+from .experts import LORA_TARGETS, LoRAExpertMixture, attach_experts, inject_plain_lora, lora_config
 from .reid import ADAPTERS, ModelConfig, ModelOutput, MosaicReID, build_model, normalize_images, parameter_part
 from .routers import (
     ROUTERS,
@@ -46,6 +47,7 @@ __all__ = [
     "attribute_loss",
     "build_model",
     "create_backbone",
+    "expert_block_forward",
     "get_backbone_spec",
     "inject_plain_lora",
     "lora_config",
@@ -53,5 +55,4 @@ __all__ = [
     "parameter_part",
     "register_backbone",
     "register_router",
-    "routed",
 ]

@@ -23,9 +23,8 @@ one-hot gate reproduces peft's LoRA numerics exactly (tested).
 
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Iterable, Iterator, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -36,7 +35,7 @@ __all__ = [
     "LORA_TARGETS",
     "LoRAExpertMixture",
     "attach_experts",
-    "routed",
+    "check_expert_block",
     "lora_config",
     "inject_plain_lora",
     "target_module_names",
@@ -73,8 +72,11 @@ class LoRAExpertMixture(nn.Module):
         alpha: LoRA alpha; the update is scaled by ``alpha / rank`` as in peft.
         dropout: dropout on the input of the experts (not of ``base``), as peft's ``lora_dropout``.
 
-    Gates are set for a forward pass with :func:`routed` (the module sits inside a timm block, whose
-    forward cannot carry them): a ``(B, E)`` tensor, one row per sample of the batch.
+    ``forward(x, gates, experts)`` takes the gates as an argument: a ``(B, E)`` tensor, one row
+    per sample. ``experts`` (a sorted tuple of expert indices, ``None`` = all) restricts the
+    mixture to the experts whose gates may be non-zero; the others contribute exactly zero, so
+    leaving their columns out changes only the summation order, and an empty tuple is the base
+    projection alone. :func:`expert_block_forward` carries the gates through a timm block.
     """
 
     def __init__(self, base: nn.Linear, n_experts: int, rank: int, alpha: float, dropout: float = 0.0) -> None:
@@ -88,7 +90,7 @@ class LoRAExpertMixture(nn.Module):
         self.lora_A = nn.Parameter(torch.empty(n_experts, rank, base.in_features, **factory))
         self.lora_B = nn.Parameter(torch.empty(n_experts, base.out_features, rank, **factory))
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.gates: torch.Tensor | None = None
+        self._factor_cache: dict[tuple, tuple] = {}
         self.reset_parameters()
 
     @property
@@ -106,26 +108,72 @@ class LoRAExpertMixture(nn.Module):
             nn.init.kaiming_uniform_(self.lora_A.view(-1, self.in_features), a=math.sqrt(5))
             nn.init.zeros_(self.lora_B)
 
-    def delta(self, x: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
-        """The experts' contribution ``(alpha/r) sum_e g_e B_e A_e dropout(x)`` for ``x`` (B, ..., in)."""
+    def _apply(self, *args, **kwargs):
+        # .to() / .cuda() / .half() replace the factors: the flattened copies describe the old ones
+        self._factor_cache = {}
+        return super()._apply(*args, **kwargs)
+
+    def _flat_factors(self, experts: tuple[int, ...] | None, dtype: torch.dtype):
+        """``A`` as ``(E'*r, in)``, ``B`` as ``(E'*r, out)`` (row ``e*r+k`` is ``B_e[:, k]``) and the
+        gate columns ``(index or slice)`` of ``experts``. Without autograd the copies are kept and
+        reused until the factors change (their version counters move on every in-place update:
+        an optimiser step, ``load_state_dict``, ``copy_``); with autograd they are rebuilt, so the
+        gradient flows into the factors."""
+        A, B = self.lora_A, self.lora_B
+        cached = not torch.is_grad_enabled()
+        if cached:
+            key = (experts, dtype, A.device, A.data_ptr(), A._version, B.data_ptr(), B._version)
+            hit = self._factor_cache.get(key)
+            if hit is not None:
+                return hit
+        columns: slice | torch.Tensor = slice(None)
+        if experts is not None:
+            first, last = experts[0], experts[-1]
+            if experts == tuple(range(first, last + 1)):  # one run of experts (a group): views, no gather
+                columns = slice(first, last + 1)
+                A, B = A[columns], B[columns]
+            else:
+                columns = torch.tensor(experts, dtype=torch.long, device=A.device)
+                A, B = A.index_select(0, columns), B.index_select(0, columns)
+        a_flat = A.reshape(-1, self.in_features)
+        b_flat = B.permute(0, 2, 1).reshape(-1, self.out_features)
+        if dtype != b_flat.dtype:  # autocast: the in-place accumulation below does not cast
+            a_flat, b_flat = a_flat.to(dtype), b_flat.to(dtype)
+        factors = (a_flat, b_flat, columns)
+        if cached:
+            # one entry per expert set in use (all experts, and the latest subset): each is a copy of B
+            self._factor_cache = {k: v for k, v in self._factor_cache.items() if k[0] is None}
+            self._factor_cache[key] = factors
+        return factors
+
+    def add_delta(self, out: torch.Tensor, x: torch.Tensor, gates: torch.Tensor,
+                  experts: tuple[int, ...] | None = None) -> torch.Tensor:
+        """``out + (alpha/r) sum_e g_e B_e A_e dropout(x)``, accumulated into ``out`` in place
+        (``out`` is ``base(x)``; ``x`` is ``(B, ..., in)``, ``gates`` ``(B, E)``)."""
         batch, e, r = x.shape[0], self.n_experts, self.rank
         if gates.shape != (batch, e):
             raise ValueError(f"gates must have shape (batch, n_experts) = {(batch, e)}, got {tuple(gates.shape)}")
+        if experts is not None and not experts:
+            return out
+        a_flat, b_flat, columns = self._flat_factors(experts, out.dtype)
         h = self.lora_dropout(x).reshape(batch, -1, self.in_features)  # (B, T, in)
-        # (B, T, E*r): every expert's down-projection in one matmul
-        u = h @ self.lora_A.reshape(e * r, self.in_features).t()
-        # gate each expert's r columns; zero gates make both factors' gradients exactly zero
-        u = u * (gates.to(u.dtype) * self.scaling).repeat_interleave(r, dim=1).unsqueeze(1)
-        # (E, out, r) -> (E*r, out) so row e*r+k is B_e[:, k], matching u's column order
-        b_flat = self.lora_B.permute(0, 2, 1).reshape(e * r, self.out_features)
-        return (u @ b_flat).reshape(*x.shape[:-1], self.out_features)
+        u = h @ a_flat.t()  # (B, T, E'*r): every expert's down-projection in one matmul
+        g = gates[:, columns] if isinstance(columns, slice) else gates.index_select(1, columns)
+        # each expert's r columns times its gate, broadcast on a (B, T, E', r) view; zero gates
+        # make both factors' gradients exactly zero
+        u = (u.view(batch, u.shape[1], -1, r) * (g.to(u.dtype) * self.scaling)[:, None, :, None]).view(-1, b_flat.shape[0])
+        if out.requires_grad or u.requires_grad:  # autograd records out-of-place ops more simply
+            return out + (u @ b_flat).view(out.shape)
+        out.view(-1, self.out_features).addmm_(u.to(out.dtype), b_flat)
+        return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gates is None:
-            raise RuntimeError(
-                "LoRAExpertMixture called without gates: run the block inside `with routed(mixtures, gates):`"
-            )
-        return self.base(x) + self.delta(x, self.gates)
+    def delta(self, x: torch.Tensor, gates: torch.Tensor, experts: tuple[int, ...] | None = None) -> torch.Tensor:
+        """The experts' contribution ``(alpha/r) sum_e g_e B_e A_e dropout(x)`` for ``x`` (B, ..., in)."""
+        zero = x.new_zeros(*x.shape[:-1], self.out_features)
+        return self.add_delta(zero, x, gates, experts)
+
+    def forward(self, x: torch.Tensor, gates: torch.Tensor, experts: tuple[int, ...] | None = None) -> torch.Tensor:
+        return self.add_delta(self.base(x), x, gates, experts)
 
     def extra_repr(self) -> str:
         return (
@@ -134,13 +182,29 @@ class LoRAExpertMixture(nn.Module):
         )
 
 
+def check_expert_block(block: nn.Module) -> None:
+    """Refuse a block whose forward :func:`mosaic.model.expert_block.expert_block_forward` does not reproduce."""
+    from timm.layers import Attention, Mlp
+    from timm.models.vision_transformer import Block
+
+    kinds = (type(block), type(getattr(block, "attn", None)), type(getattr(block, "mlp", None)))
+    if kinds != (Block, Attention, Mlp):
+        names = ", ".join(k.__name__ for k in kinds)
+        raise MosaicError(
+            f"experts need timm's plain ViT Block with Attention and Mlp, this backbone has ({names}): "
+            "choose a ViT backbone with standard blocks"
+        )
+
+
 def attach_experts(
     block: nn.Module, targets: Sequence[str], n_experts: int, rank: int, alpha: float, dropout: float = 0.0
 ) -> tuple[LoRAExpertMixture, ...]:
     """Replace the target projections of one timm block by expert mixtures (in place).
 
-    Returns the mixtures in ``targets`` order, so the caller can route them together.
+    Returns the mixtures in ``targets`` order, so the caller can route them together. The block
+    then runs with its gates through :func:`mosaic.model.expert_block.expert_block_forward`.
     """
+    check_expert_block(block)
     mixtures = []
     for target in _check_targets(targets):
         parent_path, _, leaf = LORA_TARGETS[target].rpartition(".")
@@ -152,22 +216,6 @@ def attach_experts(
         setattr(parent, leaf, mixture)
         mixtures.append(mixture)
     return tuple(mixtures)
-
-
-@contextlib.contextmanager
-def routed(mixtures: Iterable[LoRAExpertMixture], gates: torch.Tensor) -> Iterator[None]:
-    """Set ``gates`` (B, E) on ``mixtures`` for the duration of a forward pass, then clear them.
-
-    Clearing matters: a later call with another batch must never reuse stale gates silently.
-    """
-    mixtures = tuple(mixtures)
-    for m in mixtures:
-        m.gates = gates
-    try:
-        yield
-    finally:
-        for m in mixtures:
-            m.gates = None
 
 
 def target_module_names(blocks: Sequence[int], targets: Sequence[str], prefix: str = "blocks") -> list[str]:

@@ -12,111 +12,24 @@ for every routing condition; ``forward`` is exactly ``head(trunk(x), gates(...))
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
 from mosaic.core.errors import MosaicError
 from mosaic.core.schema import AttributeSchema
-from mosaic.core.settings import check_fields
 
 from .backbones import create_backbone, get_backbone_spec, normalisation_of
-from .experts import LORA_TARGETS, LoRAExpertMixture, attach_experts, inject_plain_lora, lora_config, routed
+from .config import ModelConfig
+from .expert_block import expert_block_forward
+from .adapters import ADAPTERS
+from .experts import LoRAExpertMixture, lora_config
 from .routers import ROUTERS, LearnedRouter, Router, Routing
 
 __all__ = ["ModelConfig", "ModelOutput", "MosaicReID", "build_model", "normalize_images", "parameter_part", "ADAPTERS"]
-
-
-@dataclass
-class ModelConfig:
-    """Everything that defines the model's architecture and adapters (saved with checkpoints).
-
-    Attributes:
-        backbone: a name in :data:`mosaic.model.BACKBONES`.
-        img_size: ``(height, width)``; ``None`` uses the backbone's default.
-        pretrained: load the backbone's hub weights (needs network once).
-        pretrained_file: load backbone weights from this local file instead (offline).
-        pretrained_img_size: ``(height, width)`` the file's weights were trained at (fixes the grid
-            their position embeddings are resampled from); ``None`` -> see ``create_backbone``.
-        expert_blocks: number N of last blocks that carry experts; the trunk is everything before.
-        lora_rank, lora_alpha, lora_dropout: LoRA rank r, alpha (update scaled by alpha/r), input dropout.
-        lora_targets: projections adapted in each expert block, among qkv, proj, fc1, fc2.
-        adapter: ``experts`` (one LoRA per attribute state, routed), ``lora`` (one shared peft LoRA on
-            the same targets: the plain-LoRA baseline) or ``none`` (backbone only).
-        learned_router: add the learned router's attribute heads (trained with attribute_loss).
-        router_hidden: hidden width of each router head; 0 = one linear layer per group.
-        router_detach: the learned router reads detached trunk tokens, so its attribute loss
-            trains the router heads only (``False``: it also trains the trunk, making the backbone
-            attribute-multitask).
-        router_gates: ``hard`` (argmax one-hot, the gates the experts were trained under) or
-            ``soft`` (each group's state probabilities) for the learned router.
-        freeze_backbone: train only adapters, router, BNNeck and classifier.
-        drop_path: stochastic-depth rate of the backbone.
-        pixel_mean, pixel_std: input normalisation; ``None`` takes the backbone's (for CLIP, the
-            statistics its weights were trained with).
-    """
-
-    backbone: str = "vit_micro"
-    img_size: tuple[int, int] | None = None
-    pretrained: bool = False
-    pretrained_file: str | None = None
-    pretrained_img_size: tuple[int, int] | None = None
-    expert_blocks: int = 2
-    lora_rank: int = 4
-    lora_alpha: float = 8.0
-    lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] = ("qkv", "proj", "fc1", "fc2")
-    adapter: str = "experts"
-    learned_router: bool = True
-    router_hidden: int = 0
-    router_detach: bool = True
-    router_gates: str = "hard"
-    freeze_backbone: bool = False
-    drop_path: float = 0.0
-    pixel_mean: tuple[float, float, float] | None = None
-    pixel_std: tuple[float, float, float] | None = None
-
-    # ranges and registry-backed choices, checked by mosaic.core.settings.check_fields (the registries are
-    # read when the check runs, so a backbone or adapter registered from user code counts)
-    bounds: ClassVar[dict[str, tuple]] = {
-        "expert_blocks": (1, None), "lora_rank": (1, None), "lora_alpha": (0, None, "(]"), "lora_dropout": (0, 1, "[)"),
-        "router_hidden": (0, None), "drop_path": (0, 1, "[)"), "pixel_std": (0, None, "(]"),
-    }
-    choices: ClassVar[dict[str, Any]] = {
-        "router_gates": lambda: LearnedRouter.GATES, "adapter": lambda: sorted(ADAPTERS),
-        "lora_targets": lambda: list(LORA_TARGETS),
-    }
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-        if not self.lora_targets:
-            raise MosaicError(f"lora_targets is empty: choose among {list(LORA_TARGETS)}")
-        get_backbone_spec(self.backbone)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/YAML-safe dict (tuples become lists)."""
-        out = dataclasses.asdict(self)
-        for key in ("img_size", "pretrained_img_size", "pixel_mean", "pixel_std"):
-            out[key] = list(out[key]) if out[key] is not None else None
-        out["lora_targets"] = list(self.lora_targets)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise MosaicError(f"unknown model setting(s) {unknown}: valid ones are {sorted(known)}")
-        return cls(**dict(data))
-
-    def without_pretrained(self) -> "ModelConfig":
-        """The same architecture with random initial weights, for building a model to load a checkpoint
-        into (the checkpoint holds the weights; the original pretrained file need not exist any more)."""
-        return dataclasses.replace(self, pretrained=False, pretrained_file=None)
 
 
 @dataclass
@@ -136,33 +49,6 @@ class ModelOutput:
     logits: torch.Tensor
     attr_logits: dict[str, torch.Tensor] | None = None
 
-
-# --------------------------------------------------------------------------- adapters
-def _add_experts(model: "MosaicReID") -> tuple[tuple[LoRAExpertMixture, ...], ...]:
-    cfg = model.config
-    return tuple(
-        attach_experts(
-            model.backbone.blocks[i], cfg.lora_targets, model.schema.n_experts, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout
-        )
-        for i in model.expert_layers
-    )
-
-
-def _add_plain_lora(model: "MosaicReID") -> tuple:
-    inject_plain_lora(model.backbone, model.lora_config)
-    return tuple(() for _ in model.expert_layers)
-
-
-def _add_nothing(model: "MosaicReID") -> tuple:
-    return tuple(() for _ in model.expert_layers)
-
-
-# adapter name -> how it modifies the backbone; returns the expert mixtures per expert layer.
-ADAPTERS: dict[str, Callable[["MosaicReID"], tuple]] = {
-    "experts": _add_experts,
-    "lora": _add_plain_lora,
-    "none": _add_nothing,
-}
 
 # Settings that change what a checkpoint's weights mean without changing their shapes.
 _ARCHITECTURE_KEYS = ("backbone", "adapter", "expert_blocks", "lora_rank", "lora_alpha", "lora_targets", "learned_router")
@@ -203,6 +89,9 @@ class MosaicReID(nn.Module):
         self.pixel_mean, self.pixel_std = normalisation_of(self.backbone, spec)
         self.pixel_mean = config.pixel_mean or self.pixel_mean
         self.pixel_std = config.pixel_std or self.pixel_std
+        # on the model's device, so normalising a batch copies nothing from the host
+        self.register_buffer("input_mean", torch.tensor(self.pixel_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("input_std", torch.tensor(self.pixel_std).view(1, 3, 1, 1), persistent=False)
         self.embed_dim: int = self.backbone.embed_dim
         self.expert_layers: tuple[int, ...] = tuple(range(depth - config.expert_blocks, depth))
         # peft's description of each adapter (every expert is one LoRA of this shape); None without adapters
@@ -286,8 +175,13 @@ class MosaicReID(nn.Module):
         router: str = "oracle",
         enabled: torch.Tensor | None = None,
         tokens: torch.Tensor | None = None,
+        check_codes: bool = True,
     ) -> Routing:
-        """Routing of a batch: gates ``(B, L, E)`` (same at every expert layer) and missing groups ``(B, G)``."""
+        """Routing of a batch: gates ``(B, L, E)`` (same at every expert layer) and missing groups ``(B, G)``.
+
+        ``check_codes=False`` skips the per-batch validation of ``states`` (a host sync); callers
+        that pass it have checked every code once with ``routers["oracle"].check_codes``.
+        """
         try:
             chosen: Router = self.routers[router]
         except KeyError:
@@ -295,7 +189,8 @@ class MosaicReID(nn.Module):
             raise MosaicError(f"unknown router {router!r} for this model: use one of {list(self.routers)}{hint}") from None
         if chosen.needs_tokens and tokens is None:
             raise MosaicError(f"router {router!r} predicts from the image: pass tokens=model.trunk(images)")
-        r = chosen.route(states=states, enabled=enabled, tokens=tokens)
+        checked = {"check_codes": check_codes} if chosen.validates_codes else {}
+        r = chosen.route(states=states, enabled=enabled, tokens=tokens, **checked)
         # per layer so the trace can record them; repeat (not expand) so callers may edit in place
         return Routing(gates=r.gates.unsqueeze(1).repeat(1, len(self.expert_layers), 1), missing=r.missing)
 
@@ -305,16 +200,30 @@ class MosaicReID(nn.Module):
         router: str = "oracle",
         enabled: torch.Tensor | None = None,
         tokens: torch.Tensor | None = None,
+        check_codes: bool = True,
     ) -> torch.Tensor:
         """Gates ``(B, L, E)`` for ``states`` (B, G) state codes (``-1`` missing) under ``router``.
 
         ``enabled`` (G,) bool restricts which groups may switch experts on. ``oracle`` and ``none``
         need no tokens; ``learned`` needs ``tokens`` from :meth:`trunk`.
         """
-        return self.route(states, router=router, enabled=enabled, tokens=tokens).gates
+        return self.route(states, router=router, enabled=enabled, tokens=tokens, check_codes=check_codes).gates
 
-    def head(self, tokens: torch.Tensor, gates: torch.Tensor) -> ModelOutput:
-        """Expert blocks under ``gates`` (B, L, E), final norm, CLS pooling, BNNeck, classifiers."""
+    def active_experts(self, enabled) -> tuple[int, ...]:
+        """Sorted indices of the experts of the ``enabled`` groups ``(G,)`` bool: every router leaves
+        the other experts' gates at zero, so :meth:`head` may skip them."""
+        on = [bool(v) for v in (enabled.tolist() if isinstance(enabled, torch.Tensor) else enabled)]
+        offsets = self.schema.expert_offsets
+        return tuple(e for g, group in enumerate(self.schema.groups) if on[g]
+                     for e in range(offsets[g], offsets[g] + len(group.states)))
+
+    def head(self, tokens: torch.Tensor, gates: torch.Tensor, experts: tuple[int, ...] | None = None) -> ModelOutput:
+        """Expert blocks under ``gates`` (B, L, E), final norm, CLS pooling, BNNeck, classifiers.
+
+        ``experts`` (sorted expert indices, ``None`` = all; see :meth:`active_experts`) restricts
+        the mixtures to the experts whose gates may be non-zero: the result is the same up to the
+        summation order, and ``()`` runs no mixture at all.
+        """
         n_layers = len(self.expert_layers)
         if gates.shape != (tokens.shape[0], n_layers, self.n_experts):
             raise ValueError(
@@ -323,8 +232,8 @@ class MosaicReID(nn.Module):
         bb = self.backbone
         x = tokens
         for layer, (block_index, mixtures) in enumerate(zip(self.expert_layers, self._mixtures)):
-            with routed(mixtures, gates[:, layer]):
-                x = bb.blocks[block_index](x)
+            block = bb.blocks[block_index]
+            x = expert_block_forward(block, x, gates[:, layer], experts) if mixtures else block(x)
         x = bb.norm(x)
         features = bb.fc_norm(bb.pool(x))
         bn_features = self.bnneck(features)
@@ -342,10 +251,15 @@ class MosaicReID(nn.Module):
         states: torch.Tensor | None = None,
         router: str = "oracle",
         enabled: torch.Tensor | None = None,
+        check_codes: bool = True,
     ) -> ModelOutput:
-        """``head(trunk(images), gates(states, router, enabled, tokens))`` on normalised images."""
+        """``head(trunk(images), gates(states, router, enabled, tokens))`` on normalised images.
+
+        ``check_codes=False``: ``states`` were validated beforehand (see :meth:`route`), so the
+        pass makes no host sync.
+        """
         tokens = self.trunk(images)
-        return self.head(tokens, self.gates(states, router=router, enabled=enabled, tokens=tokens))
+        return self.head(tokens, self.gates(states, router=router, enabled=enabled, tokens=tokens, check_codes=check_codes))
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """See :func:`normalize_images`."""
@@ -435,6 +349,7 @@ def normalize_images(images: torch.Tensor, model: MosaicReID) -> torch.Tensor:
         x = images.float()
     else:
         raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
-    mean = torch.tensor(model.pixel_mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(model.pixel_std, device=x.device).view(1, 3, 1, 1)
+    mean, std = model.input_mean, model.input_std
+    if mean.device != x.device:  # images elsewhere than the model: a copy of 6 floats
+        mean, std = mean.to(x.device), std.to(x.device)
     return (x - mean) / std

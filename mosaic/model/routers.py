@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -78,6 +79,8 @@ class Router(nn.Module):
 
     needs_states: bool = False
     needs_tokens: bool = False
+    # whether ``route`` takes ``check_codes`` (routers registered from user code may not)
+    validates_codes: bool = False
 
     def __init__(self, schema: AttributeSchema, embed_dim: int = 0, hidden: int = 0) -> None:
         super().__init__()
@@ -116,7 +119,11 @@ class Router(nn.Module):
         states: torch.Tensor | None = None,
         enabled: torch.Tensor | None = None,
         tokens: torch.Tensor | None = None,
+        check_codes: bool = True,
     ) -> Routing:
+        """Gates of a batch. ``check_codes=False`` skips the validation of ``states`` that needs
+        their values on the host (a device sync): for loops that checked every code once before
+        starting (:meth:`OracleRouter.check_codes`)."""
         raise NotImplementedError
 
 
@@ -125,6 +132,7 @@ class OracleRouter(Router):
     ``-2`` = ``FIXED`` -> the group's fixed gates)."""
 
     needs_states = True
+    validates_codes = True
 
     def __init__(self, schema: AttributeSchema, embed_dim: int = 0, hidden: int = 0) -> None:
         super().__init__(schema, embed_dim, hidden)
@@ -144,35 +152,49 @@ class OracleRouter(Router):
             raise ValueError(f"fixed gates must have one weight per expert ({self.schema.n_experts}), got {tuple(gates.shape)}")
         self.fixed_gates.copy_(gates.to(self.fixed_gates.device))
 
-    def route(self, states=None, enabled=None, tokens=None) -> Routing:
+    def check_codes(self, states, enabled=None) -> None:
+        """Refuse state codes ``(N, G)`` (numpy or tensor) this router cannot route: codes outside
+        ``[-2, n_states)``, or ``FIXED`` in an enabled group of a model without fixed gates. On the
+        host, once: :meth:`route` does it per batch unless told the codes were checked."""
+        codes = states.detach().cpu().numpy() if isinstance(states, torch.Tensor) else np.asarray(states)
+        n_states = np.array([len(g.states) for g in self.schema.groups])
+        if codes.ndim != 2 or codes.shape[1] != self.n_groups:
+            raise ValueError(f"states must be (batch, {self.n_groups}) state codes, got {tuple(codes.shape)}")
+        if ((codes < FIXED) | (codes >= n_states)).any():
+            raise MosaicError(
+                f"state codes out of range for schema {self.schema.name!r}: each column must lie in "
+                f"[-2, n_states) with n_states {n_states.tolist()}; check that data and model share a schema"
+            )
+        mask = np.ones(self.n_groups, bool) if enabled is None else np.asarray(
+            enabled.detach().cpu() if isinstance(enabled, torch.Tensor) else enabled, bool)
+        if ((codes == FIXED) & mask).any() and not self.has_fixed_gates:
+            raise MosaicError(
+                "fixed gates asked for but this model has no training state shares: train with this mosaic, "
+                "or trace with the dataset the checkpoint was trained on so they can be recomputed"
+            )
+
+    def route(self, states=None, enabled=None, tokens=None, check_codes=True) -> Routing:
         if states is None:
             raise MosaicError("the oracle router needs attribute states: pass states or use router 'learned'")
         if states.dim() != 2 or states.shape[1] != self.n_groups:
             raise ValueError(f"states must be (batch, {self.n_groups}) state codes, got {tuple(states.shape)}")
         states = states.long()
-        if bool(((states < FIXED) | (states >= self.n_states)).any()):
-            raise MosaicError(
-                f"state codes out of range for schema {self.schema.name!r}: each column must lie in "
-                f"[-2, n_states) with n_states {self.n_states.tolist()}; check that data and model share a schema"
-            )
         mask = self.enabled_mask(enabled, states.device)
+        if check_codes:
+            self.check_codes(states, mask)
         present = states >= 0
         gates = self.one_hot(states, present & mask)
+        # branch-free (no sync): where no group is FIXED this adds exact zeros, and ``where`` keeps
+        # the NaN of unset fixed gates out of every row that does not use them
         fixed = (states == FIXED) & mask
-        if bool(fixed.any()):
-            if not self.has_fixed_gates:
-                raise MosaicError(
-                    "fixed gates asked for but this model has no training state shares: train with this mosaic, "
-                    "or trace with the dataset the checkpoint was trained on so they can be recomputed"
-                )
-            gates = gates + fixed[:, self.expert_group].to(gates.dtype) * self.fixed_gates.to(gates.dtype)
+        gates = gates + torch.where(fixed[:, self.expert_group], self.fixed_gates.to(gates.dtype), 0.0)
         return Routing(gates=gates, missing=(states == MISSING) & mask)
 
 
 class NullRouter(Router):
     """All gates zero: the backbone without experts."""
 
-    def route(self, states=None, enabled=None, tokens=None) -> Routing:
+    def route(self, states=None, enabled=None, tokens=None, check_codes=True) -> Routing:
         ref = states if states is not None else tokens
         if ref is None:
             raise ValueError("the 'none' router needs states or tokens to know the batch size")
@@ -219,14 +241,20 @@ class LearnedRouter(Router):
         cls = self.norm(cls)
         return {name: head(cls) for name, head in self.heads.items()}
 
+    def decision_logits(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`logits` in float32 whatever autocast is on: the argmax is a discrete decision,
+        and a near-tie flipped by bf16 rounding would change a route, not just round a feature."""
+        with torch.autocast(tokens.device.type, enabled=False):
+            return self.logits(tokens.float())
+
     def predict(self, tokens: torch.Tensor) -> torch.Tensor:
         """Predicted state codes ``(B, G)``."""
-        return torch.stack([lg.argmax(dim=1) for lg in self.logits(tokens).values()], dim=1)
+        return torch.stack([lg.argmax(dim=1) for lg in self.decision_logits(tokens).values()], dim=1)
 
-    def route(self, states=None, enabled=None, tokens=None) -> Routing:
+    def route(self, states=None, enabled=None, tokens=None, check_codes=True) -> Routing:
         if tokens is None:
             raise ValueError("the learned router needs the trunk tokens: pass tokens=model.trunk(images)")
-        logits = self.logits(tokens)
+        logits = self.decision_logits(tokens)
         predicted = torch.stack([lg.argmax(dim=1) for lg in logits.values()], dim=1)
         mask = self.enabled_mask(enabled, tokens.device).expand_as(predicted)
         if self.gate_mode == "soft":

@@ -98,7 +98,8 @@ def trace_checkpoint(
     from mosaic.tracing.engine import ImageSet, build_provenance, trace_model
     from mosaic.train.checkpoint import load_checkpoint
 
-    torch_device = resolve_device(device)
+    dist = _distributed(device)
+    torch_device = dist.device if dist is not None else resolve_device(device)
     if threads is not None:
         torch.set_num_threads(max(1, threads))
     loaded = load_checkpoint(checkpoint, map_location=torch_device)
@@ -158,8 +159,12 @@ def trace_checkpoint(
     )
     # everything tracing will write must fit before the first image is decoded or the model runs
     require_space(space_needs(out, dataset, model, selected, settings, torch_device, cache_dir, provenance))
+    if dist is not None and not dist.is_main:
+        dist.barrier()  # rank 0 decodes the images into the cache first; the others then read it
     query = ImageSet.from_dataset(dataset, "query", model.img_size, cache_dir=cache_dir, progress=settings.progress)
     gallery = ImageSet.from_dataset(dataset, "gallery", model.img_size, cache_dir=cache_dir, progress=settings.progress)
+    if dist is not None and dist.is_main:
+        dist.barrier()
     data_info = {
         "name": dataset.name,
         "format": dataset.format,
@@ -170,9 +175,24 @@ def trace_checkpoint(
         "n_gallery": len(gallery),
         "n_query_ids": int(len(set(query.pid.tolist()))),
     }
-    return trace_model(
-        model, query, gallery, selected, settings, device=torch_device, provenance=provenance, dataset=data_info
-    )
+    try:
+        return trace_model(model, query, gallery, selected, settings, device=torch_device, provenance=provenance,
+                           dataset=data_info, dist=dist)
+    finally:
+        if dist is not None:
+            from mosaic.train.distributed import shutdown_distributed
+
+            shutdown_distributed(dist)
+
+
+def _distributed(device: str):
+    """The process group when launched by ``torchrun`` with several processes (each traces a share
+    of the conditions, :mod:`mosaic.tracing.sharding`); ``None`` for a single process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from mosaic.train.distributed import init_distributed
+
+    return init_distributed(device)
 
 
 def space_needs(out, dataset, model, conditions, settings, device, cache_dir, provenance) -> list[SpaceNeed]:
@@ -258,6 +278,8 @@ class TraceResult:
 
     def summary(self) -> str:
         data = self.data
+        if data is None:
+            return "traced this process's share of the conditions; rank 0 wrote the trace"
         headline = ", ".join(f"{n} mAP {100 * v:.1f}" for n, v in self.headline.items())
         return (f"wrote {self.path}: {data.n_conditions} conditions x {data.n_queries} queries "
                 f"({int(data.valid.sum())} valid) x {data.n_gallery} gallery" + (f"; {headline}" if headline else ""))
@@ -315,7 +337,8 @@ def trace(
         command = trace_command_line({
             "ckpt": checkpoint, "data": data, "format": format, "attributes": attributes, "schema": schema,
             "out": out, "conditions": conditions, "subsets": subsets, "top_k": settings.top_k,
-            "max_rank": settings.max_rank, "batch_size": settings.batch_size, "device": device, "seed": seed,
+            "max_rank": settings.max_rank, "batch_size": settings.batch_size, "precision": settings.precision,
+            "device": device, "seed": seed,
             "fixed_gates": fixed_gates, "distance": settings.distance, "feature": settings.feature,
             "cache_budget": settings.cache_budget_mb, "spill_dir": settings.spill_dir, "image_cache": image_cache,
             "threads": threads,
@@ -325,6 +348,8 @@ def trace(
         conditions=conditions, subsets=subsets, seed=seed, fixed_gates=fixed_gates, device=device,
         image_cache=image_cache, threads=threads, command=command, out=out,
     )
+    if result is None:  # a rank other than 0 of a multi-process trace: rank 0 writes
+        return TraceResult(path=None, data=None)
     if out is not None:
         write_trace(result, out)
     return TraceResult(path=out, data=result)

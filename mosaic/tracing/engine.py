@@ -22,13 +22,12 @@ import math
 import platform
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mosaic.conditions import Condition
 from mosaic.core.diskspace import SpaceNeed
@@ -37,7 +36,9 @@ from mosaic.tracing.image_set import ImageSet
 from mosaic.core.provenance import git_commit
 from mosaic.tracing.token_cache import SPILL_FIX, TokenCache, default_budget
 from mosaic.tracefile import TraceData
-from mosaic.tracing.settings import FEATURES, TraceSettings
+from mosaic.tracing.features import ConditionResult, FeatureReuse, condition_codes, condition_features, segment_keys
+from mosaic.tracing.precision import compute_precision, exact_float32
+from mosaic.tracing.settings import TraceSettings
 
 __all__ = [
     "ImageSet",
@@ -54,11 +55,6 @@ __all__ = [
     "trunk_token_shape",
 ]
 
-def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
-    for start in range(0, n, size):
-        yield start, min(n, start + size)
-
-
 def _progress(total: int, desc: str, enabled: bool):
     from mosaic.core.progress import progress_bar
 
@@ -70,15 +66,19 @@ def compute_trunk(model, image_sets: Sequence[ImageSet], settings: TraceSettings
     """Run ``model.trunk`` once over every image of ``image_sets`` (in order) into a :class:`TokenCache`."""
     from mosaic.model import normalize_images
 
+    from mosaic.tracing.features import chunks
+
+    settings = settings.for_device(device.type)
     total = sum(len(s) for s in image_sets)
     budget = token_budget(settings, device)
     cache: TokenCache | None = None
     offset = 0
     with _progress(total, "trunk", settings.progress) as bar:
         for image_set in image_sets:
-            for start, stop in _chunks(len(image_set), settings.batch_size):
-                x = normalize_images(image_set.images[start:stop].to(device), model)
-                tokens = model.trunk(x)
+            for start, stop in chunks(0, len(image_set), settings.batch_size):
+                x = normalize_images(image_set.images[start:stop].to(device, non_blocking=True), model)
+                with compute_precision(settings.precision, device):
+                    tokens = model.trunk(x)
                 if cache is None:
                     cache = TokenCache(total, tokens.shape[1:], device=device, budget_bytes=budget, spill_dir=settings.spill_dir)
                 cache.write(offset, tokens)
@@ -108,66 +108,9 @@ def spill_need(model, n_images: int, settings: TraceSettings, device: torch.devi
     return SpaceNeed(Path(settings.spill_dir or tempfile.gettempdir()), nbytes, "spilled trunk tokens", SPILL_FIX)
 
 
-@dataclass
-class ConditionResult:
-    """Features and routing of every image under one condition."""
-
-    features: torch.Tensor   # (N, D) L2-normalised, images in cache order
-    gates: torch.Tensor      # (N, L, E) float32 on the CPU
-    missing_routes: int      # (image, enabled group) pairs left off for lack of a state
-    filled_routes: int = 0   # (image, enabled group) pairs whose missing state was filled
-
-
-@torch.inference_mode()
-def condition_features(
-    model,
-    cache: TokenCache,
-    states: np.ndarray,
-    pids: np.ndarray,
-    condition: Condition,
-    settings: TraceSettings,
-    *,
-    is_query: np.ndarray | None = None,
-    bar=None,
-    fill: np.ndarray | None = None,
-) -> ConditionResult:
-    """Run the expert blocks over the cached tokens of every image under ``condition``.
-
-    ``states`` and ``pids`` cover every image of the cache, so that a counterfactual gives an
-    identity one donor; ``is_query`` marks the queries, the images a counterfactual re-routes.
-    ``fill`` (from :func:`mosaic.tracing.routing.fill_codes`) routes the missing states.
-    """
-    from mosaic.conditions.interventions import fill_missing_routes
-
-    device = cache.device
-    codes, filled = fill_missing_routes(condition, condition.route_states(states, pids, is_query), fill)
-    routed = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.int64))
-    enabled = torch.from_numpy(condition.enabled_mask).to(device)
-    if settings.feature is None:
-        raise MosaicError("TraceSettings.feature is None: name the feature to trace, bn or pre_bn")
-    attr = FEATURES[settings.feature]
-    feats, gates, missing = [], [], 0
-    for start, stop in _chunks(cache.n, settings.batch_size):
-        tokens = cache.read(start, stop)
-        routing = model.route(routed[start:stop].to(device), router=condition.router, enabled=enabled, tokens=tokens)
-        out = model.head(tokens, routing.gates)
-        feats.append(F.normalize(getattr(out, attr).float(), dim=1))
-        gates.append(routing.gates.float().cpu())
-        missing += routing.n_missing
-        if bar is not None:
-            bar.update(stop - start)
-    D = model.embed_dim
-    L, E = len(model.expert_layers), model.n_experts
-    return ConditionResult(
-        features=torch.cat(feats) if feats else torch.zeros(0, D, device=device),
-        gates=torch.cat(gates) if gates else torch.zeros(0, L, E),
-        missing_routes=int(missing),
-        filled_routes=int(filled.sum()),
-    )
-
-
 def _distance(qf: torch.Tensor, gf: torch.Tensor, kind: str) -> torch.Tensor:
-    cos = qf @ gf.T
+    with exact_float32(qf.device):  # whatever the network's precision: a rounded distance makes ties
+        cos = qf @ gf.T
     if kind == "cosine":
         return 1.0 - cos
     return (2.0 - 2.0 * cos).clamp_(min=0.0).sqrt_()  # |a - b| for unit vectors
@@ -183,71 +126,58 @@ def trace_model(
     device: str | torch.device = "cpu",
     provenance: Mapping[str, Any] | None = None,
     dataset: Mapping[str, Any] | None = None,
-) -> TraceData:
+    dist=None,
+) -> TraceData | None:
     """Trace ``model`` on ``query`` x ``gallery`` under every condition (trunk computed once).
 
     Returns the in-memory :class:`TraceData`; write it with :func:`mosaic.tracefile.write_trace`.
+    ``dist`` (a :class:`mosaic.train.distributed.DistContext` of several processes) shares the
+    conditions out over the ranks (:mod:`mosaic.tracing.sharding`); rank 0 gathers them and returns
+    the trace, every other rank returns ``None``.
     """
-    settings = settings or TraceSettings()
     device = torch.device(device)
+    settings = (settings or TraceSettings()).for_device(device.type)
     schema = model.schema
     _check_inputs(model, query, gallery, conditions)
-    from mosaic.conditions.codes import code_evaluation
-    from mosaic.core.metrics import evaluate
-    from mosaic.tracing.routing import check_condition_inputs, fill_codes, fill_method_of
+    from mosaic.tracing.routing import check_condition_inputs, fill_codes
+    from mosaic.tracing.sharding import gather_outcomes, shard_conditions
 
     check_condition_inputs(model, conditions, query.states, gallery.states)
     model.eval()
-
     C, Q = len(conditions), len(query)
-    L, E, K, R = len(model.expert_layers), model.n_experts, settings.top_k, settings.max_rank
     states = np.concatenate([query.states, gallery.states])
     pids = np.concatenate([query.pid, gallery.pid])
     is_query = np.arange(len(pids)) < Q
-    out = {
-        "ap": np.full((C, Q), np.nan, np.float32),
-        "inp": np.full((C, Q), np.nan, np.float32),
-        "rank1": np.zeros((C, Q), bool),
-        "first_match_rank": np.full((C, Q), -1, np.int32),
-        "topk_index": np.full((C, Q, K), -1, np.int32),
-        "topk_distance": np.full((C, Q, K), np.nan, np.float32),
-        "mAP": np.full(C, np.nan),
-        "mINP": np.full(C, np.nan),
-        "cmc": np.full((C, R), np.nan),
-        "gates": np.zeros((C, Q, L, E), np.float32),
-        "filled_routes": np.zeros(C, np.int64),
-        "fill_method": np.full(C, "none", dtype=object),
-    }
-    valid: np.ndarray | None = None
-    missing_routes: dict[str, int] = {}
+    world = dist.world_size if dist is not None and dist.enabled else 1
     with compute_trunk(model, [query, gallery], settings, device) as cache:
         fill = fill_codes(model, cache, states, settings.batch_size)
-        with _progress(C * cache.n, "conditions", settings.progress) as bar:
-            for c, condition in enumerate(conditions):
-                bar.set_postfix_str(condition.name, refresh=False)
-                if condition.by_code:  # no model: gates stay zero
-                    missing_routes[condition.name] = 0
-                    ev = code_evaluation(query.states, gallery.states, query.pid, gallery.pid, query.camid,
-                                         gallery.camid, seed=condition.code_tie_seed, max_rank=R, topk=K)
-                    bar.update(cache.n)
-                else:
-                    result = condition_features(model, cache, states, pids, condition, settings, is_query=is_query, bar=bar, fill=fill)
-                    missing_routes[condition.name] = result.missing_routes
-                    out["filled_routes"][c] = result.filled_routes
-                    out["fill_method"][c] = fill_method_of(model) if result.filled_routes else "none"
-                    out["gates"][c] = result.gates[:Q].numpy()
-                    distmat = _distance(result.features[:Q], result.features[Q:], settings.distance)
-                    if distmat.device.type == "cpu":
-                        distmat = distmat.numpy()  # the numpy evaluation avoids full sorts on the CPU
-                    ev = evaluate(distmat, query.pid, gallery.pid, query.camid, gallery.camid, max_rank=R, topk=K)
-                if valid is None:
-                    valid = np.asarray(ev.valid, dtype=bool)
-                elif not np.array_equal(valid, np.asarray(ev.valid, dtype=bool)):
-                    raise RuntimeError("query validity changed between conditions: it must depend on ids and cameras only")
-                _store(out, c, ev, K, R)
+        # every condition's routing, on the host and before any head runs: the codes are checked
+        # here once, and the segments later conditions will reuse are known
+        keys = [[] if c.by_code else segment_keys(model, c, condition_codes(model, c, states, pids, is_query, fill)[0],
+                                                    [(0, Q), (Q, len(pids))], settings.reuse) for c in conditions]
+        shares = shard_conditions(keys, world, (Q, len(pids) - Q))
+        mine = shares[dist.rank] if world > 1 else list(range(C))
+        reuse = FeatureReuse([keys[c] for c in mine]) if settings.reuse else None
+        outcomes = {}
+        with _progress(len(mine) * cache.n, "conditions", settings.progress) as bar:
+            for c in mine:
+                bar.set_postfix_str(conditions[c].name, refresh=False)
+                outcomes[c] = _condition_outcome(model, cache, conditions[c], query, gallery, states, pids, is_query,
+                                                 fill, settings, bar, reuse)
         cache_info = {"bytes": int(cache.nbytes), "spilled": bool(cache.spilled)}
+    if world > 1:
+        outcomes = gather_outcomes(outcomes, dist)
+        if outcomes is None:
+            return None
+    out, valid = _assemble(outcomes, C, Q, len(model.expert_layers), model.n_experts, settings)
+    missing_routes = {conditions[c].name: outcomes[c]["missing_routes"] for c in range(C)}
     provenance = complete_provenance(provenance, conditions, schema, settings, missing_routes=missing_routes,
                                      trunk_cache=cache_info)
+    provenance.setdefault("precision", settings.precision)
+    provenance.setdefault("world_size", world)
+    if world > 1:
+        provenance.setdefault("condition_rank", {conditions[c].name: r for r, share in enumerate(shares) for c in share})
+    provenance.setdefault("head_rows", {conditions[c].name: outcomes[c]["computed_rows"] for c in range(C)})
     return TraceData(
         schema=schema,
         query_pid=query.pid,
@@ -273,28 +203,87 @@ def trace_model(
     ).validate()
 
 
+def _condition_outcome(model, cache, condition: Condition, query: ImageSet, gallery: ImageSet, states, pids,
+                       is_query, fill, settings: TraceSettings, bar, reuse) -> dict[str, Any]:
+    """One condition's results, as host arrays (what a rank sends to rank 0)."""
+    from mosaic.conditions.codes import code_evaluation
+    from mosaic.core.metrics import evaluate
+    from mosaic.tracing.routing import fill_method_of
+
+    Q, K, R = len(query), settings.top_k, settings.max_rank
+    if condition.by_code:  # no model: gates stay zero
+        ev = code_evaluation(query.states, gallery.states, query.pid, gallery.pid, query.camid,
+                             gallery.camid, seed=condition.code_tie_seed, max_rank=R, topk=K)
+        if bar is not None:
+            bar.update(cache.n)
+        extra = {"missing_routes": 0, "filled_routes": 0, "fill_method": "none", "gates": None, "computed_rows": 0}
+    else:
+        result = condition_features(model, cache, states, pids, condition, settings, is_query=is_query, bar=bar,
+                                    fill=fill, reuse=reuse)
+        distmat = _distance(result.features[:Q], result.features[Q:], settings.distance)
+        if distmat.device.type == "cpu":
+            distmat = distmat.numpy()  # the numpy evaluation avoids full sorts on the CPU
+        ev = evaluate(distmat, query.pid, gallery.pid, query.camid, gallery.camid, max_rank=R, topk=K)
+        extra = {
+            "missing_routes": result.missing_routes,
+            "filled_routes": result.filled_routes,
+            "fill_method": fill_method_of(model) if result.filled_routes else "none",
+            "gates": result.gates[:Q].cpu().numpy(),  # the queries' gates, one copy per condition
+            "computed_rows": result.computed_rows,
+        }
+    fields = ("valid", "ap", "inp", "rank1", "first_match_rank", "topk_index", "topk_distance", "cmc")
+    return {**{f: _as_numpy(getattr(ev, f)) if getattr(ev, f) is not None else None for f in fields},
+            "mAP": float(ev.mAP), "mINP": float(ev.mINP), **extra}
+
+
 def _as_numpy(value) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     return np.asarray(value)
 
 
-def _store(out: dict[str, np.ndarray], c: int, ev, K: int, R: int) -> None:
-    """Copy one condition's Evaluation into the trace arrays (NaN / -1 where a query is invalid)."""
-    valid = _as_numpy(ev.valid).astype(bool)
-    out["ap"][c] = np.where(valid, _as_numpy(ev.ap), np.nan)
-    out["inp"][c] = np.where(valid, _as_numpy(ev.inp), np.nan)
-    out["rank1"][c] = _as_numpy(ev.rank1).astype(bool) & valid
-    out["first_match_rank"][c] = np.where(valid, _as_numpy(ev.first_match_rank), -1)
-    if K and ev.topk_index is not None:
-        index, dist = _as_numpy(ev.topk_index)[:, :K], _as_numpy(ev.topk_distance)[:, :K]
-        k = index.shape[1]
-        out["topk_index"][c, :, :k] = index
-        out["topk_distance"][c, :, :k] = np.where(index >= 0, dist, np.nan)  # pads: -1 / NaN in the trace
-    out["mAP"][c] = float(ev.mAP)
-    out["mINP"][c] = float(ev.mINP)
-    cmc = _as_numpy(ev.cmc).astype(np.float64)
-    out["cmc"][c, : min(R, len(cmc))] = cmc[:R]
+def _assemble(outcomes: Mapping[int, Mapping[str, Any]], C: int, Q: int, L: int, E: int, settings: TraceSettings):
+    """The trace's per-condition arrays from every condition's outcome (NaN / -1 where a query is invalid)."""
+    K, R = settings.top_k, settings.max_rank
+    out = {
+        "ap": np.full((C, Q), np.nan, np.float32),
+        "inp": np.full((C, Q), np.nan, np.float32),
+        "rank1": np.zeros((C, Q), bool),
+        "first_match_rank": np.full((C, Q), -1, np.int32),
+        "topk_index": np.full((C, Q, K), -1, np.int32),
+        "topk_distance": np.full((C, Q, K), np.nan, np.float32),
+        "mAP": np.full(C, np.nan),
+        "mINP": np.full(C, np.nan),
+        "cmc": np.full((C, R), np.nan),
+        "gates": np.zeros((C, Q, L, E), np.float32),
+        "filled_routes": np.zeros(C, np.int64),
+        "fill_method": np.full(C, "none", dtype=object),
+    }
+    valid: np.ndarray | None = None
+    for c in range(C):
+        ev = outcomes[c]
+        this_valid = ev["valid"].astype(bool)
+        if valid is None:
+            valid = this_valid
+        elif not np.array_equal(valid, this_valid):
+            raise RuntimeError("query validity changed between conditions: it must depend on ids and cameras only")
+        out["ap"][c] = np.where(this_valid, ev["ap"], np.nan)
+        out["inp"][c] = np.where(this_valid, ev["inp"], np.nan)
+        out["rank1"][c] = ev["rank1"].astype(bool) & this_valid
+        out["first_match_rank"][c] = np.where(this_valid, ev["first_match_rank"], -1)
+        if K and ev["topk_index"] is not None:
+            index, dist = ev["topk_index"][:, :K], ev["topk_distance"][:, :K]
+            k = index.shape[1]
+            out["topk_index"][c, :, :k] = index
+            out["topk_distance"][c, :, :k] = np.where(index >= 0, dist, np.nan)  # pads: -1 / NaN in the trace
+        out["mAP"][c], out["mINP"][c] = ev["mAP"], ev["mINP"]
+        cmc = ev["cmc"].astype(np.float64)
+        out["cmc"][c, : min(R, len(cmc))] = cmc[:R]
+        if ev["gates"] is not None:
+            out["gates"][c] = ev["gates"]
+        out["filled_routes"][c] = ev["filled_routes"]
+        out["fill_method"][c] = ev["fill_method"]
+    return out, valid
 
 
 def _check_inputs(model, query: ImageSet, gallery: ImageSet, conditions: Sequence[Condition]) -> None:

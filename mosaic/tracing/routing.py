@@ -39,11 +39,8 @@ def fill_codes(model, cache, states: np.ndarray, batch_size: int) -> np.ndarray 
     router = model.learned_router
     if router is None:
         return np.full(states.shape, FIXED, dtype=states.dtype)
-    predicted = [
-        router.predict(cache.read(start, min(cache.n, start + batch_size))).cpu().numpy()
-        for start in range(0, cache.n, batch_size)
-    ]
-    return np.concatenate(predicted).astype(states.dtype)
+    predicted = [router.predict(cache.read(start, min(cache.n, start + batch_size))) for start in range(0, cache.n, batch_size)]
+    return torch.cat(predicted).cpu().numpy().astype(states.dtype)  # one copy to the host, not one per batch
 
 
 def check_condition_inputs(model, conditions: Sequence[Condition], query_states: np.ndarray, gallery_states: np.ndarray) -> None:

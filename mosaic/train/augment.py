@@ -15,6 +15,9 @@ Every random number comes from an explicit :class:`torch.Generator` on the CPU (
 numbers per sample, moved to the device), so a seed reproduces the batch exactly on any device
 and its state can be checkpointed. The per-pixel erase noise is drawn on the device from a
 generator re-seeded from the CPU one each call.
+
+Nothing here reads a device tensor back to the host: every number the host needs (the noise
+seed, how many pixels are erased) is known at draw time, so the device never waits for the host.
 """
 
 from __future__ import annotations
@@ -48,6 +51,11 @@ class AugmentParams:
     eh: torch.Tensor  # erase height / width, 0 when not erasing
     ew: torch.Tensor
     noise_seed: int
+    erased_pixels: int = 0  # sum of eh * ew: the erased area per channel, known on the host
+
+    def pin_memory(self) -> "AugmentParams":
+        """The same draws in page-locked memory, so that copying them to a GPU need not block."""
+        return AugmentParams(**{k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()})
 
 
 class BatchAugment:
@@ -92,7 +100,7 @@ class BatchAugment:
         y0 = (u[:, 0] * (height - eh + 1).float()).long()
         x0 = (u[:, 1] * (width - ew + 1).float()).long()
         noise_seed = int(torch.randint(0, 2**62, (1,), generator=g))
-        return AugmentParams(flip, dy, dx, erase, y0, x0, eh, ew, noise_seed)
+        return AugmentParams(flip, dy, dx, erase, y0, x0, eh, ew, noise_seed, erased_pixels=int((eh * ew).sum()))
 
     # ---------------------------------------------------------------- applying
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -110,7 +118,7 @@ class BatchAugment:
         x = self._flip_crop(images, moved["flip"], moved["dy"], moved["dx"])
         x = self.normalize(x)
         if self.config.erase_prob > 0:
-            x = self._erase(x, moved, params.noise_seed)
+            x = self._erase(x, moved, params)
         return x
 
     def _flip_crop(self, images: torch.Tensor, flip: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
@@ -127,7 +135,7 @@ class BatchAugment:
         out = padded.reshape(b, c, -1).gather(2, index)
         return out.reshape(b, c, h, w)
 
-    def _erase(self, x: torch.Tensor, p: dict[str, torch.Tensor], noise_seed: int) -> torch.Tensor:
+    def _erase(self, x: torch.Tensor, p: dict[str, torch.Tensor], params: AugmentParams) -> torch.Tensor:
         b, c, h, w = x.shape
         ys = torch.arange(h, device=x.device)[None, :, None]
         xs = torch.arange(w, device=x.device)[None, None, :]
@@ -138,12 +146,13 @@ class BatchAugment:
         if fill_mode == "zero":
             fill = torch.zeros((), dtype=x.dtype, device=x.device)
         else:
-            gen = self._device_generator(x.device).manual_seed(noise_seed)
+            gen = self._device_generator(x.device).manual_seed(params.noise_seed)
             if fill_mode == "pixel" and x.device.type == "cpu":
                 # Noise for the erased pixels only (about a tenth of the batch): on a CPU drawing
                 # it for every pixel is the largest cost of the pipeline; on a GPU it is free.
+                # The count comes from the host-side draws (the rectangles lie inside the image).
                 full = mask.expand(b, c, h, w)
-                noise = torch.randn(int(full.sum()), generator=gen, dtype=x.dtype)
+                noise = torch.randn(c * params.erased_pixels, generator=gen, dtype=x.dtype)
                 return x.masked_scatter(full, noise)
             shape = (b, c, h, w) if fill_mode == "pixel" else (b, c, 1, 1)
             fill = torch.randn(shape, generator=gen, device=x.device, dtype=x.dtype)

@@ -156,7 +156,8 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     out: str | None = None  # run directory; None = runs/<config file stem>
     amp: bool = True  # bf16 autocast on CUDA; CPU runs always use fp32
-    compile: bool = False  # torch.compile the model (CUDA only)
+    compile: bool = False  # torch.compile the step's routing, forward pass and loss as one graph (pays on CUDA)
+    cuda_graphs: bool = False  # with compile on CUDA: capture that graph as CUDA graphs ("reduce-overhead")
     log_every: int = 20  # steps between metrics.jsonl loss lines
     checkpoint_every: int = 1  # epochs between checkpoints/last.pt writes (and at the end)
     threads: int | None = None  # torch intra-op threads on the CPU; None = torch's default
@@ -225,6 +226,8 @@ class TrainConfig:
             (self.augment.pad >= 0, "augment.pad must be >= 0"),
             (self.run.log_every > 0, "run.log_every must be positive"),
             (self.run.checkpoint_every > 0, "run.checkpoint_every must be positive"),
+            (self.run.compile or not self.run.cuda_graphs, "run.cuda_graphs captures the compiled step: "
+             "set run.compile=true as well, or run.cuda_graphs=false"),
             (self.eval.every >= 0, "eval.every must be >= 0 (0 = only at the end)"),
             (self.eval.val_ids >= 0, "eval.val_ids must be >= 0 (a count of identities, or a fraction in (0, 1))"),
             (not self.eval.every or self.eval.val_ids > 0, "eval.every evaluates during training on held-out training "

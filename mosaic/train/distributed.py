@@ -9,7 +9,6 @@ Without those variables everything here is a no-op and the run is a single proce
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -89,23 +88,15 @@ def shutdown_distributed(ctx: DistContext) -> None:
         dist.destroy_process_group()
 
 
-def wrap_for_training(model: torch.nn.Module, dist: DistContext, *, compile: bool = False,
-                      find_unused_parameters: bool = False) -> torch.nn.Module:
-    """The module the training step calls: DistributedDataParallel over several processes, and
-    ``torch.compile`` on CUDA when asked (a CPU run says once that it is not compiled)."""
-    forward = model
-    if dist.enabled:
-        from torch.nn.parallel import DistributedDataParallel
+def wrap_for_training(model: torch.nn.Module, dist: DistContext, *, find_unused_parameters: bool = False) -> torch.nn.Module:
+    """The module the training step calls: DistributedDataParallel over several processes, else the
+    model itself (compiling is the step's business, :class:`mosaic.train.step.TrainStep`)."""
+    if not dist.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
 
-        forward = DistributedDataParallel(
-            model,
-            device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
-            find_unused_parameters=find_unused_parameters,
-        )
-    if compile:
-        if dist.device.type == "cuda":
-            forward = torch.compile(forward)
-        elif dist.is_main:
-            print("run.compile is only used on CUDA; this CPU run is not compiled", file=sys.stderr)
-    return forward
-
+    return DistributedDataParallel(
+        model,
+        device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
+        find_unused_parameters=find_unused_parameters,
+    )

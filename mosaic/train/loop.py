@@ -38,7 +38,6 @@ import torch
 from mosaic.core.diskspace import require_space
 from mosaic.core.errors import MosaicError
 from mosaic.core.fileio import write_text_atomic
-from mosaic.core.schema import FIXED, MISSING
 from mosaic.conditions.state_shares import training_state_shares
 from mosaic.train.augment import BatchAugment
 from mosaic.train.checkpoint import save_checkpoint, unwrap_model
@@ -52,9 +51,8 @@ from mosaic.train.evaluate import EvalSet, evaluate_model
 from mosaic.train.losses import ReIDLoss
 from mosaic.train.optim import build_optimizer, build_scheduler
 from mosaic.train.sampler import PKSampler
+from mosaic.train.step import LOSS_PARTS, TrainStep, check_training_states
 from mosaic.train.validation import training_split
-
-LOSS_PARTS = ("loss", "id", "triplet", "attribute")
 
 
 def _autocast_factory(device: torch.device, amp: bool) -> Callable[[], contextlib.AbstractContextManager]:
@@ -146,9 +144,10 @@ class Trainer:
         if self.image_device.type == "cpu" and self.device.type == "cuda":
             self.train_images = self.train_images.pin_memory()
         self.train_labels = torch.from_numpy(labels).to(self.image_device)
-        self.train_states = torch.from_numpy(train[list(self.schema.group_names)].to_numpy(dtype=np.int64, copy=True)).to(
-            self.image_device
-        )
+        states = train[list(self.schema.group_names)].to_numpy(dtype=np.int64, copy=True)
+        # checked once here, so the step never reads a device value to check it
+        check_training_states(model, states, config.routing)
+        self.train_states = torch.from_numpy(states).to(self.image_device)
         self._eval_sets: dict[str, EvalSet] = {}
 
         # ---- recipe
@@ -158,13 +157,21 @@ class Trainer:
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.optimizer = build_optimizer(model, config.optim)
         self.scheduler, self.total_steps = build_scheduler(self.optimizer, config.optim, self.steps_per_epoch)
-        self.loss_fn: Callable = ReIDLoss(config.loss)
         self.augment = BatchAugment(config.augment, normalize=lambda x: normalize_images(x, model))
         self.augment_generator = torch.Generator().manual_seed(_rank_seed(run.seed, self.dist.rank))
         self.autocast = _autocast_factory(self.device, run.amp)
 
-        self.forward_model = wrap_for_training(model, self.dist, compile=run.compile,
-                                               find_unused_parameters=run.find_unused_parameters)
+        self.forward_model = wrap_for_training(model, self.dist, find_unused_parameters=run.find_unused_parameters)
+        if run.cuda_graphs and self.dist.enabled:
+            raise MosaicError("run.cuda_graphs captures a one-process step: with several processes set run.cuda_graphs=false "
+                              "(run.compile still applies)")
+        self.stepper = TrainStep(
+            model=self.model, forward_model=self.forward_model, loss_fn=ReIDLoss(config.loss), augment=self.augment,
+            optimizer=self.optimizer, scheduler=self.scheduler, routing=config.routing, generator=self.augment_generator,
+            images=self.train_images, labels=self.train_labels, states=self.train_states, device=self.device,
+            autocast=self.autocast, clip_grad_norm=config.optim.clip_grad_norm,
+            compile=run.compile, cuda_graphs=run.cuda_graphs, fullgraph=not self.dist.enabled,
+        )
 
         # ---- state
         self.step = 0
@@ -327,42 +334,18 @@ class Trainer:
         return False
 
     # ------------------------------------------------------------------ training
+    @property
+    def loss_fn(self) -> Callable:
+        """The step's loss (replaceable, e.g. to inject a failure in a test)."""
+        return self.stepper.loss_fn
+
+    @loss_fn.setter
+    def loss_fn(self, fn: Callable) -> None:
+        self.stepper.loss_fn = fn
+
     def train_step(self, indices: np.ndarray) -> torch.Tensor:
         """One optimisation step on the images at ``indices``; returns the loss parts (on device, detached)."""
-        index = torch.from_numpy(indices).to(self.image_device)
-        images = self.train_images.index_select(0, index).to(self.device, non_blocking=True)
-        labels = self.train_labels.index_select(0, index).to(self.device, non_blocking=True)
-        states = self.train_states.index_select(0, index).to(self.device, non_blocking=True)
-        x = self.augment(images, self.augment_generator)
-        with self.autocast():
-            output = self.forward_model(x, self._route_states(states), router="oracle")
-        terms = self.loss_fn(output, labels, states)  # the router heads learn the true states
-        self.optimizer.zero_grad(set_to_none=True)
-        terms.total.backward()
-        if self.config.optim.clip_grad_norm:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.clip_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
-        zero = terms.total.detach() * 0
-        return torch.stack([terms.total.detach()] + [terms.parts.get(n, zero) for n in LOSS_PARTS[1:]])
-
-    def _route_states(self, states: torch.Tensor) -> torch.Tensor:
-        """States the oracle routes by (see :class:`~mosaic.train.config.RoutingConfig`): each group
-        dropped (``-1``) with ``group_dropout``, routed by its fixed gates (``-2``) with
-        ``fixed_prob``; every group dropped with ``all_off_prob``."""
-        cfg = self.config.routing
-        p, q = cfg.group_dropout, cfg.fixed_prob
-        if p or q:
-            # one uniform per (sample, group), CPU stream: checkpointed, and the same draws as a
-            # dropout-only run, so adding fixed_prob does not change which groups are dropped
-            u = torch.rand(states.shape, generator=self.augment_generator).to(states.device, non_blocking=True)
-            states = states.masked_fill(u < p, MISSING)
-            if q:
-                states = states.masked_fill((u >= p) & (u < p + q), FIXED)
-        if cfg.all_off_prob:
-            off = torch.rand(states.shape[0], generator=self.augment_generator) < cfg.all_off_prob
-            states = states.masked_fill(off.to(states.device, non_blocking=True)[:, None], MISSING)
-        return states
+        return self.stepper(indices)
 
     def fit(self, stop_at: int | None = None) -> TrainResult:
         """Train until the configured number of steps (or ``stop_at``), evaluating and checkpointing.

@@ -62,18 +62,31 @@ def parameter_groups(model: nn.Module, config: OptimConfig) -> list[dict]:
     return list(groups.values())
 
 
-OPTIMIZERS: dict[str, Callable[[list[dict], OptimConfig], torch.optim.Optimizer]] = {
+def fused_by_default(groups: list[dict]) -> bool:
+    """Whether Adam runs fused: when every parameter is on CUDA. One kernel per step instead of
+    about 150 foreach launches, and its step counters stay on the device; elsewhere PyTorch's
+    default (foreach on accelerators, a loop on the CPU)."""
+    params = [p for group in groups for p in group["params"]]
+    return bool(params) and all(p.device.type == "cuda" for p in params)
+
+
+OPTIMIZERS: dict[str, Callable[[list[dict], OptimConfig, bool], torch.optim.Optimizer]] = {
     # decoupled weight decay (Loshchilov & Hutter)
-    "adamw": lambda groups, cfg: torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas)),
+    "adamw": lambda groups, cfg, fused: torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused or None),
     # L2 added to the gradient, as CLIP-ReID's Adam; at lr 5e-6 and decay 1e-4 the two barely differ
-    "adam": lambda groups, cfg: torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas)),
-    "sgd": lambda groups, cfg: torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=False),
+    "adam": lambda groups, cfg, fused: torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused or None),
+    "sgd": lambda groups, cfg, fused: torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=False),
 }
 
 
-def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
-    """The optimiser over :func:`parameter_groups`; the scheduler scales every group's rate alike."""
-    return OPTIMIZERS[config.name](parameter_groups(model, config), config)
+def build_optimizer(model: nn.Module, config: OptimConfig, fused: bool | None = None) -> torch.optim.Optimizer:
+    """The optimiser over :func:`parameter_groups`; the scheduler scales every group's rate alike.
+
+    Build it after the model is on its device: ``fused=None`` fuses Adam when every parameter is
+    on CUDA (:func:`fused_by_default`); ``True`` asks for the fused kernel on any device that has one.
+    """
+    groups = parameter_groups(model, config)
+    return OPTIMIZERS[config.name](groups, config, fused_by_default(groups) if fused is None else fused)
 
 
 @dataclass

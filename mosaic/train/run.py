@@ -63,7 +63,8 @@ class RunPaths:
 
 # Settings that may change when resuming: how the run executes and evaluates, never what it learns.
 RESUMABLE_OVERRIDES = ("run.device", "run.log_every", "run.checkpoint_every", "run.threads", "run.cache_on_device",
-                       "run.compile", "run.amp", "run.find_unused_parameters", "run.stop_signals", "eval.")
+                       "run.compile", "run.cuda_graphs", "run.amp", "run.find_unused_parameters",
+                       "run.stop_signals", "eval.")
 
 
 def resolve_run(

@@ -49,6 +49,8 @@ def _print_summary(summary: dict[str, Any], *, max_conditions: int | None) -> No
         ("git commit", prov.get("git_commit")),
         ("seed", prov.get("seed")),
         ("device", prov.get("device")),
+        ("precision", f"{summary['precision']} network; distances, ranking and routing decisions float32"),
+        ("processes", prov.get("world_size") if prov.get("world_size", 1) != 1 else None),
         ("versions", ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items()) or None),
     ]
     for label, value in lines:

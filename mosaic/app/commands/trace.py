@@ -42,7 +42,8 @@ def trace(
     subsets: Optional[int] = typer.Option(None, "--subsets", help="Number of random subset:<i> conditions. Default: enough for 5 configurations per parameter of a configuration-level GLM, 5*(G+1) - (2+2G)."),
     top_k: int = typer.Option(10, "--top-k", help="Nearest gallery images kept per query and condition."),
     max_rank: int = typer.Option(50, "--max-rank", help="CMC curve length."),
-    batch_size: int = typer.Option(128, "--batch-size", help="Images per forward pass."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per forward pass. Default: 128 on the CPU, 256 on CUDA."),
+    precision: str = typer.Option("fp32", "--precision", help="Arithmetic of the network: fp32, tf32 (CUDA only; on the CPU the same as fp32) or bf16 (autocast). Distances, ranking and routing decisions stay float32 (docs/validation.md)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     seed: int = typer.Option(0, "--seed", help="Seed of the counterfactual donors, the random subsets, the relabel permutations and the code condition's tie order."),
     fixed_gates: str = typer.Option("shares", "--fixed-gates", help="Gates of fixed:<group>: shares (each of the group's experts weighted by its state's share among the training identities) or majority (the majority state's expert alone)."),
@@ -58,7 +59,7 @@ def trace(
 
     The trunk (the blocks before the experts) runs once per image; each condition only re-runs the expert blocks. The file holds, per condition and query, AP, INP, rank-1, the first-match rank and the top-k neighbours; the gates; the images' ids and attribute states; and the provenance (docs/trace-format.md). Read it with `mosaic inspect`, `analysis.read_trace` or xarray.
 
-    Examples: `mosaic trace --ckpt runs/demo/checkpoints/last.pt --out runs/demo/trace.h5`, or `mosaic trace --ckpt runs/demo --conditions 'oracle,none,drop:*' --device cuda`.
+    Examples: `mosaic trace --ckpt runs/demo/checkpoints/last.pt --out runs/demo/trace.h5`, or `mosaic trace --ckpt runs/demo --conditions 'oracle,none,drop:*' --device cuda`. Under `torchrun --nproc_per_node N -m mosaic trace ...` the conditions are shared out over the N processes and rank 0 writes the one trace (docs/market1501.md).
     """
     from mosaic import api
     from mosaic.tracing.settings import TraceSettings
@@ -67,6 +68,7 @@ def trace(
     settings = TraceSettings(
         top_k=top_k, max_rank=max_rank, batch_size=batch_size, feature=feature, distance=distance,
         cache_budget_mb=cache_budget, spill_dir=str(spill_dir) if spill_dir is not None else None, progress=progress,
+        precision=precision,
     )
     result = api.trace(
         ckpt, out, conditions=conditions, settings=settings, data=data, format=format, attributes=attributes,
