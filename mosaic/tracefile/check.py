@@ -316,6 +316,26 @@ def _topk_neighbours(view: TraceView) -> Offence | None:
                   "NaN must mark exactly the -1 padding of topk_index")
 
 
+@rule("pairs", ("pair_query", "pair_gallery", "pair_distance", "query_pid", "gallery_pid"),
+      "sampled pairs point into the query and gallery axes, join two different identities, and their distances "
+      "are non-negative (NaN: not recorded)")
+def _pairs(view: TraceView) -> Offence | None:
+    d = view.data
+    pq, pg = np.asarray(d.pair_query), np.asarray(d.pair_gallery)
+    if pq.size == 0:
+        return None
+    for name, index, n in (("pair_query", pq, d.n_queries), ("pair_gallery", pg, d.n_gallery)):
+        found = _first(name, (index < 0) | (index >= n), index)
+        if found:
+            return found
+    same = np.asarray(d.query_pid)[pq] == np.asarray(d.gallery_pid)[pg]
+    found = _first("pair_gallery", same, pg, "a pair must join two different identities")
+    if found:
+        return found
+    distance = np.asarray(d.pair_distance)
+    return _first("pair_distance", distance < 0, distance)
+
+
 @rule("dimension-scales", tuple(COORDINATES),
       "coordinates count 0..n-1 (query, gallery) and 1..n (rank, topk), and every array attaches its axes' scales")
 def _dimension_scales(view: TraceView) -> Offence | None:
