@@ -196,17 +196,28 @@ def _estimable(X: np.ndarray, names: list[str], min_pairs: int) -> tuple[np.ndar
     return keep, why
 
 
+PAIR_BLOCK = 8192  # pairs whose outer products are held at once
+
+
 def _weighted_fits(X: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted least-squares coefficients for each row of ``weights`` ((B, P)): (B, p)."""
-    out = np.full((weights.shape[0], X.shape[1]), np.nan)
-    for b, w in enumerate(weights):
-        Xw = X * w[:, None]
-        gram = Xw.T @ X
-        # a resample that leaves a column without variation (too few identities) identifies nothing: NaN,
-        # left out of the percentile interval, rather than an arbitrary solution of a singular system
-        if np.linalg.cond(gram) > 1e10:
-            continue
-        out[b] = np.linalg.solve(gram, Xw.T @ y)
+    """Weighted least-squares coefficients for each row of ``weights`` ((B, P)): (B, p).
+
+    Every resample's normal equations come from one matrix product, ``weights @ [x x^T, x y]`` over
+    the pairs (in blocks), instead of one pass over the pairs per resample.
+    """
+    B, p = weights.shape[0], X.shape[1]
+    gram, rhs = np.zeros((B, p * p)), np.zeros((B, p))
+    for start in range(0, X.shape[0], PAIR_BLOCK):
+        x, w = X[start:start + PAIR_BLOCK], weights[:, start:start + PAIR_BLOCK]
+        gram += w @ (x[:, :, None] * x[:, None, :]).reshape(x.shape[0], p * p)
+        rhs += w @ (x * y[start:start + PAIR_BLOCK, None])
+    gram = gram.reshape(B, p, p)
+    out = np.full((B, p), np.nan)
+    # a resample that leaves a column without variation (too few identities) identifies nothing: NaN,
+    # left out of the percentile interval, rather than an arbitrary solution of a singular system
+    ok = np.linalg.cond(gram) < 1e10
+    if ok.any():
+        out[ok] = np.linalg.solve(gram[ok], rhs[ok][:, :, None])[:, :, 0]
     return out
 
 
