@@ -34,12 +34,14 @@ from reports.sections.method_sections import (
     other_method_sections,
 )
 from reports.sections.summary import build_summary
+from reports.sections import audit
 
 
 # Order is the order in the report; a builder returns one section or a list of them (possibly
 # empty). The warnings section is built after every other section (they add notes to it) and
 # placed where this list puts it.
 SECTION_BUILDERS: tuple[tuple[str, Callable[[BuildContext], Section | list[Section]]], ...] = (
+    (audit.SECTION_ID, audit.build_audit),
     ("summary", build_summary),
     ("method-config-glm", build_config_glm),
     ("method-config-surrogate", build_config_surrogate),
@@ -71,6 +73,7 @@ def build_report(results, trace, options: ReportOptions | None = None) -> Report
     built["warnings"] = build_warnings(ctx)
     sections = [s for key, _ in SECTION_BUILDERS for s in
                 (built[key] if isinstance(built[key], list) else [built[key]])]
+    sections = audit.leave_out_expert_sections(ctx, sections)
     dataset = (trace.dataset or {}).get("name") or "unnamed dataset"
     metadata = report_metadata(trace, results, options.command, created)
     return Report(
