@@ -337,12 +337,14 @@ def _pairs(view: TraceView) -> Offence | None:
 
 
 @rule("dimension-scales", tuple(COORDINATES),
-      "coordinates count 0..n-1 (query, gallery) and 1..n (rank, topk), and every array attaches its axes' scales")
+      "coordinates count 0..n-1 (query, gallery, pair) and 1..n (rank, topk), and every array attaches its axes' scales")
 def _dimension_scales(view: TraceView) -> Offence | None:
     h5 = view.h5
     if h5 is None:
         return None  # a trace in memory has no scales to check
-    for dim, start in (("query", 0), ("gallery", 0), ("rank", 1), ("topk", 1)):
+    for dim, start in (("query", 0), ("gallery", 0), ("rank", 1), ("topk", 1), ("pair", 0)):
+        if dim not in h5:
+            continue  # an axis newer than the file's schema
         values = np.asarray(h5[dim][()])
         expected = np.arange(start, start + values.shape[0])
         found = _first(dim, values != expected, values, f"expected {start}, {start + 1}, ...")
@@ -350,7 +352,7 @@ def _dimension_scales(view: TraceView) -> Offence | None:
             return found
     import h5py
 
-    scales = {dim: h5[dim].id for dim in COORDINATES}
+    scales = {dim: h5[dim].id for dim in COORDINATES if dim in h5}  # older files lack newer axes
     for spec in ARRAYS:
         if spec.path not in h5:
             continue  # an array newer than the file's schema: the reader filled it, nothing is attached

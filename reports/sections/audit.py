@@ -58,12 +58,12 @@ def confusion_sentence(confusion: pd.DataFrame | None, condition: str) -> str | 
              else "among a query's top-k neighbours")
     parts = []
     if len(above):
-        named = ", ".join(f"{r.group} {_interval(r.ratio, r.ci_low, r.ci_high, 1, '×')}" for r in above.itertuples())
+        named = ", ".join(f"{r.group} {_interval(r.ratio, r.ci_low, r.ci_high, 2, '×')}" for r in above.itertuples())
         parts.append(f"errors share {named} more often than chance")
     else:
         parts.append("errors share no group's state more often than chance")
     if len(plain):
-        parts.append("; " + ", ".join(f"{r.group} {_interval(r.ratio, r.ci_low, r.ci_high, 1, '×')}"
+        parts.append("; " + ", ".join(f"{r.group} {_interval(r.ratio, r.ci_low, r.ci_high, 2, '×')}"
                                       for r in plain.itertuples()) + " no more than chance")
     return (f"**{condition}**: " + "".join(parts) + f" (the wrong images {where}; ratio of observed to chance share, "
             f"{int(rows['n_ids'].max())} identities resampled).")
