@@ -43,7 +43,8 @@ from analysis.resampling import identity_sums, identity_weights, percentile_inte
 from analysis.settings import MethodNotApplicable
 from analysis.status import NOT_ESTIMABLE, OK
 
-__all__ = ["AuditOptions", "attribute_confusion", "audit_conditions", "distance_sharing", "pair_design"]
+__all__ = ["AuditOptions", "ConfusionCounts", "attribute_confusion", "audit_conditions", "confusion_counts",
+           "crossed_resamples", "distance_sharing", "pair_design"]
 
 NEGATIVE_MODES = ("above_first_match", "top_k")
 RESAMPLED = "identities"
@@ -114,6 +115,60 @@ def _negatives(data, c: int, mode: str) -> np.ndarray:
     return other & above & np.asarray(data.valid)[:, None]
 
 
+@dataclass(frozen=True)
+class ConfusionCounts:
+    """Every counted negative of one model and group: its query (index and identity), its own identity,
+    whether it agrees with the query's state, and the chance of agreeing (the query's chance share)."""
+
+    query: np.ndarray
+    query_pid: np.ndarray
+    negative_pid: np.ndarray
+    agree: np.ndarray
+    chance: np.ndarray
+    n_with_negatives: int
+
+
+def confusion_counts(data, c: int, group_index: int, mode: str = "above_first_match") -> ConfusionCounts:
+    """The negatives behind one row of ``attribute_confusion`` (condition ``c``, one group)."""
+    q_pid, g_pid = np.asarray(data.query_pid), np.asarray(data.gallery_pid)
+    negatives = _negatives(data, c, mode)
+    index = np.where(negatives, np.asarray(data.topk_index[c]), 0)
+    qc = np.asarray(data.query_states)[:, group_index].astype(np.int64)
+    gc = np.asarray(data.gallery_states)[:, group_index].astype(np.int64)
+    neighbour = gc[index]                                                            # (Q, K)
+    chance = _other_identity_shares(gc, g_pid, qc, q_pid)
+    counted = negatives & (neighbour >= 0) & (qc[:, None] >= 0) & np.isfinite(chance)[:, None]
+    query, slot = np.nonzero(counted)
+    return ConfusionCounts(query=query, query_pid=q_pid[query], negative_pid=g_pid[index[query, slot]],
+                           agree=(neighbour[query, slot] == qc[query]).astype(float), chance=chance[query],
+                           n_with_negatives=int(negatives.any(1).sum()))
+
+
+CELL_BLOCK = 16384  # (query identity, negative identity) cells whose resample weights are held at once
+
+
+def crossed_resamples(values: np.ndarray, first: np.ndarray, second: np.ndarray, n_resamples: int,
+                      seed: int) -> np.ndarray:
+    """Sums of ``values`` ((K, n)) on identity resamples of a crossed design: (B, K).
+
+    Each entry belongs to two identities (a query's and a gallery image's); every identity is drawn
+    with a multinomial multiplicity and an entry weighs the product of its two identities'
+    multiplicities (the pigeonhole bootstrap, Owen 2007), so that neither side's dependence is
+    taken for independence.
+    """
+    labels, member = np.unique(np.concatenate([first, second]), return_inverse=True)
+    a, b = member[: first.size], member[first.size:]
+    cells, cell = np.unique(np.stack([a, b], 1), axis=0, return_inverse=True)
+    cell = cell.reshape(-1)
+    sums = np.stack([np.bincount(cell, weights=v, minlength=len(cells)) for v in np.atleast_2d(values)], 1)
+    weights = identity_weights(labels.size, n_resamples, seed)                       # (B, n_ids)
+    out = np.zeros((weights.shape[0], sums.shape[1]))
+    for start in range(0, len(cells), CELL_BLOCK):
+        block = cells[start:start + CELL_BLOCK]
+        out += (weights[:, block[:, 0]] * weights[:, block[:, 1]]) @ sums[start:start + CELL_BLOCK]
+    return out
+
+
 def attribute_confusion(trace, settings) -> pd.DataFrame:
     """One row per model (condition) and group: observed and chance share of agreeing negatives, their ratio."""
     data = trace.data
@@ -121,44 +176,37 @@ def attribute_confusion(trace, settings) -> pd.DataFrame:
     if data.top_k == 0:
         raise MethodNotApplicable("the trace keeps no top-k neighbours (--top-k 0): the negatives are not recorded")
     names = [str(n) for n in data.condition_name.tolist()]
-    q_pid, g_pid = np.asarray(data.query_pid), np.asarray(data.gallery_pid)
-    q_states, g_states = np.asarray(data.query_states), np.asarray(data.gallery_states)
     rows = []
     for condition in audit_conditions(trace, settings):
-        c = names.index(condition)
-        negatives = _negatives(data, c, options.negatives)
-        index = np.where(negatives, np.asarray(data.topk_index[c]), 0)
-        has_negatives = negatives.any(1)
         for gi, group in enumerate(data.schema.groups):
-            qc, gc = q_states[:, gi].astype(np.int64), g_states[:, gi].astype(np.int64)
-            neighbour = gc[index]                                                    # (Q, K)
-            comparable = negatives & (neighbour >= 0) & (qc[:, None] >= 0)
-            agree = comparable & (neighbour == qc[:, None])
-            chance = _other_identity_shares(gc, g_pid, qc, q_pid)
-            n_comparable = comparable.sum(1).astype(float)
-            use = (n_comparable > 0) & np.isfinite(chance)
-            expected = np.where(use, n_comparable * np.nan_to_num(chance), 0.0)
-            rows.append(_confusion_row(condition, group, agree.sum(1)[use], expected[use], n_comparable[use],
-                                       q_pid[use], int(has_negatives.sum()), options.negatives, settings))
+            counts = confusion_counts(data, names.index(condition), gi, options.negatives)
+            rows.append(_confusion_row(condition, group, counts, options.negatives, settings))
     return pd.DataFrame(rows)
 
 
-def _confusion_row(condition, group, agree, expected, comparable, pid, n_with_negatives, mode, settings) -> dict:
+def _confusion_row(condition, group, counts: ConfusionCounts, mode, settings, *, resample: str = "identities") -> dict:
+    """One row of the table. ``resample="queries"`` resamples queries as if they were independent (a
+    baseline for the calibration, never the table's)."""
+    n = counts.agree.size
     row = {"condition": condition, "group": group.name, "family": group.family, "negatives": mode,
            "observed_share": np.nan, "chance_share": np.nan, "ratio": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-           "n_negatives": int(comparable.sum()), "n_ids": int(np.unique(pid).size), "n_queries": int(pid.size),
-           "resampled": RESAMPLED, "status": OK, "reason": ""}
-    if pid.size == 0 or expected.sum() <= 0:
+           "n_negatives": int(n), "n_ids": int(np.unique(counts.query_pid).size),
+           "n_queries": int(np.unique(counts.query).size), "resampled": RESAMPLED, "status": OK, "reason": ""}
+    if n == 0 or counts.chance.sum() <= 0:
         why = ("no query has a negative annotated for the group above its first true match"
-               if n_with_negatives else "no query has a negative above its first true match")
+               if counts.n_with_negatives else "no query has a negative above its first true match")
         return {**row, "status": NOT_ESTIMABLE, "reason": why}
-    sums = identity_sums(np.vstack([agree, expected, comparable]), pid)
-    total = sums.sums.sum(1)
-    row.update(observed_share=total[0] / total[2], chance_share=total[1] / total[2], ratio=total[0] / total[1])
-    if sums.n_identities < 2:
+    agree, expected = counts.agree.sum(), counts.chance.sum()
+    row.update(observed_share=agree / n, chance_share=expected / n, ratio=agree / expected)
+    if np.unique(np.concatenate([counts.query_pid, counts.negative_pid])).size < 2:
         return {**row, "status": NOT_ESTIMABLE, "reason": "one identity: no identity-level interval"}
-    weights = identity_weights(sums.n_identities, settings.n_bootstrap, settings.seed)
-    resampled = weights @ sums.sums.T                                                 # (B, 3)
+    values = np.vstack([counts.agree, counts.chance])
+    if resample == "queries":
+        resampled = identity_sums(values, counts.query).resample(
+            identity_weights(np.unique(counts.query).size, settings.n_bootstrap, settings.seed))
+    else:
+        resampled = crossed_resamples(values, counts.query_pid, counts.negative_pid, settings.n_bootstrap,
+                                      settings.seed)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratios = resampled[:, 0] / resampled[:, 1]
     low, high = percentile_interval(ratios, settings.ci_level)
@@ -199,18 +247,23 @@ def _estimable(X: np.ndarray, names: list[str], min_pairs: int) -> tuple[np.ndar
 PAIR_BLOCK = 8192  # pairs whose outer products are held at once
 
 
-def _weighted_fits(X: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted least-squares coefficients for each row of ``weights`` ((B, P)): (B, p).
+def _weighted_fits(X: np.ndarray, y: np.ndarray, weights: np.ndarray, second: np.ndarray | None = None,
+                   first_of: np.ndarray | None = None, second_of: np.ndarray | None = None) -> np.ndarray:
+    """Weighted least-squares coefficients on each resample: (B, p).
 
-    Every resample's normal equations come from one matrix product, ``weights @ [x x^T, x y]`` over
-    the pairs (in blocks), instead of one pass over the pairs per resample.
+    ``weights`` (B, P) weighs each pair directly; or, with ``second``, ``weights`` and ``second`` are
+    (B, n_ids) identity multiplicities and a pair weighs ``weights[:, first_of] * second[:, second_of]``
+    (built block by block, never as a (B, P) matrix). Every resample's normal equations come from
+    one matrix product, ``w @ [x x^T, x y]`` over the pairs, instead of one pass per resample.
     """
     B, p = weights.shape[0], X.shape[1]
     gram, rhs = np.zeros((B, p * p)), np.zeros((B, p))
     for start in range(0, X.shape[0], PAIR_BLOCK):
-        x, w = X[start:start + PAIR_BLOCK], weights[:, start:start + PAIR_BLOCK]
+        block = slice(start, start + PAIR_BLOCK)
+        x = X[block]
+        w = weights[:, block] if second is None else weights[:, first_of[block]] * second[:, second_of[block]]
         gram += w @ (x[:, :, None] * x[:, None, :]).reshape(x.shape[0], p * p)
-        rhs += w @ (x * y[start:start + PAIR_BLOCK, None])
+        rhs += w @ (x * y[block, None])
     gram = gram.reshape(B, p, p)
     out = np.full((B, p), np.nan)
     # a resample that leaves a column without variation (too few identities) identifies nothing: NaN,
@@ -246,7 +299,7 @@ def distance_sharing(trace, settings) -> pd.DataFrame:
         if not finite.all():
             raise MethodNotApplicable(f"the sampled pairs' distances are not recorded for {condition!r}")
         coef = _weighted_fits(Xk, y, np.ones((1, y.size)))[0]
-        boot = _weighted_fits(Xk, y, counts[:, q_member] * counts[:, g_member])
+        boot = _weighted_fits(Xk, y, counts, counts, q_member, g_member)
         scale = float(y.mean())
         for gi, group in enumerate(data.schema.groups):
             name = f"share:{group.name}"

@@ -27,17 +27,17 @@ from mosaic.tracefile.embedding import embedding_trace
 __all__ = ["PLANTED_WEIGHTS", "planted_embeddings"]
 
 # colour heavy, then build and accessories lighter, bags zero (the check of docs/validation.md)
-PLANTED_WEIGHTS = {"upcolour": 1.0, "downcolour": 0.7, "gender": 0.4, "bag": 0.0, "backpack": 0.0, "handbag": 0.0}
+PLANTED_WEIGHTS = {"upcolour": 1.0, "downcolour": 0.7, "gender": 0.5, "bag": 0.0, "backpack": 0.0, "handbag": 0.0}
 
 
 def planted_embeddings(
     weights: Mapping[str, float] = PLANTED_WEIGHTS,
     *,
-    n_ids: int = 150,
+    n_ids: int = 200,
     queries_per_id: int = 2,
     gallery_per_id: int = 4,
     dim: int = 64,
-    noise: float = 2.0,
+    noise: float = 2.5,
     identity_spread: float = 0.0,
     missing: float = 0.05,
     pairs_per_query: int = 20,
