@@ -29,7 +29,9 @@ def trace(data, tmp_path_factory):
 
 def test_read_trace_description(trace, data):
     assert trace.schema == SCHEMA
-    assert trace.schema_version == "1.1.0"
+    from mosaic.tracefile import SCHEMA_VERSION
+
+    assert trace.schema_version == SCHEMA_VERSION
     assert trace.sha256 == sha256_file(trace.path)
     assert trace.provenance["seed"] == 3
     assert "condition=" in repr(trace)

@@ -76,7 +76,8 @@ def trace(
         typer.echo(result.summary(), err=True)
         return
     if ckpt is None:
-        raise api.MosaicError("mosaic trace needs --ckpt CKPT (a mosaic model) or --features FILE (exported embeddings)")
+        usage_error = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
+        raise usage_error("Missing option '--ckpt' (a mosaic model) or '--features' (exported embeddings).", ctx=ctx)
 
     settings = TraceSettings(
         top_k=top_k, max_rank=max_rank, batch_size=batch_size, feature=feature, distance=distance,
