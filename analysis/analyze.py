@@ -18,7 +18,7 @@ import pandas as pd
 from analysis.results import WARNING_COLUMNS, Results, empty_warnings
 from analysis.settings import AnalysisSettings, MethodNotApplicable
 from analysis.status import OK, UNAVAILABLE
-from analysis.tables import validate_table
+from analysis.tables import in_table_units, validate_table
 from mosaic.core.errors import MosaicError
 
 __all__ = ["analyze", "METHODS", "Method", "NO_EXPERTS", "as_trace", "expert_free_baseline", "has_experts",
@@ -258,7 +258,7 @@ def analyze(
 
     for name in settings.methods:
         if METHODS[name].needs_experts and not has_experts(trace):
-            warnings.append({"method": name, "group": "", "comparison": "", "reason": f"not run: {NO_EXPERTS}"})
+            warnings.append({"method": name, "group": "", "comparison": "", "reason": f"left out: {NO_EXPERTS}"})
             continue
         produced = stage(name, lambda method=METHODS[name]: method.run(trace, settings))
         for table_name, frame in (produced or {}).items():
@@ -284,5 +284,8 @@ def analyze(
     recorded = settings.to_dict()
     recorded["mosaic_version"] = __version__
     warning_frame = pd.DataFrame(warnings, columns=list(WARNING_COLUMNS)) if warnings else empty_warnings()
+    # the methods (and the ranking, which reads their tables) work in fractions; the results hold
+    # retrieval rates in percent and their changes in percentage points, as the specs say
+    tables = {name: in_table_units(name, frame) for name, frame in tables.items()}
     return Results(tables=tables, settings=recorded, warnings=warning_frame,
                    trace_info=_trace_info(trace), timings=timings)

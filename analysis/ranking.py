@@ -36,6 +36,8 @@ __all__ = [
     "agreement",
     "rank_families",
     "ranking_tables",
+    "distinguishable_groups",
+    "headline",
 ]
 
 
@@ -55,6 +57,7 @@ class ScoreSource:
     where: Mapping[str, Any] = field(default_factory=dict)
     reduce: str = "mean"            # how several rows of one group combine: mean | max | sum
     description: str = ""
+    label: str = ""                 # a short header for the report (the method's name otherwise)
     # (trace, settings) -> the scores recomputed on each identity resample, (B, groups), before
     # ``sign``; a method without one has no identity-valid score and stays out of the consensus
     replicate: Callable | None = None
@@ -63,38 +66,38 @@ class ScoreSource:
 SCORE_SOURCES: tuple[ScoreSource, ...] = (
     # paired query-level tests (this project's extension)
     ScoreSource("identity:drop", "paired_identity", "delta_map", -1.0, {"comparison": "drop"},
-                description="loss of mAP when the group's experts are dropped",
+                label="ΔmAP drop", description="loss of mAP when the group's experts are dropped",
                 replicate=partial(paired_replicates, comparison="drop", outcome="ap")),
     ScoreSource("identity:counterfactual", "paired_identity", "delta_map", -1.0, {"comparison": "counterfactual"},
-                description="loss of mAP when the queries' group is routed by another identity's state",
+                label="ΔmAP cf.", description="loss of mAP when the queries' group is routed by another identity's state",
                 replicate=partial(paired_replicates, comparison="counterfactual", outcome="ap")),
     ScoreSource("mcnemar:drop", "paired_mcnemar", "delta_rank1", -1.0, {"comparison": "drop"},
-                description="loss of rank-1 accuracy when the group's experts are dropped",
+                label="ΔR-1 drop", description="loss of rank-1 accuracy when the group's experts are dropped",
                 replicate=partial(paired_replicates, comparison="drop", outcome="rank1")),
     ScoreSource("mcnemar:counterfactual", "paired_mcnemar", "delta_rank1", -1.0, {"comparison": "counterfactual"},
-                description="loss of rank-1 accuracy under counterfactual routing",
+                label="ΔR-1 cf.", description="loss of rank-1 accuracy under counterfactual routing",
                 replicate=partial(paired_replicates, comparison="counterfactual", outcome="rank1")),
     ScoreSource("wilcoxon:drop", "paired_wilcoxon", "rbc", -1.0, {"comparison": "drop"},
-                description="rank-biserial correlation of the AP change when dropped (negated)"),
+                label="signed-rank drop", description="rank-biserial correlation of the AP change when dropped (negated)"),
     ScoreSource("wilcoxon:counterfactual", "paired_wilcoxon", "rbc", -1.0, {"comparison": "counterfactual"},
-                description="rank-biserial correlation of the AP change under counterfactual routing (negated)"),
+                label="signed-rank cf.", description="rank-biserial correlation of the AP change under counterfactual routing (negated)"),
     # configuration level (the paper's)
     ScoreSource("config_glm_gaussian", "config_glm_gaussian", "coef",
-                description="Gaussian GLM coefficient: mAP gained when the group is enabled",
+                label="GLM mAP", description="Gaussian GLM coefficient: mAP gained when the group is enabled",
                 replicate=partial(configuration_replicates, table="config_glm_gaussian")),
     ScoreSource("config_glm_binomial", "config_glm_binomial", "coef",
-                description="binomial GLM coefficient: rank-1 log-odds gained when the group is enabled",
+                label="GLM R-1", description="binomial GLM coefficient: rank-1 log-odds gained when the group is enabled",
                 replicate=partial(configuration_replicates, table="config_glm_binomial")),
     ScoreSource("config_rf_permutation", "config_surrogate", "perm_importance_mean", 1.0, {"model": "random_forest"},
-                description="random-forest surrogate: permutation importance of the group's indicator"),
+                label="forest importance", description="random-forest surrogate: permutation importance of the group's indicator"),
     ScoreSource("config_xgb_shap", "config_surrogate", "mean_abs_shap", 1.0, {"model": "xgboost"},
-                description="XGBoost surrogate: mean |SHAP| of the group's indicator"),
+                label="XGBoost SHAP", description="XGBoost surrogate: mean |SHAP| of the group's indicator"),
     ScoreSource("config_ttest", "config_ttest", "diff",
-                description="mAP of the configurations with the group enabled minus without",
+                label="t-test", description="mAP of the configurations with the group enabled minus without",
                 replicate=partial(configuration_replicates, table="config_ttest")),
     # query level, explanatory
     ScoreSource("query_surrogate_shap", "query_surrogate", "mean_shap", -1.0, {"level": "group"},
-                description="XGBoost surrogate of the per-query AP change: AP lost (mean SHAP, negated) "
+                label="query SHAP", description="XGBoost surrogate of the per-query AP change: AP lost (mean SHAP, negated) "
                             "where the group is dropped"),
     # query_glm is not a ranking method: it explains the oracle's rank-1 hit by the query's
     # states, which says which states are hard, not which experts the model relies on.
@@ -375,3 +378,40 @@ def ranking_tables(trace, tables: Mapping[str, pd.DataFrame],
     except MethodNotApplicable as exc:
         warnings.append({"method": "ranking_families", "group": "", "comparison": "", "reason": str(exc)})
     return out, warnings
+
+
+# ------------------------------------------------------------------------------- the headline
+# The identity-valid tests that decide whether a group's effect differs from zero, in order of
+# preference: the first table present decides (the Holm decision within each comparison).
+DECIDING_TABLES: tuple[tuple[str, str], ...] = (("paired_identity", "reject_holm"), ("config_glm_gaussian", "reject_holm"))
+
+
+def distinguishable_groups(tables: Mapping[str, pd.DataFrame]) -> tuple[list[str], str]:
+    """The groups whose effect an identity-valid test tells from zero, and the table that decided.
+
+    ``([], table)`` is the population null: no group's effect is distinguishable from zero, and the
+    order of the groups is noise, not a ranking. ``([], "")`` when no deciding table exists.
+    """
+    for name, decision in DECIDING_TABLES:
+        frame = tables.get(name)
+        if frame is None or not len(frame) or decision not in frame:
+            continue
+        rejected = frame[frame[decision].fillna(False).astype(bool)]
+        groups = [str(g) for g in rejected["group"].dropna().astype(str) if g]
+        return list(dict.fromkeys(groups)), name
+    return [], ""
+
+
+def headline(tables: Mapping[str, pd.DataFrame], limit: int = 3) -> str:
+    """One sentence: the groups relied on most, or that none differs from zero (never a ranking of noise)."""
+    ranking = tables.get("ranking_groups")
+    if ranking is None or not len(ranking):
+        return "No ranking of groups: the ranking did not run."
+    order = ranking.sort_values(["consensus_rank", "group"], kind="stable")["group"].astype(str).tolist()
+    groups, decided_by = distinguishable_groups(tables)
+    if decided_by and not groups:
+        return ("No group's effect is distinguishable from zero (identity-level tests, Holm-adjusted): "
+                "the order of the groups is noise, not a ranking.")
+    shown = [g for g in order if g in groups][:limit] if decided_by else order[:limit]
+    rest = f" ({len(groups)} of {len(order)} groups differ from zero)" if decided_by else ""
+    return "Most relied on (consensus across methods): " + ", ".join(shown) + rest + "."

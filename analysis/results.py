@@ -17,20 +17,57 @@ them). A table is absent when its method did not run.
 
 ``Results.warnings`` has columns ``method``, ``group``, ``comparison``, ``reason``: one row per
 test row that is not ok, and one per method that could not run at all.
+
+Units: retrieval rates are in percent and their changes (ΔmAP, Δrank-1, the decomposition, GLM
+coefficients on mAP) in percentage points, as each column's spec says (``ColumnSpec.unit``);
+every table carries its columns' units and meanings in ``frame.attrs`` (``"units"``,
+``"meanings"``) and :meth:`Results.columns` lists them.
+
+In a notebook a :class:`Results` shows a short display (settings, the headline, the groups in
+consensus order with their intervals, warnings, the tables and their shapes); its figures are
+the report's own (:meth:`Results.plot_ranking`, :meth:`Results.plot`), drawn by the
+``reports`` package. ``analysis`` never imports ``reports``: the figures reach :class:`Results`
+through the registry :data:`FIGURES`, which ``reports.plots`` fills as it loads, and which
+:func:`figure` loads by its module name (:data:`FIGURE_PROVIDER`) the first time a figure is
+asked for.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
+from analysis.display import Display, Displayable
+from analysis.ranking import distinguishable_groups, headline
+from analysis.tables import table_spec
 from mosaic.core.errors import MosaicError
 from mosaic.core.jsonsafe import jsonable
 
-__all__ = ["Results", "WARNING_COLUMNS", "FLOAT_DIGITS"]
+__all__ = ["FIGURES", "FIGURE_PROVIDER", "Results", "WARNING_COLUMNS", "FLOAT_DIGITS", "figure", "register_figure"]
+
+# name -> function(results, **options) returning a figure that displays itself in a notebook
+FIGURES: dict[str, Callable[..., Any]] = {}
+FIGURE_PROVIDER = "reports.plots"  # the module that fills FIGURES (loaded by name: analysis never imports reports)
+
+
+def register_figure(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    FIGURES[name] = function
+    return function
+
+
+def figure(name: str, results: "Results", **options: Any) -> Any:
+    """The figure ``name`` of ``results`` (``ranking``, ``paired``, ``decomposition``, ...)."""
+    if name not in FIGURES:
+        importlib.import_module(FIGURE_PROVIDER)
+    try:
+        draw = FIGURES[name]
+    except KeyError:
+        raise MosaicError(f"no figure called {name!r}: use one of {', '.join(sorted(FIGURES))}") from None
+    return draw(results, **options)
 
 FORMAT_NAME = "mosaic-results"
 FORMAT_VERSION = 1
@@ -42,8 +79,8 @@ def empty_warnings() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype=object) for c in WARNING_COLUMNS})
 
 
-@dataclass
-class Results:
+@dataclass(repr=False)
+class Results(Displayable):
     """Tables, settings and warnings of one analysis run.
 
     ``to_json()`` is deterministic (sorted keys, NaN -> null, floats rounded to
@@ -56,6 +93,10 @@ class Results:
     warnings: pd.DataFrame = field(default_factory=empty_warnings)
     trace_info: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name, frame in self.tables.items():
+            _describe_columns(name, frame)
 
     def table(self, name: str) -> pd.DataFrame:
         """The table called ``name``; a clear error lists what exists when it is absent."""
@@ -78,7 +119,7 @@ class Results:
             "settings": _plain(self.settings),
             "trace_info": _plain(self.trace_info),
             "warnings": _frame_to_dict(self.warnings),
-            "tables": {name: _frame_to_dict(frame) for name, frame in self.tables.items()},
+            "tables": {name: _frame_to_dict(frame, name) for name, frame in self.tables.items()},
         }
 
     def to_json(self, *, indent: int | None = None) -> str:
@@ -108,26 +149,134 @@ class Results:
             raise MosaicError(f"results JSON is malformed ({exc}): regenerate it with Results.to_json()") from None
         return cls.from_dict(data)
 
-    def summary(self) -> str:
-        """A few lines for a terminal: the consensus ranking and the warning count."""
-        lines = []
+    def headline(self) -> str:
+        """One sentence: the groups relied on most, or that no group's effect differs from zero."""
+        return headline(self.tables)
+
+    def summary(self) -> pd.DataFrame:
+        """The headline table: one row per group in consensus order, with its rank interval, ΔmAP when
+        dropped (pp) with its interval and Holm-adjusted p, and whether its effect differs from zero.
+
+        ``.attrs`` holds ``headline`` (the sentence: when no group differs from zero it says so, and
+        the rank column is then called ``order`` -- noise is not ranked), ``units`` and ``meanings``.
+        """
+        ranking = self.tables.get("ranking_groups")
+        if ranking is None or not len(ranking):
+            raise MosaicError("no ranking in these results: analyze() with the ranking's methods to get a summary")
+        frame = ranking.sort_values(["consensus_rank", "group"], kind="stable")
+        groups, decided_by = distinguishable_groups(self.tables)
+        null = bool(decided_by) and not groups
+        rank = "order" if null else "rank"
+        out = pd.DataFrame({
+            "group": frame["group"].astype(str).to_numpy(),
+            "family": frame["family"].astype(str).to_numpy(),
+            rank: frame["consensus_rank"].to_numpy(dtype=float),
+            f"{rank} low": frame["rank_low"].to_numpy(dtype=float),
+            f"{rank} high": frame["rank_high"].to_numpy(dtype=float),
+        })
+        paired = self.tables.get("paired_identity")
+        if paired is not None and len(paired) and "drop" in set(paired["comparison"]):
+            drop = paired[paired["comparison"] == "drop"].set_index("group").reindex(out["group"])
+            for column, source in (("ΔmAP drop (pp)", "delta_map"), ("CI low (pp)", "ci_low"),
+                                   ("CI high (pp)", "ci_high"), ("p Holm", "p_holm")):
+                out[column] = drop[source].to_numpy(dtype=float)
+        if decided_by:
+            out["differs from zero"] = out["group"].isin(groups).to_numpy()
+        level = f"{100 * float(self.settings.get('ci_level', 0.95)):g}%"
+        out.attrs["headline"] = self.headline()
+        out.attrs["units"] = {rank: "rank", "ΔmAP drop (pp)": "pp", "CI low (pp)": "pp", "CI high (pp)": "pp"}
+        out.attrs["meanings"] = {
+            rank: "consensus rank across the identity-valid methods, 1 = most relied on"
+                  + (" (no group differs from zero: the order is noise, not a ranking)" if null else ""),
+            f"{rank} low": f"{level} interval of the rank over identity resamples",
+            "ΔmAP drop (pp)": "mAP(drop:<group>) − mAP(oracle), percentage points",
+            "CI low (pp)": f"{level} identity-cluster bootstrap interval of ΔmAP",
+            "p Holm": "identity-level sign-flip test, Holm-adjusted across groups",
+            "differs from zero": "the Holm-adjusted identity-level test rejects at alpha",
+        }
+        return out
+
+    def columns(self, name: str) -> pd.DataFrame:
+        """What each column of table ``name`` means and its unit (from the table's spec)."""
+        frame = self.table(name)
+        rows = []
+        for column in frame.columns:
+            spec = table_spec(name)
+            c = spec.column(str(column)) if spec is not None else None
+            rows.append({"column": str(column), "unit": c.unit if c else "", "meaning": c.description if c else "",
+                         "label": (c.label or "") if c else ""})
+        return pd.DataFrame(rows)
+
+    # ------------------------------------------------------------------ figures
+    def plot_ranking(self, **options: Any) -> Any:
+        """The report's figure of the groups by consensus rank (rank intervals, ΔmAP with intervals)."""
+        return figure("ranking", self, **options)
+
+    def plot(self, name: str = "ranking", **options: Any) -> Any:
+        """The report's figure ``name`` (see :data:`FIGURES`: ``ranking``, ``paired``, ``decomposition``)."""
+        return figure(name, self, **options)
+
+    # ------------------------------------------------------------------ display
+    def _display(self) -> Display:
+        s = self.settings
+        info = self.trace_info or {}
+        display = Display("Results", str(info.get("file") or info.get("path") or info.get("dataset") or ""))
+        display.text(self.headline())
+        methods = s.get("methods")
+        display.fields({"alpha": s.get("alpha"), "confidence level": s.get("ci_level"),
+                        "bootstrap resamples": s.get("n_bootstrap"), "permutations": s.get("n_permutations"),
+                        "seed": s.get("seed"), "baseline": s.get("baseline"),
+                        "methods": ", ".join(methods) if isinstance(methods, (list, tuple)) else methods or "all"},
+                       "settings")
         if "ranking_groups" in self.tables and len(self.tables["ranking_groups"]):
-            ranking = self.tables["ranking_groups"].sort_values("consensus_rank")
-            lines.append("groups, most relied on first: " + ", ".join(ranking["group"].astype(str)))
-        lines.append(f"{len(self.tables)} tables, {len(self.warnings)} warnings")
-        return "\n".join(lines)
+            summary = self.summary()
+            shown = summary[["group", "family"]].copy()
+            rank = "order" if "order" in summary else "rank"
+            shown[f"{rank} [interval]"] = [f"{r:g} [{lo:g}, {hi:g}]" for r, lo, hi in
+                                           zip(summary[rank], summary[f"{rank} low"], summary[f"{rank} high"])]
+            if "ΔmAP drop (pp)" in summary:
+                shown["ΔmAP drop, pp [CI]"] = [f"{e:+.1f} [{lo:+.1f}, {hi:+.1f}]" for e, lo, hi in
+                                               zip(summary["ΔmAP drop (pp)"], summary["CI low (pp)"],
+                                                   summary["CI high (pp)"])]
+            display.table(shown, "groups in consensus order" if rank == "rank" else "groups in estimated order",
+                          max_rows=12, note="results.summary() returns it as a DataFrame; "
+                                            "results.plot_ranking() draws it")
+        display.lines("warnings", [" · ".join(str(v) for v in row if v) for row in
+                                   self.warnings[list(WARNING_COLUMNS)].itertuples(index=False, name=None)],
+                      max_lines=4, empty="none")
+        display.lines("tables (results.table(name); results.columns(name) for units)",
+                      [f"{name}: {len(f)} × {len(f.columns)}" for name, f in self.tables.items()], max_lines=8)
+        return display
 
 
 # ---------------------------------------------------------------------- helpers
+def _describe_columns(name: str, frame: pd.DataFrame) -> None:
+    """Put the units and meanings of ``frame``'s columns, from its spec, in ``frame.attrs``."""
+    spec = table_spec(name)
+    if spec is None:
+        return
+    units, meanings = {}, {}
+    for column in frame.columns:
+        c = spec.column(str(column))
+        if c is not None:
+            units[str(column)], meanings[str(column)] = c.unit, c.description
+    frame.attrs.update({"table": name, "units": units, "meanings": meanings})
+
+
 def _plain(value: Any) -> Any:
     """JSON-ready copy, floats to :data:`FLOAT_DIGITS` significant digits and NaN to None."""
     return jsonable(value, float_digits=FLOAT_DIGITS)
 
 
-def _frame_to_dict(frame: pd.DataFrame) -> dict[str, Any]:
+def _frame_to_dict(frame: pd.DataFrame, name: str | None = None) -> dict[str, Any]:
+    """Columns, dtypes, rows and, for a table with a spec, each column's unit ("" = unitless or text)."""
     columns = [str(c) for c in frame.columns]
     data = [[_plain(v) for v in row] for row in frame.itertuples(index=False, name=None)]
-    return {"columns": columns, "dtypes": [str(t) for t in frame.dtypes], "data": data}
+    out = {"columns": columns, "dtypes": [str(t) for t in frame.dtypes], "data": data}
+    spec = table_spec(name) if name else None
+    if spec is not None:
+        out["units"] = [(spec.column(c).unit if spec.column(c) is not None else "") for c in columns]
+    return out
 
 
 def _frame_from_dict(table: dict[str, Any]) -> pd.DataFrame:

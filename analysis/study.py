@@ -47,6 +47,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.corrections import add_corrections
+from analysis.display import Display, Displayable
 from analysis.metaanalysis import DF_METHODS, between_seed_variance, combination
 from analysis.status import NOT_ESTIMABLE, OK, UNAVAILABLE
 from analysis.tables import validate_table
@@ -60,9 +61,13 @@ UNIT_POOLED = "identity × seed"
 TOP = 3
 
 
-@dataclass
-class StudyResults:
-    """Tables of a study, the settings that made them, notes on the schema, provenance per run."""
+@dataclass(repr=False)
+class StudyResults(Displayable):
+    """Tables of a study, the settings that made them, notes on the schema, provenance per run.
+
+    In a notebook it shows its settings, runs, the most relied-on groups per label with their
+    pooled intervals, the seeds' agreement, its notes, and the shapes of its tables.
+    """
 
     tables: dict[str, pd.DataFrame]
     settings: dict[str, Any]
@@ -80,6 +85,32 @@ class StudyResults:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True, allow_nan=False)
+
+    def _display(self) -> Display:
+        s = self.settings
+        labels = s.get("labels", [])
+        display = Display("StudyResults", f"{len(self.runs_info)} runs, {len(labels)} label(s): {', '.join(labels)}")
+        display.fields({"ranked by": s.get("rank_by"), "alpha": s.get("alpha"), "ci level": s.get("ci_level"),
+                        "bootstrap resamples": s.get("n_bootstrap"), "seed": s.get("seed"),
+                        "degrees of freedom": s.get("df_method")}, "settings")
+        pooled, concordance = self.tables.get("pooled"), self.tables.get("concordance")
+        if pooled is not None and len(pooled):
+            rows = pooled[(pooled["level"] == "group") & (pooled["quantity"] == s.get("rank_by", "drop"))]
+            top = rows.sort_values(["label", "estimate"]).groupby("label", sort=False).head(TOP)
+            top = top.assign(**{f"ΔmAP (pp) [{100 * s.get('ci_level', 0.95):g}% CI]": [
+                f"{100 * e:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+                for e, lo, hi in zip(top["estimate"], top["ci_low"], top["ci_high"])]})
+            display.table(top[["label", "item", "k", top.columns[-1]]].rename(columns={"item": "group", "k": "runs"}),
+                          f"most relied-on groups per label ({s.get('rank_by', 'drop')}, pooled over seeds)",
+                          max_rows=3 * TOP, note="units resampled: identity × seed")
+        if concordance is not None and len(concordance):
+            display.text("seeds' agreement (Kendall's W): " + ", ".join(
+                f"{row.label} {row.kendall_w:.2f}" if row.kendall_w == row.kendall_w else f"{row.label} n/a"
+                for row in concordance.itertuples()))
+        display.lines("notes", list(self.notes), empty="none")
+        display.fields({name: f"{len(frame)} rows × {frame.shape[1]} columns" for name, frame in self.tables.items()},
+                       "tables (results.table(name))")
+        return display
 
 
 def kendall_w(ranks: np.ndarray) -> dict[str, float]:

@@ -13,6 +13,9 @@ from analysis.tables import ColumnSpec as C
 from analysis.tables import TableSpec, register_table
 
 IDENTITY = "identity"
+# Retrieval rates are computed as fractions and held in percent; their changes in percentage points.
+PP = dict(unit="pp", scale=100.0)
+PERCENT = dict(unit="%", scale=100.0)
 
 
 def _status(done: str = "ok, not tested or not estimable") -> tuple[C, ...]:
@@ -39,11 +42,11 @@ def _p(test: str) -> tuple[C, ...]:
 
 
 def _interval(of: str, how: str, label: str = "CI low", high: str = "CI high", prefix: str = "",
-              unit: str = "") -> tuple[C, ...]:
+              unit: str = "", scale: float = 1.0) -> tuple[C, ...]:
     return (C(f"{prefix}ci_low", "float", f"lower end of the ci_level interval of {of} ({how})", label=label,
-              unit=unit, role="interval"),
+              unit=unit, scale=scale, role="interval"),
             C(f"{prefix}ci_high", "float", f"upper end of the ci_level interval of {of} ({how})", label=high,
-              unit=unit, role="interval"))
+              unit=unit, scale=scale, role="interval"))
 
 
 GROUP_KEYS = (
@@ -72,11 +75,11 @@ register_table(TableSpec(
     PAIRED_KEYS + (
         *QUERY_COUNTS,
         C("n_ids_discordant", "int", "identities whose hits lost and gained do not cancel", role="count"),
-        C("rank1_baseline", "float", "rank-1 rate under the baseline", label="R-1 oracle", unit="fraction"),
-        C("rank1_condition", "float", "rank-1 rate under the condition", label="R-1 condition", unit="fraction"),
-        C("delta_rank1", "float", "rank1_condition - rank1_baseline", label="ΔR-1", unit="fraction", role="estimate"),
+        C("rank1_baseline", "float", "rank-1 rate under the baseline", label="R-1 oracle", **PERCENT),
+        C("rank1_condition", "float", "rank-1 rate under the condition", label="R-1 condition", **PERCENT),
+        C("delta_rank1", "float", "rank1_condition - rank1_baseline", label="ΔR-1", **PP, role="estimate"),
         *_interval("delta_rank1", "Tango's score interval divided by the identity design effect",
-                   "ΔR-1 CI low", "ΔR-1 CI high", unit="fraction"),
+                   "ΔR-1 CI low", "ΔR-1 CI high", **PP),
         C("design_effect", "float", "identity-clustered over query-level variance of Δrank-1, at least 1",
           label="design effect"),
         C("b", "int", "hits lost: baseline hit, condition miss", label="hits lost", role="count"),
@@ -97,10 +100,10 @@ register_table(TableSpec(
     PAIRED_KEYS + (
         *QUERY_COUNTS,
         C("n_zero", "int", "queries whose AP did not change", role="count"),
-        C("mean_delta_ap", "float", "mean change of AP (ΔmAP)", label="ΔmAP", unit="AP", role="estimate"),
+        C("mean_delta_ap", "float", "mean change of AP (ΔmAP)", label="ΔmAP", **PP, role="estimate"),
         *_interval("mean_delta_ap", "identity-cluster percentile bootstrap, the resamples of paired_identity",
-                   unit="AP"),
-        C("median_delta_ap", "float", "median change of AP over queries (descriptive)", label="median ΔAP", unit="AP"),
+                   **PP),
+        C("median_delta_ap", "float", "median change of AP over queries (descriptive)", label="median ΔAP", **PP),
         C("rbc", "float", "matched-pairs rank-biserial correlation over queries (Kerby 2014; descriptive)",
           label="rank-biserial r"),
         C("cles", "float", "Vargha–Delaney common-language effect size over all pairs (descriptive)", label="CLES"),
@@ -121,10 +124,10 @@ register_table(TableSpec(
     PAIRED_KEYS + (
         C("n_ids", "int", "identities", label="identities", role="count"),
         C("n_queries", "int", "valid queries", label="queries", role="count"),
-        C("delta_map", "float", "ΔmAP over valid queries", label="ΔmAP", unit="AP", role="estimate"),
+        C("delta_map", "float", "ΔmAP over valid queries", label="ΔmAP", **PP, role="estimate"),
         C("mean_identity_delta", "float", "mean over identities of each identity's mean ΔAP (the permutation "
-                                          "statistic)", unit="AP"),
-        *_interval("delta_map", "identity-cluster percentile bootstrap", unit="AP"),
+                                          "statistic)", **PP),
+        *_interval("delta_map", "identity-cluster percentile bootstrap", **PP),
         C("n_bootstrap", "int", "bootstrap resamples", role="count"),
         C("n_permutations", "int", "sign patterns used", role="count"),
         C("exact", "bool", "every sign pattern was enumerated (at most 12 identities)"),
@@ -150,9 +153,14 @@ _CONFIG_COUNTS = (
 )
 
 
-def _conditional(*names: str, what: str = "the paper's test, conditional on the test set's identities") -> tuple[C, ...]:
-    return tuple(C(n, "float", f"{n.removesuffix('_conditional')} of {what} (no decision is made on it)")
+def _conditional(*names: str, what: str = "the paper's test, conditional on the test set's identities",
+                 **unit) -> tuple[C, ...]:
+    return tuple(C(n, "float", f"{n.removesuffix('_conditional')} of {what} (no decision is made on it)", **unit)
                  for n in names)
+
+
+def _se(**unit) -> C:
+    return C("se", "float", "standard error over identity resamples of the refitted estimate", **unit)
 
 
 register_table(TableSpec(
@@ -180,11 +188,12 @@ register_table(TableSpec(
     "config_glm_gaussian", "configuration",
     "Gaussian GLM (OLS) of each configuration's mAP on its group indicators (the paper's analysis).",
     _CONFIG_GLM_COMMON + (
-        C("coef", "float", "change in mAP when the group's experts are enabled", unit="mAP", role="estimate"),
-        _CONFIG_DECISION[0], *_interval("coef", "estimate ± t · se over identity resamples", unit="mAP"),
+        C("coef", "float", "change in mAP when the group's experts are enabled", label="ΔmAP (coef)", **PP,
+          role="estimate"),
+        _se(**PP), *_interval("coef", "estimate ± t · se over identity resamples", **PP),
         *_CONFIG_DECISION[1:], *_p("t test on identity-resampled errors"), *CONFIG_RESAMPLED, *_CONFIG_COUNTS,
-        *_conditional("se_conditional", "ci_low_conditional", "ci_high_conditional", "t_conditional",
-                      "df_conditional", "p_conditional", what="OLS"),
+        *_conditional("se_conditional", "ci_low_conditional", "ci_high_conditional", what="OLS", **PP),
+        *_conditional("t_conditional", "df_conditional", "p_conditional", what="OLS"),
         C("n_configs", "int", "configurations fitted", role="count"),
         *_status(),
     ),
@@ -195,11 +204,11 @@ register_table(TableSpec(
 ))
 
 
-def _refit_interval(prefix: str, of: str, unit: str = "") -> tuple[C, ...]:
+def _refit_interval(prefix: str, of: str, **unit) -> tuple[C, ...]:
     how = "estimate ± t · the standard error over surrogates refitted on identity resamples"
-    return (C(f"{prefix}_ci_low", "float", f"lower end of the interval of {of} ({how})", label="CI low", unit=unit,
+    return (C(f"{prefix}_ci_low", "float", f"lower end of the interval of {of} ({how})", label="CI low", **unit,
               role="interval"),
-            C(f"{prefix}_ci_high", "float", f"upper end of the interval of {of} ({how})", label="CI high", unit=unit,
+            C(f"{prefix}_ci_high", "float", f"upper end of the interval of {of} ({how})", label="CI high", **unit,
               role="interval"))
 
 
@@ -211,15 +220,15 @@ register_table(TableSpec(
         *GROUP_KEYS,
         C("perm_importance_mean", "float", "drop in R² when the group's indicator is permuted (seeded)",
           label="permutation importance", unit="R²", role="estimate"),
-        *_refit_interval("perm_importance", "the permutation importance", "R²"),
+        *_refit_interval("perm_importance", "the permutation importance", unit="R²"),
         C("perm_importance_sd_conditional", "float", "sd of the permutation importance over shuffles", unit="R²"),
-        C("mean_abs_shap", "float", "mean |TreeSHAP| of the group's indicator", label="mean |SHAP|", unit="mAP",
+        C("mean_abs_shap", "float", "mean |TreeSHAP| of the group's indicator", label="mean |SHAP|", **PP,
           role="estimate"),
-        *_refit_interval("mean_abs_shap", "mean |SHAP|", "mAP"),
+        *_refit_interval("mean_abs_shap", "mean |SHAP|", **PP),
         C("shap_direction", "float", "mean SHAP with the group enabled minus without", label="SHAP direction",
-          unit="mAP", role="estimate"),
-        *_refit_interval("shap_direction", "the SHAP direction", "mAP"),
-        C("se", "float", "standard error of the SHAP direction over identity resamples"),
+          **PP, role="estimate"),
+        *_refit_interval("shap_direction", "the SHAP direction", **PP),
+        C("se", "float", "standard error of the SHAP direction over identity resamples", **PP),
         C("t", "float", "shap_direction / se", role="test"),
         C("df", "float", "n_ids - 1", role="test"),
         *_p("t test of the SHAP direction"),
@@ -246,19 +255,19 @@ register_table(TableSpec(
         *GROUP_KEYS,
         C("n_on", "int", "configurations with the group enabled", role="count"),
         C("n_off", "int", "configurations without it", role="count"),
-        C("mean_on", "float", "mean mAP with the group enabled", unit="mAP"),
-        C("mean_off", "float", "mean mAP without it", unit="mAP"),
-        C("diff", "float", "mean_on - mean_off", label="mAP on − off", unit="mAP", role="estimate"),
-        C("se", "float", "standard error of diff over identity resamples"),
-        *_interval("diff", "estimate ± t · se over identity resamples", unit="mAP"),
+        C("mean_on", "float", "mean mAP with the group enabled", label="mAP with", **PERCENT),
+        C("mean_off", "float", "mean mAP without it", label="mAP without", **PERCENT),
+        C("diff", "float", "mean_on - mean_off", label="ΔmAP on − off", **PP, role="estimate"),
+        C("se", "float", "standard error of diff over identity resamples", **PP),
+        *_interval("diff", "estimate ± t · se over identity resamples", **PP),
         C("t", "float", "diff / se", role="test"),
         C("df", "float", "n_ids - 1", role="test"),
         *_p("t test on identity-resampled errors"),
         C("cohens_d", "float", "diff over the pooled sd of the configurations", label="Cohen's d"),
         *CONFIG_RESAMPLED,
         C("n_resamples", "int", "identity resamples used", role="count"),
-        *_conditional("ci_low_conditional", "ci_high_conditional", "t_conditional", "df_conditional",
-                      "p_conditional", what="the paper's Welch test"),
+        *_conditional("ci_low_conditional", "ci_high_conditional", what="the paper's Welch test", **PP),
+        *_conditional("t_conditional", "df_conditional", "p_conditional", what="the paper's Welch test"),
         *_status(),
     ),
     resamples=IDENTITY, test="t, identity-resampled SE",

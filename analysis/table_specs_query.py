@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analysis.table_specs import GROUP_KEYS, IDENTITY, P_SHOWN, _interval, _p, _status
+from analysis.table_specs import GROUP_KEYS, IDENTITY, P_SHOWN, PP, _interval, _p, _status
 from analysis.tables import ColumnSpec as C
 from analysis.tables import TableSpec, register_table
 
@@ -49,13 +49,13 @@ register_table(TableSpec(
         C("level", "str", "group, family or coarse_family", role="key"),
         C("group", "str", "attribute group (empty on family rows)", role="key"),
         C("family", "str", "family (of the group, or the row's own)", role="key"),
-        C("mean_abs_shap", "float", "mean over all rows of |SHAP|", label="mean |SHAP|", unit="AP", role="estimate"),
+        C("mean_abs_shap", "float", "mean over all rows of |SHAP|", label="mean |SHAP|", **PP, role="estimate"),
         C("mean_abs_shap_drop", "float", "|SHAP| of the offset plus the dropped: indicator alone (group rows)",
-          label="|SHAP| of the drop", unit="AP"),
+          label="|SHAP| of the drop", **PP),
         C("mean_abs_shap_state", "float", "|SHAP| of the state one-hots alone (group rows)",
-          label="|SHAP| of the state", unit="AP"),
+          label="|SHAP| of the state", **PP),
         C("mean_shap", "float", "mean signed SHAP over the rows where the group (or one of the family's) is dropped: "
-                                "negative = dropping it costs AP", label="mean SHAP when dropped", unit="AP"),
+                                "negative = dropping it costs AP", label="mean SHAP when dropped", **PP),
         C("share", "float", "share of the level's total mean_abs_shap", unit="fraction"),
         C("rank", "float", "rank within the level, 1 = largest mean_abs_shap"),
         C("n_rows", "int", "query × drop rows explained", role="count"),
@@ -87,9 +87,9 @@ _DECOMPOSITION_SHARED = (
     C("reference", "str", "the condition subtracted", label="minus", role="key"),
 )
 _DECOMPOSITION_TAIL = (
-    C("estimate", "float", "condition - reference over valid queries", label="Δ", unit="mAP or rank-1 rate",
+    C("estimate", "float", "condition - reference over valid queries, of mAP or the rank-1 rate", label="Δ", **PP,
       role="estimate"),
-    *_interval("estimate", "identity-cluster percentile bootstrap, both conditions resampled together"),
+    *_interval("estimate", "identity-cluster percentile bootstrap, both conditions resampled together", **PP),
     C("ci_level", "float", "coverage of the interval", hidden=True),
     C("n_queries", "int", "valid queries", label="queries", role="count"),
     C("n_ids", "int", "their identities", label="identities", role="count"),
@@ -115,7 +115,7 @@ register_table(TableSpec(
 ))
 
 _CODE_SHARE = C("estimate", "float", "code_gain / oracle_gain: the share of the oracle's gain the attribute code "
-                                     "alone reaches", label="code share", role="estimate")
+                                     "alone reaches", label="code share", unit="fraction", role="estimate")
 register_table(TableSpec(
     "decomposition_code", "decomposition",
     "The code share per metric: (code − none) / (oracle − none).",
@@ -125,10 +125,10 @@ register_table(TableSpec(
         C("condition", "str", "code", role="key", hidden=True),
         C("reference", "str", "oracle", role="key", hidden=True),
         C("baseline", "str", "none", role="key", hidden=True),
-        C("code_gain", "float", "code - none", label="code − none"),
-        C("oracle_gain", "float", "oracle - none", label="oracle − none"),
+        C("code_gain", "float", "code - none", label="code − none", **PP),
+        C("oracle_gain", "float", "oracle - none", label="oracle − none", **PP),
         _CODE_SHARE,
-        *_interval("the code share", "identity-cluster bootstrap of the ratio of identity sums"),
+        *_interval("the code share", "identity-cluster bootstrap of the ratio of identity sums", unit="fraction"),
         *(c if c.name != "n_queries" else C("n_queries", "int", "valid queries", role="count", hidden=True)
           for c in _DECOMPOSITION_TAIL[3:]),
     ),
@@ -169,8 +169,8 @@ register_table(TableSpec(
         C("family", "str", "the family", role="key"),
         C("level", "str", "coarse (intrinsic, extrinsic) or fine", role="key"),
         C("comparison", "str", "drop or counterfactual", role="key"),
-        C("effect", "float", "mean over the family's groups of ΔmAP", unit="AP", role="estimate"),
-        *_interval("effect", "identity-cluster bootstrap", unit="AP"),
+        C("effect", "float", "mean over the family's groups of ΔmAP", label="mean ΔmAP", **PP, role="estimate"),
+        *_interval("effect", "identity-cluster bootstrap", **PP),
         C("n_groups", "int", "groups in the family", role="count"),
         C("groups", "str", "its groups, comma-separated"),
         C("rank", "float", "rank within level and comparison, 1 = largest loss"),

@@ -28,6 +28,7 @@ __all__ = [
     "register_table",
     "table_spec",
     "validate_table",
+    "in_table_units",
     "columns_markdown",
     "DTYPES",
     "ROLES",
@@ -53,6 +54,12 @@ class ColumnSpec:
     are the multiple-testing adjusted p-values, decisions the ``reject_*`` columns).
     ``required=False`` columns appear only on some traces; ``hidden`` ones are repeated on every
     row and left out of the report's table (the JSON's ``analysis`` part keeps them).
+
+    ``scale`` converts the method's own unit to the table's: the methods compute retrieval rates
+    (AP, mAP, rank-1) as fractions, and the tables of :class:`analysis.Results` hold them in percent
+    and their changes in percentage points (``unit="pp"``, ``scale=100``), so ΔmAP has one unit in
+    the API, the reports and the docs. :func:`in_table_units` applies it once, when the results are
+    assembled; tests, p-values and every other column are unchanged by it.
     """
 
     name: str
@@ -63,8 +70,11 @@ class ColumnSpec:
     role: str = ""
     required: bool = True
     hidden: bool = False
+    scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.scale != 1.0 and self.dtype != "float":
+            raise ValueError(f"column {self.name!r}: only float columns can be rescaled")
         if self.dtype not in DTYPES:
             raise ValueError(f"column {self.name!r}: dtype {self.dtype!r} is not one of {sorted(DTYPES)}")
         if self.role not in ROLES:
@@ -193,6 +203,21 @@ def validate_table(name: str, frame: pd.DataFrame, *, method: str = "") -> pd.Da
     if problems:
         raise TableContractError(f"table {name!r}{who} breaks its spec: " + " | ".join(problems))
     return frame
+
+
+def in_table_units(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every column its spec rescales (:attr:`ColumnSpec.scale`) in the table's unit.
+
+    A copy; a table without a spec, or without rescaled columns, comes back as it is.
+    """
+    spec = TABLES.get(name)
+    if spec is None:
+        return frame
+    scaled = {str(c): spec.column(str(c)).scale for c in frame.columns
+              if spec.column(str(c)) is not None and spec.column(str(c)).scale != 1.0}
+    if not scaled:
+        return frame
+    return frame.assign(**{c: frame[c].astype(float) * factor for c, factor in scaled.items()})
 
 
 def _cell(text: str) -> str:

@@ -6,7 +6,8 @@ Torch-free: needs only h5py, numpy and pandas, and opens any valid trace file.
     >>> trace = read_trace("trace.h5")
     >>> trace.conditions[["condition", "kind", "mAP", "rank1"]]
     >>> trace.queries.query("condition == 'oracle' and valid")
-    >>> trace.paired("oracle", "drop:upcolour")["d_ap"].mean()
+    >>> trace.paired("drop:upcolour")["d_ap"].mean()       # against oracle, the baseline
+    >>> trace                                                # in a notebook: a short summary
 
 Every view is computed once and cached; they are plain DataFrames, so the usual pandas idioms
 apply. The underlying arrays stay available as :attr:`Trace.data` (a
@@ -23,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from analysis.display import Display, Displayable
 from mosaic.core.errors import MosaicError
 from mosaic.core.schema import AttributeSchema
 from mosaic.tracefile import SCHEMA_VERSION, TraceData, read_trace_file
@@ -37,7 +39,7 @@ def read_trace(path: str | os.PathLike) -> "Trace":
     return Trace(data, path=path, schema_version=str(attrs.get("schema_version", SCHEMA_VERSION)))
 
 
-class Trace:
+class Trace(Displayable):
     """A trace in memory, with tidy pandas views.
 
     Parameters
@@ -58,10 +60,9 @@ class Trace:
         self.path = Path(path) if path is not None else None
         self.schema_version = schema_version or SCHEMA_VERSION
 
-    def __repr__(self) -> str:
-        sizes = ", ".join(f"{k}={v}" for k, v in self.data.sizes.items())
-        where = str(self.path) if self.path else "in memory"
-        return f"<Trace {where}: {sizes}>"
+    def _display(self) -> Display:
+        """What a notebook shows: where the trace comes from, its sizes, its conditions, what to watch for."""
+        return trace_display(self)
 
     # ------------------------------------------------------------------ description
     @property
@@ -237,15 +238,16 @@ class Trace:
             frame[name] = pd.Categorical.from_codes(np.tile(column.codes, C), dtype=column.dtype)
         return frame
 
-    def paired(self, condition_a: str, condition_b: str) -> pd.DataFrame:
-        """Per-query values of two conditions side by side (same query order by construction).
+    def paired(self, condition: str, *, baseline: str = "oracle") -> pd.DataFrame:
+        """Per-query values of ``condition`` beside its ``baseline`` (same query order by construction).
 
         Columns: ``query, pid, camid, valid``, then ``ap_a, ap_b, inp_a, inp_b, rank1_a,
-        rank1_b, first_match_rank_a, first_match_rank_b`` (``_a`` = ``condition_a``), the
-        changes ``d_ap = ap_b - ap_a`` and ``d_inp``, and the query's state labels. The frame's
-        ``attrs`` record which condition is which.
+        rank1_b, first_match_rank_a, first_match_rank_b`` (``_a`` = the baseline, ``_b`` =
+        ``condition``), the changes ``d_ap = ap_b - ap_a`` and ``d_inp`` (condition minus
+        baseline, as fractions: a loss is negative), and the query's state labels. The frame's
+        ``attrs`` record which condition is which (``condition_a``, ``condition_b``).
         """
-        a, b = self.condition_index(condition_a), self.condition_index(condition_b)
+        a, b = self.condition_index(baseline), self.condition_index(condition)
         d = self.data
         frame = self.query_table[["index", "pid", "camid", "valid"]].rename(columns={"index": "query"}).copy()
         for metric, values in (("ap", d.ap), ("inp", d.inp), ("rank1", d.rank1), ("first_match_rank", d.first_match_rank)):
@@ -256,7 +258,7 @@ class Trace:
         frame["d_inp"] = frame["inp_b"] - frame["inp_a"]
         for g in self.group_names:
             frame[g] = self.query_table[g]
-        frame.attrs.update(condition_a=condition_a, condition_b=condition_b)
+        frame.attrs.update(condition_a=baseline, condition_b=condition)
         return frame
 
     # ------------------------------------------------------------------ long helpers
@@ -313,4 +315,56 @@ class Trace:
         )
 
 
-__all__ = ["Trace", "read_trace"]
+def trace_display(trace: Trace) -> Display:
+    """The short display of a trace: provenance highlights, sizes, the headline conditions, warnings.
+
+    Reads the per-condition arrays only, never builds the per-query long table.
+    """
+    d, prov = trace.data, trace.provenance
+    versions = prov.get("versions") if isinstance(prov.get("versions"), dict) else {}
+    checkpoint = prov.get("checkpoint_sha256")
+    display = Display("Trace", str(trace.path) if trace.path else "in memory")
+    display.fields({
+        "dataset": " · ".join(str(v) for v in (trace.dataset.get("name"), trace.dataset.get("format")) if v) or None,
+        "attribute schema": f"{trace.schema.name}: {len(trace.group_names)} groups, {trace.schema.n_experts} experts",
+        "sizes": f"{d.n_conditions} conditions × {d.n_queries} queries ({int(d.valid.sum())} valid) × "
+                 f"{d.n_gallery} gallery images; {d.n_layers} expert layers",
+        "distance": d.distance,
+        "command": prov.get("command"),
+        "seed": prov.get("seed"),
+        "checkpoint": checkpoint[:12] if isinstance(checkpoint, str) else None,
+        "source commit": prov.get("git_commit"),
+        "mosaic": versions.get("mosaic"),
+        "format version": trace.schema_version,
+    }, "settings and provenance")
+    kinds = pd.Series(d.condition_kind.tolist()).value_counts(sort=False)
+    display.text("conditions by kind: " + ", ".join(f"{kind} {n}" for kind, n in kinds.items()))
+    conditions = trace.conditions
+    headline = conditions[conditions["kind"].isin(("oracle", "none", "code", "learned"))]
+    shown = (headline if len(headline) else conditions)[["condition", "kind", "mAP", "rank1"]].copy()
+    shown[["mAP", "rank1"]] = (100 * shown[["mAP", "rank1"]]).round(1)
+    display.table(shown.rename(columns={"mAP": "mAP (%)", "rank1": "rank-1 (%)"}), "headline conditions",
+                  note=f"every condition: trace.conditions ({len(conditions)} rows); per query: trace.queries")
+    display.lines("warnings", _trace_warnings(trace), empty="none")
+    return display
+
+
+def _trace_warnings(trace: Trace) -> list[str]:
+    """What a reader of this trace should know before trusting its numbers."""
+    d, warnings = trace.data, []
+    invalid = int((~d.valid.astype(bool)).sum())
+    if invalid:
+        warnings.append(f"{invalid} of {d.n_queries} queries have no true match in the gallery and are skipped")
+    if "oracle" not in trace.condition_names():
+        warnings.append("no oracle condition: paired comparisons need a baseline= that the trace holds")
+    if d.filled_routes is not None and int(np.sum(d.filled_routes)):
+        methods = sorted(set(map(str, d.fill_method)) - {"none"}) if d.fill_method is not None else []
+        warnings.append(f"{int(np.sum(d.filled_routes))} routes of images with a missing state were filled"
+                        + (f" ({', '.join(methods)})" if methods else ""))
+    commit = str(trace.provenance.get("git_commit") or "")
+    if commit.endswith("+dirty"):
+        warnings.append(f"traced from a source tree with uncommitted changes ({commit})")
+    return warnings
+
+
+__all__ = ["Trace", "read_trace", "trace_display"]

@@ -174,7 +174,7 @@ def format_table(table) -> str:
         def effect(prefix):
             low, high = getattr(row, f"{prefix}_ci")
             value = getattr(row, f"{prefix}_dmap")
-            return f"{100 * value:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]"
+            return f"{value:+.2f} [{low:+.2f}, {high:+.2f}]"  # the API holds ΔmAP in pp
 
         def p(prefix):
             value = getattr(row, f"{prefix}_p_holm")

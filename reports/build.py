@@ -33,15 +33,15 @@ from reports.sections.method_sections import (
     build_ranking,
     other_method_sections,
 )
-from reports.sections.summary import build_summary
-from reports.sections import audit
+from reports.sections import audit  # registers the audit's finding sentences
+from reports.sections.summary import build_findings_section, build_summary
 
 
 # Order is the order in the report; a builder returns one section or a list of them (possibly
 # empty). The warnings section is built after every other section (they add notes to it) and
 # placed where this list puts it.
 SECTION_BUILDERS: tuple[tuple[str, Callable[[BuildContext], Section | list[Section]]], ...] = (
-    (audit.SECTION_ID, audit.build_audit),
+    ("findings", build_findings_section),
     ("summary", build_summary),
     ("method-config-glm", build_config_glm),
     ("method-config-surrogate", build_config_surrogate),

@@ -36,6 +36,8 @@ class ForestPanel:
     high: Sequence[float]
     xlabel: str = ""
     colour: str = PALETTE[0]
+    # a panel of its own scale (a rank) has no line at the plot's reference and hollow markers mean nothing
+    own_scale: bool = False
 
 
 def forest_plot(labels: Sequence[str], panels: Sequence[ForestPanel], *, title: str, reference: float = 0.0,
@@ -54,9 +56,15 @@ def forest_plot(labels: Sequence[str], panels: Sequence[ForestPanel], *, title: 
         values = [v for p in panel_list for v in list(p.low) + list(p.high) + list(p.estimate)]
         return padded_domain(values, include=(reference,))
 
-    shared = domain_of(panels) if shared_axis else None
+    sharing = [p for p in panels if not p.own_scale]
+    shared = domain_of(sharing) if shared_axis and sharing else None
     for j, panel in enumerate(panels):
-        scale = frame.panel(j, panel.title, shared or domain_of([panel]), panel.xlabel, reference=reference)
+        if panel.own_scale:
+            values = [v for v in list(panel.low) + list(panel.high) + list(panel.estimate) if finite(v)]
+            domain = padded_domain(values) if values else (0.0, 1.0)
+            scale = frame.panel(j, panel.title, domain, panel.xlabel)
+        else:
+            scale = frame.panel(j, panel.title, shared or domain_of([panel]), panel.xlabel, reference=reference)
         for i, label in enumerate(frame.rows):
             y = frame.y(i)
             est, lo, hi = value_at(panel.estimate, i), value_at(panel.low, i), value_at(panel.high, i)
@@ -69,9 +77,9 @@ def forest_plot(labels: Sequence[str], panels: Sequence[ForestPanel], *, title: 
                 canvas.line(scale(lo), y, scale(hi), y, stroke=panel.colour, width=2)
                 canvas.line(scale(lo), y - 4, scale(lo), y + 4, stroke=panel.colour, width=1.5)
                 canvas.line(scale(hi), y - 4, scale(hi), y + 4, stroke=panel.colour, width=1.5)
-                excludes = not (lo <= reference <= hi)
+                excludes = panel.own_scale or not (lo <= reference <= hi)
             else:
-                excludes = False
+                excludes = panel.own_scale
             fill = panel.colour if excludes else "#fff"
             canvas.circle(scale(est), y, 4, fill=fill, stroke=panel.colour, tooltip=tip)
     return canvas.to_svg()

@@ -15,7 +15,7 @@ import pandas as pd
 
 from analysis.status import OK
 from analysis.tables import table_spec
-from reports.columns import spec_columns
+from reports.columns import hidden_note, spec_columns
 from reports.document import Column, Table
 from reports.images import THUMBNAIL_SIZE
 from reports.ranked import RankedListSettings
@@ -88,10 +88,11 @@ class BuildContext:
         self.notes.append({"method": method, "group": group, "comparison": comparison, "reason": reason})
 
     def frame_table(self, name: str, caption: str | None = None, *, columns: Sequence[Column | str] | None = None,
-                    note: str = "", raw: bool = False) -> Table | None:
+                    note: str = "", raw: bool = False, fold: bool | None = None) -> Table | None:
         """The analysis table ``name`` as shown: columns, labels, caption and test from its spec.
 
-        ``raw`` shows it even when none of its rows was tested (the rows say why).
+        ``raw`` shows it even when none of its rows was tested (the rows say why). The test behind
+        the p-values is named in the note (and on every row of the CSV), the unit resampled too.
         """
         frame = self.raw_table(name) if raw else self.table(name)
         if frame is None or not len(frame):
@@ -101,7 +102,9 @@ class BuildContext:
             if spec.test and "test" not in frame:
                 # Each row says which test produced its p-value, so a table copied out of context still does.
                 frame = frame.assign(test=spec.test)
-            columns = columns if columns is not None else spec_columns(spec, frame)
+            columns = columns if columns is not None else spec_columns(spec, frame, self.settings.get("ci_level", 0.95))
             caption = caption if caption is not None else spec.caption
+            facts = [f"Test: {spec.test}." if spec.test else "", hidden_note(spec, frame, list(columns))]
+            note = " ".join(x for x in (note, *facts) if x)
         return Table.from_frame(frame, id=f"table-{name.replace('_', '-')}", caption=caption or name,
-                                columns=columns, note=note, max_rows=self.options.max_table_rows)
+                                columns=columns, note=note, max_rows=self.options.max_table_rows, fold=fold)

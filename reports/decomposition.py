@@ -58,19 +58,20 @@ def summary_frame(table: pd.DataFrame | None, order: list[str], metric: str = "m
 SUMMARY_COLUMNS = (
     Column("group"),
     Column("family"),
-    *(column for quantity in QUANTITY_LABELS for column in (
-        Column(quantity, f"Δ {quantity}", help=f"{_label(quantity)} in mAP"),
-        Column(f"ci_low_{quantity}", "CI low"),
-        Column(f"ci_high_{quantity}", "CI high"),
-    )),
-    Column("n_ids", "identities", help="resampling unit of the intervals: identity"),
+    *(Column(quantity, f"{quantity}, pp [CI]", kind="interval", low=f"ci_low_{quantity}", high=f"ci_high_{quantity}",
+             help=f"{_label(quantity)} in mAP, percentage points, identity-cluster bootstrap interval")
+      for quantity in QUANTITY_LABELS),
+    Column("n_ids", "identities", kind="count", help="resampling unit of the intervals: identity"),
 )
 
 # the code-share table of the summary: the spec's columns and labels, without the bookkeeping
-CODE_COLUMNS = tuple(
-    Column(name, table_spec("decomposition_code").column(name).label,
-           help=table_spec("decomposition_code").column(name).description)
-    for name in ("metric", "estimate", "ci_low", "ci_high", "code_gain", "oracle_gain", "n_ids", "resampling_unit")
+CODE_COLUMNS = (
+    Column("metric"),
+    Column("share_pct", "code share, % [CI]", kind="interval", source="share_pct", low="share_low_pct",
+           high="share_high_pct", help=table_spec("decomposition_code").column("estimate").description),
+    Column("code_gain", "code − none (pp)", help="retrieval by attribute codes minus no experts, percentage points"),
+    Column("oracle_gain", "oracle − none (pp)", help="the oracle's gain over no experts, percentage points"),
+    Column("n_ids", "identities", kind="count", help="resampling unit of the interval: identity"),
 )
 
 
@@ -98,8 +99,11 @@ def summary_blocks(ctx) -> list[Any]:
                  f"{level} intervals: identity-cluster bootstrap, both conditions of a difference resampled together.",
         ))
     if code is not None and len(code) and (code["status"].astype(str) == OK).any():
+        shown = code[code["status"].astype(str) == OK]
+        shown = shown.assign(share_pct=100 * shown["estimate"], share_low_pct=100 * shown["ci_low"],
+                             share_high_pct=100 * shown["ci_high"])
         blocks.append(Table.from_frame(
-            code[code["status"].astype(str) == OK], id="summary-code-share",
+            shown, id="summary-code-share",
             caption="How much of the oracle's gain the attribute code alone reaches", columns=CODE_COLUMNS,
             note="code share = (code − none) / (oracle − none): retrieval by the distance between attribute codes, "
                  "no model, against what the oracle-routed experts add; identity-cluster bootstrap interval.",

@@ -2,9 +2,8 @@
 
 :func:`reports.build.build_report` fills a :class:`Report` once; each format
 (:mod:`reports.html`, :mod:`reports.markdown`, :mod:`reports.jsonfmt`) only writes it out. That
-is what keeps the three formats showing the same numbers: a :class:`Table` holds values already
-rounded by :mod:`reports.numbers`, and every renderer prints them with
-:func:`reports.numbers.value_text`.
+is what keeps the three formats showing the same numbers: a :class:`Table` holds its cells'
+text, written once by :mod:`reports.numbers`, and every renderer prints that text.
 """
 
 from __future__ import annotations
@@ -13,9 +12,22 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence, Union
 
+import numpy as np
 import pandas as pd
 
-from reports.numbers import Rule, display_value, rule_for
+from reports.numbers import (
+    COUNT,
+    P_VALUE,
+    PERCENT,
+    RANK,
+    Rule,
+    count_text,
+    interval_text,
+    number_text,
+    p_text,
+    rank_text,
+    rule_for,
+)
 
 # Columns shown first, in this order, when a table is built from an analysis DataFrame; the
 # rest follow in the frame's own order. Identifiers, then the effect and its interval, then
@@ -29,70 +41,169 @@ PREFERRED_ORDER = (
 )
 
 
+# Statuses whose rows have no estimate: the row collapses to one line that says why.
+COLLAPSED_STATUSES = frozenset({"not estimable", "unavailable"})
+STATUS_COLUMNS = ("status", "reason")
+# Tables with more rows than this are folded (``<details>``) with their row count in view.
+FOLD_ROWS = 12
+
+_RULE_KINDS = {id(P_VALUE): "p", id(COUNT): "count", id(RANK): "rank", id(PERCENT): "percent"}
+
+
 @dataclass(frozen=True)
 class Column:
-    """One table column: where its values come from, how they are rounded, what it is called."""
+    """One table column: where its values come from, how they are written, what it is called.
+
+    ``kind`` says how a cell is written (:mod:`reports.numbers`): ``interval`` (the estimate in
+    ``source`` with the interval ``low``–``high`` in one cell), ``rank_interval`` (the same for a rank), ``p``, ``count``, ``rank``,
+    ``percent`` (a fraction shown ×100), ``number`` or ``text``; empty = from ``rule``, else from
+    the column name. ``unit`` is written in the header.
+    """
 
     key: str
     label: str | None = None
     rule: Rule | None = None
     source: str | None = None  # column of the source frame; defaults to ``key``
     help: str = ""
+    kind: str = ""
+    low: str | None = None
+    high: str | None = None
+    unit: str = ""
 
     @property
     def title(self) -> str:
-        return self.label or self.key
+        base = self.label or self.key
+        return f"{base} ({self.unit})" if self.unit and self.unit not in base else base
 
     @property
     def display_rule(self) -> Rule:
         return self.rule or rule_for(self.key)
 
+    @property
+    def cell_kind(self) -> str:
+        if self.kind:
+            return self.kind
+        if self.low and self.high:
+            return "interval"
+        return _RULE_KINDS.get(id(self.display_rule), "number")
+
+    def text(self, record: Mapping[str, Any]) -> str | None:
+        """The cell's text for one source row (None: nothing to show)."""
+        value = record.get(self.source or self.key)
+        kind = self.cell_kind
+        if kind == "interval":
+            return interval_text(None if _missing(value) else value, record.get(self.low), record.get(self.high))
+        if kind == "rank_interval":
+            rank, low, high = rank_text(value), rank_text(record.get(self.low)), rank_text(record.get(self.high))
+            return rank if low is None or high is None else f"{rank or ''} [{low}, {high}]".strip()
+        if _missing(value):
+            return None
+        if isinstance(value, str) or kind == "text":
+            return str(value)
+        if isinstance(value, (bool, np.bool_)):
+            return "yes" if value else "no"
+        if kind == "p":
+            return p_text(value)
+        if kind == "count":
+            return count_text(value)
+        if kind == "rank":
+            return rank_text(value)
+        if kind == "percent":
+            return number_text(float(value) * 100, 1)
+        return number_text(value)
+
+    def sort_value(self, record: Mapping[str, Any]) -> float | None:
+        value = record.get(self.source or self.key)
+        if isinstance(value, (bool, str, np.bool_)) or _missing(value):
+            return None
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            return None
+        return x if math.isfinite(x) else None
+
+
+def _missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _csv(frame: pd.DataFrame) -> str:
+    """The table's source rows at full precision (every column, not only the shown ones)."""
+    return frame.to_csv(index=False, float_format="%.12g", lineterminator="\n")
+
 
 @dataclass
 class Table:
-    """Rows of display values (already rounded), one dict per row keyed by column key."""
+    """A table as shown: one dict of cell texts per row, keyed by column key.
+
+    ``collapsed[i]`` is the one line that replaces row ``i`` when it could not be estimated (None
+    for a normal row); ``sort_keys`` the numbers behind the cells (for sorting in the page);
+    ``csv`` the full-precision rows behind the table; ``fold``: shown folded (``<details>``).
+    """
 
     id: str
     caption: str
     columns: list[Column]
     rows: list[dict[str, Any]]
     note: str = ""
+    collapsed: list[str | None] = field(default_factory=list)
+    sort_keys: list[dict[str, float | None]] = field(default_factory=list)
+    csv: str = ""
+    fold: bool = False
+    n_rows: int = 0
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, *, id: str, caption: str, columns: Sequence[Column | str] | None = None,
-                   note: str = "", max_rows: int | None = None) -> "Table":
-        """Round ``frame`` for display; with no ``columns``, show every column (preferred first)."""
+                   note: str = "", max_rows: int | None = None, fold: bool | None = None) -> "Table":
+        """Write ``frame``'s cells; with no ``columns``, show every column (preferred first).
+
+        Rows whose ``status`` says they could not be estimated collapse to one line with the reason;
+        the status and reason columns themselves are not shown (a not-tested row's p cells say so).
+        """
         if columns is None:
             present = list(frame.columns)
             ordered = [c for c in PREFERRED_ORDER if c in present] + [c for c in present if c not in PREFERRED_ORDER]
             columns = [Column(str(c)) for c in ordered]
         cols = [c if isinstance(c, Column) else Column(str(c)) for c in columns]
         cols = [c for c in cols if (c.source or c.key) in frame.columns]
+        has_status = "status" in frame.columns
+        if has_status:
+            cols = [c for c in cols if c.key not in STATUS_COLUMNS]
         source = frame if max_rows is None else frame.head(max_rows)
-        rows = []
+        rows, collapsed, sort_keys = [], [], []
         for record in source.to_dict(orient="records"):
-            rows.append({c.key: display_value(record.get(c.source or c.key), c.display_rule) for c in cols})
+            status = str(record.get("status") or "ok") if has_status else "ok"
+            row = {c.key: c.text(record) for c in cols}
+            if status != "ok" and status not in COLLAPSED_STATUSES:
+                for c in cols:
+                    if c.cell_kind == "p" and row[c.key] is None:
+                        row[c.key] = status
+            rows.append(row)
+            sort_keys.append({c.key: c.sort_value(record) for c in cols})
+            collapsed.append(_collapsed_line(record, cols, status) if status in COLLAPSED_STATUSES else None)
         if max_rows is not None and len(frame) > max_rows:
-            extra = f"Showing the first {max_rows} of {len(frame)} rows; the JSON report holds all of them."
+            extra = f"Showing the first {max_rows} of {len(frame)} rows; the CSV and the JSON report hold all of them."
             note = f"{note} {extra}".strip()
-        return cls(id=id, caption=caption, columns=cols, rows=[_clean(r) for r in rows], note=note)
+        return cls(id=id, caption=caption, columns=cols, rows=rows, note=note, collapsed=collapsed,
+                   sort_keys=sort_keys, csv=_csv(frame), n_rows=len(frame),
+                   fold=(len(frame) > FOLD_ROWS) if fold is None else fold)
 
     def column_values(self, key: str) -> list[Any]:
         return [row.get(key) for row in self.rows]
 
     def to_records(self) -> list[dict[str, Any]]:
-        return [dict(row) for row in self.rows]
+        lines = self.collapsed or [None] * len(self.rows)
+        return [dict(row) if line is None else {**row, "collapsed": line} for row, line in zip(self.rows, lines)]
 
 
-def _clean(row: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in row.items():
-        if isinstance(value, float) and math.isnan(value):
-            value = None
-        elif value is pd.NA or value is pd.NaT:
-            value = None
-        out[key] = value
-    return out
+def _collapsed_line(record: Mapping[str, Any], cols: Sequence[Column], status: str) -> str:
+    """``g03 · drop — not estimable: no discordant identity``: the row's keys, then why it is empty."""
+    keys = [str(record.get(c.source or c.key)) for c in cols
+            if isinstance(record.get(c.source or c.key), str) and record.get(c.source or c.key)][:4]
+    reason = str(record.get("reason") or "").strip()
+    return " · ".join(keys) + f" — {status}" + (f": {reason}" if reason else "")
 
 
 @dataclass
@@ -163,7 +274,16 @@ class RankedLists:
     queries: list[RankedQuery]
 
 
-Block = Union[Paragraph, BulletList, KeyValues, Table, Figure, RankedLists]
+@dataclass
+class Findings:
+    """The sentences that open the report (:class:`reports.findings.Finding`), beside one figure."""
+
+    id: str
+    items: list[Any]
+    figure: Figure | None = None
+
+
+Block = Union[Paragraph, BulletList, KeyValues, Table, Figure, RankedLists, Findings]
 
 
 @dataclass

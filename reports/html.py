@@ -1,21 +1,33 @@
 """One self-contained HTML file: inline CSS, inline SVG figures, a few lines of inline JS.
 
 Nothing in the page refers to the network or to another file (no external stylesheet,
-script, font or image; thumbnails are ``data:`` URIs), so the report can be mailed, archived
-or opened offline and shows exactly what was rendered. The only script makes long tables
-sortable by clicking a header.
+script, font or image; thumbnails and the CSV downloads are ``data:`` URIs), so the report can
+be mailed, archived or opened offline and shows exactly what was rendered. It reads without
+JavaScript: long tables fold in ``<details>`` (row count in the summary line), rows that could
+not be estimated are one line with the reason, and every table has a CSV link; the only script
+makes long tables sortable by clicking a header.
+
+Tables are written here, not by a table library: great_tables (the Python port of R's gt) was
+weighed for the number formats, merged interval columns and footnotes, but its HTML is one
+table at a time with its own inline style block per table, it has no folding or CSV link, the
+report's numbers would then be formatted in two places (great_tables for HTML, ours for the
+Markdown and JSON, which must show the same text), and it would add a dependency (with
+polars/pyarrow-optional extras) to the torch-free analysis install for about 60 lines of
+``<table>`` writing. The cell text is written once, by :mod:`reports.numbers`.
 """
 
 from __future__ import annotations
 
 import re
 from html import escape
+from urllib.parse import quote
 from typing import Callable
 
 from reports.document import (
     ORIGIN_LABELS,
     BulletList,
     Figure,
+    Findings,
     KeyValues,
     Paragraph,
     RankedLists,
@@ -26,6 +38,7 @@ from reports.document import (
 from reports.numbers import value_text
 
 FOOTER_SECTIONS = ("provenance",)
+FIRST_SECTIONS = ("findings",)
 WRAPPED_COLUMNS = frozenset({"reason", "groups", "description"})
 
 # Tables with more rows than this get sortable headers (short ones read fine as they are).
@@ -37,19 +50,26 @@ CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:var(--fg);margin:0 auto;max-width:1180px;padding:24px}
 h1{font-size:24px;margin:0 0 4px}h2{font-size:19px;margin:36px 0 8px;border-bottom:1px solid var(--line);padding-bottom:4px}
 h3{font-size:15px;margin:20px 0 6px}.subtitle{color:var(--muted);margin:0 0 16px}
-nav.toc{columns:3;font-size:13px;margin:12px 0 8px}nav.toc a{color:var(--accent);text-decoration:none}
+nav.toc{font-size:13px;margin:12px 0 8px}nav.toc ol{columns:3}nav.toc a{color:var(--accent);text-decoration:none}
 .origin{display:inline-block;font-size:11px;font-weight:600;border-radius:3px;padding:1px 6px;margin-left:8px;vertical-align:middle}
 .origin-paper{background:var(--paper)}.origin-extension,.origin-mixed{background:var(--ext)}
 table{border-collapse:collapse;margin:6px 0 4px;font-size:12.5px}
-th,td{border-bottom:1px solid var(--line);padding:3px 8px;text-align:left;vertical-align:top;white-space:nowrap}
-td.wrap{white-space:normal;min-width:16em}
-th{background:#f4f4f4;font-weight:600;white-space:nowrap}
+th,td{border-bottom:1px solid var(--line);padding:3px 7px;text-align:left;vertical-align:top}
+td.wrap{white-space:normal;min-width:12em}
+th{background:#f4f4f4;font-weight:600;white-space:normal;max-width:10em;vertical-align:bottom}
+td.collapsed{color:var(--muted);font-style:italic;white-space:normal}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.interval{font-variant-numeric:tabular-nums;white-space:nowrap}
 table.sortable th{cursor:pointer}table.sortable th[aria-sort=ascending]::after{content:" \\25B4"}
 table.sortable th[aria-sort=descending]::after{content:" \\25BE"}
 caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0}
 .note{color:var(--muted);font-size:12px;margin:2px 0 10px}
-.table-wrap{overflow-x:auto;max-height:640px;overflow-y:auto;margin-bottom:6px}
+.table-wrap{overflow-x:auto;margin-bottom:6px;max-width:100%}
+details.table{margin:8px 0}details.table>summary{cursor:pointer;font-weight:600;padding:4px 0}
+.csv{font-size:11px;font-weight:400;margin-left:8px;color:var(--accent)}
+.findings{display:grid;grid-template-columns:minmax(0,1fr) auto;gap:20px;align-items:start}
+.findings ol{margin:0;padding-left:20px}.findings li{margin:0 0 8px}.findings a.src{font-size:12px;color:var(--accent)}
+.findings figure{margin:0;max-width:600px}.findings svg.figure{max-width:100%;height:auto}
 figure{margin:10px 0 16px;overflow-x:auto}figcaption{color:var(--muted);font-size:12px}
 svg.figure{max-width:none;background:#fff}
 dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;font-size:12.5px}
@@ -100,6 +120,18 @@ def _inline(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
 
 
+NUMERIC_KINDS = frozenset({"number", "count", "rank", "percent", "p"})
+
+
+def csv_link(table: Table) -> str:
+    """A link that downloads the table's full-precision rows as CSV, from the page itself (``data:`` URI)."""
+    if not table.csv:
+        return ""
+    uri = "data:text/csv;charset=utf-8," + quote(table.csv, safe="")
+    name = escape(table.id) + ".csv"
+    return f'<a class="csv" download="{name}" href="{uri}" title="every column at full precision">CSV</a>'
+
+
 def render_table(table: Table) -> str:
     sortable = len(table.rows) >= SORTABLE_MIN_ROWS
     cls = ' class="sortable"' if sortable else ""
@@ -107,25 +139,46 @@ def render_table(table: Table) -> str:
         f'<th scope="col"{_title_attr(c.help)}>{escape(c.title)}</th>' for c in table.columns
     )
     body = []
-    for row in table.rows:
+    collapsed = table.collapsed or [None] * len(table.rows)
+    keys = table.sort_keys or [{}] * len(table.rows)
+    for row, line, sort in zip(table.rows, collapsed, keys):
+        if line is not None:
+            body.append(f'<tr><td class="collapsed" colspan="{len(table.columns)}">{escape(line)}</td></tr>')
+            continue
         cells = []
         for c in table.columns:
             value = row.get(c.key)
             text = escape(value_text(value))
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                cells.append(f'<td class="num" data-v="{text}">{text}</td>')
-            elif value is None:
-                cells.append(f'<td class="num" data-v="">{text}</td>')
+            number = sort.get(c.key)
+            data = f' data-v="{"" if number is None else repr(float(number))}"'
+            kind = c.cell_kind
+            if kind == "interval":
+                cells.append(f'<td class="interval"{data}>{text}</td>')
+            elif kind in NUMERIC_KINDS and (number is not None or value is None):
+                cells.append(f'<td class="num"{data}>{text}</td>')
             elif c.key in WRAPPED_COLUMNS:
                 cells.append(f'<td class="wrap">{text}</td>')
             else:
                 cells.append(f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     note = f'<p class="note">{_inline(table.note)}</p>' if table.note else ""
-    return (
-        f'<div class="table-wrap"><table id="{escape(table.id)}"{cls}><caption>{escape(table.caption)}</caption>'
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{note}"
+    caption = f"{escape(table.caption)}{csv_link(table)}"
+    html = (f'<div class="table-wrap"><table id="{escape(table.id)}"{cls}><caption>{caption}</caption>'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{note}")
+    if table.fold:
+        rows = table.n_rows or len(table.rows)
+        return (f'<details class="table"><summary>{escape(table.caption)} ({rows} rows)</summary>{html}</details>')
+    return html
+
+
+def render_findings(block: Findings) -> str:
+    items = "".join(
+        f'<li>{_inline(f.text)}'
+        + (f' <a class="src" href="#{escape(f.table)}">(table)</a>' if f.table else "") + "</li>"
+        for f in block.items
     )
+    figure = render_figure(block.figure) if block.figure is not None else ""
+    return f'<div class="findings" id="{escape(block.id)}"><ol>{items}</ol>{figure}</div>'
 
 
 def _title_attr(text: str) -> str:
@@ -192,6 +245,7 @@ BLOCK_RENDERERS: dict[type, Callable] = {
     Table: render_table,
     Figure: render_figure,
     RankedLists: render_ranked,
+    Findings: render_findings,
 }
 
 
@@ -206,7 +260,10 @@ def render_section(section: Section, tag: str = "section") -> str:
 def render_html(report: Report) -> str:
     """The report as one self-contained HTML document."""
     toc = "".join(f'<li><a href="#{escape(s.id)}">{escape(s.title)}</a></li>' for s in report.sections)
-    sections = "".join(render_section(s) for s in report.sections if s.id not in FOOTER_SECTIONS)
+    # the findings come first, before the contents: the first screen answers the question
+    first = "".join(render_section(s) for s in report.sections if s.id in FIRST_SECTIONS)
+    sections = "".join(render_section(s) for s in report.sections
+                       if s.id not in FOOTER_SECTIONS and s.id not in FIRST_SECTIONS)
     footer = "".join(render_section(s, "footer") for s in report.sections if s.id in FOOTER_SECTIONS)
     created = escape(str(report.metadata.get("created", "")))
     return (
@@ -219,8 +276,7 @@ def render_html(report: Report) -> str:
         f'<meta name="generator" content="mosaic {escape(str(report.metadata.get("mosaic_version", "")))}">'
         f'<meta name="created" content="{created}">'
         f"<title>{escape(report.title)}</title><style>{CSS}</style></head><body>"
-        f"<header><h1>{escape(report.title)}</h1><p class=\"subtitle\">{_inline(report.subtitle)}</p>"
-        f'<nav class="toc"><ol>{toc}</ol></nav></header>'
-        f"<main>{sections}</main>{footer}"
+        f"<header><h1>{escape(report.title)}</h1><p class=\"subtitle\">{_inline(report.subtitle)}</p></header>"
+        f'<main>{first}<nav class="toc"><h2>Contents</h2><ol>{toc}</ol></nav>{sections}</main>{footer}'
         f"<script>{SORT_JS}</script></body></html>\n"
     )

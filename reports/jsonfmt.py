@@ -6,13 +6,18 @@ Layout (documented for users in ``docs/report-json.md``)::
       "format": "mosaic-report", "version": 1,
       "title": ..., "metadata": {created, command, versions, trace {...}, analysis_settings},
       "sections": [{"id", "title", "origin", "tables": [table ids], "figures": [figure ids]}],
-      "tables": {id: {"caption", "columns": [{"key", "label"}], "rows": [{key: value}], "note"}},
+      "findings": [{"key", "text", "table", "numbers"}],
+      "tables": {id: {"caption", "columns": [{"key", "label", "unit", "meaning"}],
+                      "rows": [{key: text, "collapsed": line of a row that could not be estimated}],
+                      "note", "rows_total"}},
       "ranked_lists": [...],
       "analysis": <analysis.Results.to_dict(): every table at full precision>
     }
 
-Every number in ``tables`` is the number the HTML and Markdown reports show, character for
-character (see :mod:`reports.numbers`).
+Every cell in ``tables`` is the text the HTML and Markdown reports show, character for
+character (see :mod:`reports.numbers`); the ``analysis`` part holds the same tables at full
+precision, each with its columns' units. ``findings[].numbers`` are the full-precision values
+each opening sentence rounds.
 """
 
 from __future__ import annotations
@@ -21,23 +26,25 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from reports.document import Figure, RankedLists, Report, Table
+from mosaic.core.jsonsafe import jsonable
+from reports.document import Figure, Findings, RankedLists, Report, Table
 
 FORMAT_NAME = "mosaic-report"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: cells are display text (intervals merged), findings, units
 
 
 def table_dict(table: Table) -> dict[str, Any]:
     return {
         "caption": table.caption,
-        "columns": [{"key": c.key, "label": c.title} for c in table.columns],
+        "columns": [{"key": c.key, "label": c.title, "unit": c.unit, "meaning": c.help} for c in table.columns],
         "rows": table.to_records(),
+        "rows_total": table.n_rows or len(table.rows),
         "note": table.note,
     }
 
 
 def report_dict(report: Report) -> dict[str, Any]:
-    sections, tables, ranked = [], {}, []
+    sections, tables, ranked, findings = [], {}, [], []
     for section in report.sections:
         entry = {"id": section.id, "title": section.title, "origin": section.origin, "tables": [], "figures": []}
         for block in section.blocks:
@@ -48,6 +55,11 @@ def report_dict(report: Report) -> dict[str, Any]:
                 entry["figures"].append(block.id)
             elif isinstance(block, RankedLists):
                 ranked.extend(asdict(q) for q in block.queries)
+            elif isinstance(block, Findings):
+                findings.extend({"key": f.key, "text": f.text, "table": f.table,
+                                 "numbers": jsonable(f.numbers, float_digits=12)} for f in block.items)
+                if block.figure is not None:
+                    entry["figures"].append(block.figure.id)
         sections.append(entry)
     return {
         "format": FORMAT_NAME,
@@ -55,6 +67,7 @@ def report_dict(report: Report) -> dict[str, Any]:
         "title": report.title,
         "metadata": report.metadata,
         "sections": sections,
+        "findings": findings,
         "tables": tables,
         "ranked_lists": ranked,
         "analysis": json.loads(report.analysis_json) if report.analysis_json else None,

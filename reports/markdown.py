@@ -13,6 +13,7 @@ from reports.document import (
     ORIGIN_LABELS,
     BulletList,
     Figure,
+    Findings,
     KeyValues,
     Paragraph,
     RankedLists,
@@ -29,16 +30,28 @@ def _cell(text: str) -> str:
 
 def render_table(table: Table) -> str:
     header = "| " + " | ".join(_cell(c.title) for c in table.columns) + " |"
-    align = "|" + "|".join(
-        "---:" if any(isinstance(r.get(c.key), (int, float)) and not isinstance(r.get(c.key), bool) for r in table.rows)
-        else "---"
-        for c in table.columns
-    ) + "|"
-    rows = ["| " + " | ".join(_cell(value_text(r.get(c.key))) for c in table.columns) + " |" for r in table.rows]
-    out = [f"**{table.caption}**", "", header, align, *rows]
+    numeric = {"number", "count", "rank", "percent", "p"}
+    align = "|" + "|".join("---:" if c.cell_kind in numeric else "---" for c in table.columns) + "|"
+    collapsed = table.collapsed or [None] * len(table.rows)
+    rows = []
+    for r, line in zip(table.rows, collapsed):
+        cells = [_cell(value_text(r.get(c.key))) for c in table.columns] if line is None else \
+            [_cell(line)] + [""] * (len(table.columns) - 1)
+        rows.append("| " + " | ".join(cells) + " |")
+    out = [f'<a id="{table.id}"></a>', "", f"**{table.caption}**", "", header, align, *rows]
     if table.note:
         out += ["", f"_{table.note}_"]
+    if table.fold:
+        rows_count = table.n_rows or len(table.rows)
+        out = [f"<details><summary>{table.caption} ({rows_count} rows)</summary>", "", *out, "", "</details>"]
     return "\n".join(out)
+
+
+def render_findings(block: Findings) -> str:
+    lines = [f"{i}. {f.text}" + (f" ([table](#{f.table}))" if f.table else "") for i, f in enumerate(block.items, 1)]
+    if block.figure is not None:
+        lines += ["", render_figure(block.figure)]
+    return "\n".join(lines)
 
 
 def render_figure(figure: Figure) -> str:
@@ -78,6 +91,7 @@ BLOCK_RENDERERS: dict[type, Callable] = {
     Table: render_table,
     Figure: render_figure,
     RankedLists: render_ranked,
+    Findings: render_findings,
 }
 
 

@@ -1,11 +1,18 @@
 """How numbers are rounded and written in every report format: one rule, one place.
 
-The HTML, Markdown and JSON reports must show the *same* numbers. Instead of formatting each
-format separately, a value is first rounded to its display precision by a :class:`Rule`
-(chosen from the column it belongs to), and the rounded value is then written as its JSON
-token (``json.dumps``) everywhere: in a JSON file it is the number itself, in HTML and
-Markdown it is the cell text. So a reader (or a test) can find every shown number verbatim in
-the JSON.
+The HTML, Markdown and JSON reports must show the *same* numbers. A table cell is written once,
+as text, by the functions here (:func:`interval_text`, :func:`p_text`, :func:`number_text`),
+and every format prints that text: the JSON's ``tables`` hold it verbatim and its ``analysis``
+part the full-precision numbers behind it.
+
+Precision follows the evidence: an estimate with an interval keeps as many decimals as the
+interval's width supports (two significant digits of the width: ``−4.0 [−5.5, −2.5]``,
+``−0.42 [−0.61, −0.23]``); p-values read ``0.012`` or ``< 0.001``; counts are whole numbers;
+other numbers keep three significant digits, never in exponent notation. Negative numbers use
+the minus sign (U+2212).
+
+The older :class:`Rule` rounding (to a JSON number) is kept for tables whose cells are numbers
+for scripts (the study report's figures and the :func:`display_value` callers).
 
 Rules by column, first match wins (see :data:`COLUMN_RULES`): p-values keep three significant
 digits (so ``3.2e-07`` stays readable), counts are integers, retrieval metrics shown as
@@ -18,6 +25,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -123,10 +131,109 @@ def display_value(value: Any, rule: Rule | None = None, column: str | None = Non
     return rule.apply(value)
 
 
+MINUS = "\u2212"
+P_FLOOR = 0.001  # p-values below it read "< 0.001"
+MAX_DECIMALS = 4
+
+
+def _finite(value: Any) -> float | None:
+    if value is None or isinstance(value, (bool, str)):
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def fixed(x: float, decimals: int) -> str:
+    """``x`` with ``decimals`` decimals, the minus sign for negatives and no ``-0``."""
+    text = f"{x:.{decimals}f}"
+    if float(text) == 0:
+        text = text.lstrip("-")
+    return text.replace("-", MINUS)
+
+
+def decimals_for_width(width: float | None) -> int:
+    """Decimals that show two significant digits of an interval's width (0 to :data:`MAX_DECIMALS`)."""
+    if width is None or not math.isfinite(width) or width <= 0:
+        return 1
+    return int(min(MAX_DECIMALS, max(0, 1 - math.floor(math.log10(width)))))
+
+
+def decimals_for_value(x: float, significant: int = 3) -> int:
+    if x == 0:
+        return 0
+    return int(min(MAX_DECIMALS, max(0, significant - 1 - math.floor(math.log10(abs(x))))))
+
+
+def number_text(value: Any, decimals: int | None = None) -> str | None:
+    """A number with ``decimals`` (default: three significant digits), or None when missing."""
+    x = _finite(value)
+    if x is None:
+        return None
+    if isinstance(value, (int,)) and not isinstance(value, bool) and decimals is None:
+        return fixed(x, 0)
+    return fixed(x, decimals_for_value(x) if decimals is None else decimals)
+
+
+def count_text(value: Any) -> str | None:
+    x = _finite(value)
+    return None if x is None else fixed(round(x), 0)
+
+
+def rank_text(value: Any) -> str | None:
+    """Whole ranks as integers; averaged ties keep one decimal (2.5)."""
+    x = _finite(value)
+    if x is None:
+        return None
+    return fixed(x, 0) if float(x).is_integer() else fixed(x, 1)
+
+
+def p_text(value: Any) -> str | None:
+    """``< 0.001``, or two significant digits (``0.012``, ``0.59``, ``1.00``)."""
+    x = _finite(value)
+    if x is None:
+        return None
+    if x < P_FLOOR:
+        return "< 0.001"
+    return fixed(x, 3 if x < 0.1 else 2)
+
+
+def interval_decimals(low: Any, high: Any) -> int:
+    lo, hi = _finite(low), _finite(high)
+    return decimals_for_width(None if lo is None or hi is None else hi - lo)
+
+
+def interval_text(estimate: Any, low: Any, high: Any, *, decimals: int | None = None, unit: str = "") -> str | None:
+    """``−4.0 [−5.5, −2.5]`` (with ``unit``: ``−4.0 pp [−5.5, −2.5]``); the estimate alone without an
+    interval; None when there is no estimate. ``estimate=None`` with an interval gives ``[−5.5, −2.5]``."""
+    est, lo, hi = _finite(estimate), _finite(low), _finite(high)
+    d = interval_decimals(lo, hi) if decimals is None else decimals
+    head = "" if est is None else fixed(est, d if lo is not None and hi is not None else
+                                          (decimals if decimals is not None else decimals_for_value(est)))
+    if unit and head:
+        head += f" {unit}"
+    if lo is None or hi is None:
+        return head or None
+    bracket = f"[{fixed(lo, d)}, {fixed(hi, d)}]"
+    return f"{head} {bracket}" if head else bracket
+
+
+NUMBER = re.compile(r"(?:[\u2212-])?\d+(?:\.\d+)?")
+
+
+def parse_number(text: str) -> float:
+    """A number as :func:`fixed` writes it (the minus sign included) back to a float."""
+    return float(text.replace(MINUS, "-"))
+
+
 def value_text(value: Any) -> str:
     """The text of an already rounded value: its JSON token for numbers, ``–`` for null."""
     if value is None:
         return MISSING_TEXT
+    if isinstance(value, str):
+        return value
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (int, float)):

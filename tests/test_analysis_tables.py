@@ -16,6 +16,7 @@ from analysis.analyze import METHODS, Method, register_method
 from analysis.corrections import CORRECTIONS
 from analysis.table_docs import DOC_BEGIN, DOC_END, with_column_docs
 from analysis.tables import TABLES, ColumnSpec, TableContractError, TableSpec, validate_table
+from reports.columns import words
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "report-json.md"
 
@@ -215,10 +216,14 @@ def test_the_report_shows_each_method_table_as_its_spec_describes(full_results):
         assert table["caption"] == spec.caption, name
         assert keys[:len([c for c in spec.shown_first if c in keys])] == [c for c in spec.shown_first if c in keys]
         assert not set(keys) & spec.hidden, name
+        if spec.test:
+            assert f"Test: {spec.test}." in table["note"], name  # the test behind the p-values, named once
         for column in table["columns"]:
-            if column["key"] == "test":
-                assert {row["test"] for row in table["rows"]} == {spec.test}, name
-                continue
-            assert column["label"] == (spec.column(column["key"]).label or column["key"]), (name, column)
+            c = spec.column(column["key"])
+            # the spec's label (or the name in words), then its unit; an estimate's cell also holds its interval
+            assert column["label"].startswith(c.label or ("rank:" if c.is_pattern else words(c.name))), (name, column)
+            if c.unit and c.unit != "fraction":
+                assert c.unit in column["label"], (name, column)
+            assert "_" not in column["label"], (name, column)
         shown += 1
     assert shown >= 12

@@ -53,7 +53,7 @@ def test_a_condition_kind_registered_from_user_code_is_traced_and_reported(setup
     # pair:0 switches the experts of groups 0 and 1 only: the gates of group 2 stay off
     assert np.isfinite(data.ap).all() and set(traced.headline) == {"oracle", "none"}
 
-    report = api.report(traced.path, tmp_path / "report.json", bootstrap=100, permutations=100)
+    report = api.report(traced.path, tmp_path / "report.json", n_bootstrap=100, n_permutations=100)
     assert isinstance(report, api.ReportResult) and report.path == tmp_path / "report.json"
     conditions = report.results.table("conditions")
     assert {"pair:0", "pair:1"} <= set(conditions["condition"])
@@ -113,7 +113,7 @@ def test_api_report_runs_without_torch(tmp_path):
         "from mosaic import api\n"
         "import analysis\n"
         f"analysis.simulate({str(tmp_path / 't.h5')!r}, n_ids=20, groups=3, n_subsets=8, seed=0)\n"
-        f"result = api.report({str(tmp_path / 't.h5')!r}, {str(tmp_path)!r}, 'md', bootstrap=100, permutations=100,\n"
+        f"result = api.report({str(tmp_path / 't.h5')!r}, {str(tmp_path)!r}, 'md', n_bootstrap=100, n_permutations=100,\n"
         "                    images=False)\n"
         "assert result.path.name == 'report.md' and result.path.is_file()\n"
         "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
@@ -148,3 +148,57 @@ def test_commands_parse_call_the_api_and_print(command, calls):
     made = {f"{node.func.value.id}.{node.func.attr}" for node in ast.walk(tree)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)}
     assert calls <= made, calls - made
+
+
+def test_report_takes_a_trace_or_results_under_analyzes_names(tmp_path):
+    import analysis
+
+    trace = analysis.read_trace(analysis.simulate(tmp_path / "t.h5", n_ids=16, groups=3, n_subsets=6, seed=0).path)
+    from_trace = api.report(trace, tmp_path / "from_trace.json", n_bootstrap=100, n_permutations=100, seed=3)
+    assert from_trace.results.settings["n_bootstrap"] == 100 and from_trace.results.settings["seed"] == 3
+    from_results = api.report(from_trace.results, tmp_path / "from_results.json")  # on the trace they record
+    assert from_results.results is from_trace.results  # reported as they are, not analysed again
+    written = [json.loads(r.path.read_text(encoding="utf-8")) for r in (from_trace, from_results)]
+    assert written[0]["analysis"] == written[1]["analysis"]
+    assert "--bootstrap 100" in written[1]["metadata"]["command"]  # the command that reproduces it
+    display = repr(from_results)
+    assert "from_results.json" in display and "KB" in display and len(display) < 5000
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda t, r, out: api.report(t, out, n_bootstrap=10), "n_bootstrap must be at least 100, got 10"),
+    (lambda t, r, out: api.report(t, out, alpha=1.5), "alpha must lie strictly between 0 and 1, got 1.5"),
+    (lambda t, r, out: api.report(t, out, seed="one"), "seed must be an integer, got 'one'"),
+    (lambda t, r, out: api.report(t, out, images="no"), "images must be True or False, got 'no'"),
+    (lambda t, r, out: api.report(3, out), "needs a trace path, an analysis.Trace or analysis.Results, got int"),
+    (lambda t, r, out: api.report(out.parent / "missing.h5", out), "missing.h5 does not exist"),
+    (lambda t, r, out: api.report(r, out, seed=1), "seed= cannot change analysis.Results"),
+    (lambda t, r, out: api.report(t, out, trace=t), "trace= goes with analysis.Results"),
+    (lambda t, r, out: api.report(t, out.parent / "no" / "r.html"), "no"),
+    (lambda t, r, out: api.report(t, out, format="pdf"), "pdf"),
+])
+def test_report_refuses_bad_arguments_in_one_line_before_any_work(tmp_path, call, message):
+    import analysis
+
+    trace = analysis.simulate(n_ids=8, groups=2, n_subsets=4, seed=0)  # in memory
+    results = analysis.Results(trace_info={"path": str(tmp_path / "gone.h5")})
+    out = tmp_path / "r.html"
+    with pytest.raises(MosaicError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")) as error:
+        call(trace, results, out)
+    assert "\n" not in str(error.value)
+    assert not out.exists()
+
+
+def test_a_trace_built_in_memory_needs_an_out_and_results_need_their_trace(tmp_path):
+    import analysis
+
+    trace = analysis.simulate(n_ids=8, groups=2, n_subsets=4, seed=0)
+    with pytest.raises(MosaicError, match="out= is required for a trace built in memory"):
+        api.report(trace)
+    results = analysis.analyze(trace, n_bootstrap=100, n_permutations=100, methods="paired")
+    with pytest.raises(MosaicError, match="pass it as report\\(results, out, trace=trace\\)"):
+        api.report(results, tmp_path / "r.md")
+    other = analysis.simulate(n_ids=10, groups=2, n_subsets=4, seed=1)
+    with pytest.raises(MosaicError, match="pass the trace they were computed from"):
+        api.report(results, tmp_path / "r.md", trace=other)
+    assert api.report(results, tmp_path / "r.md", trace=trace, images=False).path.is_file()

@@ -4,6 +4,11 @@ torch-free sub-packages of ``mosaic`` never reach torch, and ``analysis`` and ``
 
 The rules name folders, never modules, so a module added to a folder is held to its folder's rule.
 (``tests/test_no_torch.py`` checks the same at run time, in a fresh interpreter.)
+
+``reports`` draws on ``analysis`` and never the reverse, not even inside a function: the figures a
+notebook gets from ``Results.plot_ranking()`` are the report's own (one plotting layer), and reach
+``analysis`` through the registry ``analysis.results.FIGURES``, which ``reports.plots`` fills as it
+loads and which ``Results`` loads by its module name the first time a figure is asked for.
 """
 
 from __future__ import annotations
@@ -152,3 +157,32 @@ def test_a_circle_or_a_forbidden_import_would_be_seen(tmp_path, monkeypatch):
     assert [m for _, m in _imports("mosaic.core.example")] == ["torch", "mosaic.tracing.engine"]
     assert [m for _, m in _imports("mosaic.core.example", module_level_only=True)] == ["torch"]
     assert len(_offences(["mosaic.core.example"], TORCH_FREE, module_level_only=False)) == 2
+
+
+def test_analysis_never_imports_reports_and_gets_its_figures_through_the_registry():
+    offences = [f"{MODULES[name].relative_to(REPO)}:{line} imports {imported}"
+                for name in MODULES if _within(name, ("analysis",))
+                for line, imported in _imports(name) if imported.split(".")[0] == "reports"]
+    assert not offences, "analysis/ imports reports/ (the figures go through analysis.results.FIGURES):\n" + \
+        "\n".join(offences)
+    from analysis.results import FIGURE_PROVIDER
+
+    assert _within(FIGURE_PROVIDER, ("reports",)) and FIGURE_PROVIDER in MODULES
+    assert "analysis.results" in {_internal(m) for _, m in _imports(FIGURE_PROVIDER, module_level_only=True)}
+
+
+def test_results_draw_the_report_figures_without_reports_imported_first():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, pandas as pd\n"
+        "from analysis import Results\n"
+        "ranking = pd.DataFrame({'group': ['a', 'b'], 'family': ['f', 'f'], 'consensus_rank': [1.0, 2.0],"
+        " 'rank_low': [1.0, 1.0], 'rank_high': [2.0, 2.0]})\n"
+        "assert 'reports' not in sys.modules\n"
+        "svg = Results(tables={'ranking_groups': ranking}).plot_ranking()._repr_svg_()\n"
+        "assert svg.startswith('<svg') and 'reports.plots' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

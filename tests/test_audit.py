@@ -182,7 +182,7 @@ def test_the_report_of_a_features_trace_opens_with_the_finding(tmp_path):
     from mosaic.tracefile import write_trace
 
     path = write_trace(planted_embeddings(n_ids=60), tmp_path / "planted.h5")
-    report = api.report(path, tmp_path / "report.md", bootstrap=100, permutations=100)
+    report = api.report(path, tmp_path / "report.md", n_bootstrap=100, n_permutations=100)
     text = (tmp_path / "report.md").read_text(encoding="utf-8")
     first = text.index("## ")
     assert "more often than chance" in text[first:first + 2000]

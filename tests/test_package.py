@@ -10,6 +10,7 @@ every file or folder a command opens under this checkout; none may be.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -80,6 +81,44 @@ def test_the_metadata_reads_well_on_an_index_page(built):
     check = subprocess.run([sys.executable, "-m", "twine", "check", "--strict", str(built["wheel"]), str(built["sdist"])],
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+# A Markdown link's target, an autolink, or an HTML href: everything a renderer turns into a link.
+LINK = re.compile(r"\]\(\s*<?([^)\s>]+)|<(\w+://[^>\s]+)>|href=[\"']([^\"']+)")
+# A file of the source tree named by its path in code type, how the README refers to the docs.
+NAMED_FILE = re.compile(r"`((?:docs|tests|benchmarks|constraints)/[^`\s]*)`")
+
+
+def _readme_links(text: str) -> list[str]:
+    return [next(group for group in match.groups() if group) for match in LINK.finditer(text)]
+
+
+def test_readme_links_resolve_wherever_the_readme_is_shown():
+    """A package index shows README.md alone, without docs/: a relative link there points at nothing.
+
+    The project has no public source URL to make them absolute (pyproject lists none), so the README
+    links only to absolute addresses and names the docs by path; every file it names exists here,
+    and ships in the sdist (checked on the built sdist below).
+    """
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    links = _readme_links(text)
+    assert not [link for link in links if not link.startswith("https://")], links
+    assert _readme_links("[a](docs/a.md) <https://x.org> <a href='b.md'>") == ["docs/a.md", "https://x.org", "b.md"]
+    named = set(NAMED_FILE.findall(text))
+    assert {"docs/market1501.md", "docs/trace-format.md", "docs/study.md"} <= named
+    assert not [path for path in named if not (REPO_ROOT / path).exists()]
+
+
+def test_the_files_the_readme_names_ship_in_the_sdist(built):
+    named = set(NAMED_FILE.findall((REPO_ROOT / "README.md").read_text(encoding="utf-8")))
+    with tarfile.open(built["sdist"]) as sdist:
+        in_sdist = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    assert {path.rstrip("/") for path in named} <= in_sdist, sorted({p.rstrip("/") for p in named} - in_sdist)
+    with zipfile.ZipFile(built["wheel"]) as wheel:
+        name = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+        description = Parser().parsestr(wheel.read(name).decode("utf-8")).get_payload()
+    assert "docs/market1501.md" in description  # the README is the index page's description
+    assert not [link for link in _readme_links(description) if not link.startswith("https://")]
 
 
 # An audit hook, installed by the environment's sitecustomize, that logs every path under the

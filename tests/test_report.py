@@ -17,7 +17,9 @@ import reports
 from reports import charts, svg
 from reports.build import ReportOptions, build_report
 from reports.document import Column, Table
-from reports.numbers import P_VALUE, PERCENT, display_value, rule_for, value_text
+import reports.html
+import reports.markdown
+from reports.numbers import P_VALUE, PERCENT, display_value, fixed, interval_text, p_text, rule_for, value_text
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -77,9 +79,36 @@ def test_table_from_frame_rounds_and_orders_columns():
     frame = pd.DataFrame({"p": [0.0123456, np.nan], "group": ["a", "b"], "coef": [1.23456789, -2.0]})
     table = Table.from_frame(frame, id="t", caption="c")
     assert [c.key for c in table.columns] == ["group", "coef", "p"]
-    assert table.rows == [{"group": "a", "coef": 1.235, "p": 0.0123}, {"group": "b", "coef": -2.0, "p": None}]
+    assert table.rows == [{"group": "a", "coef": "1.23", "p": "0.012"}, {"group": "b", "coef": "\u22122.00", "p": None}]
     cut = Table.from_frame(frame, id="t", caption="c", columns=[Column("group")], max_rows=1)
     assert cut.rows == [{"group": "a"}] and "1 of 2" in cut.note
+    assert cut.csv.splitlines() == ["p,group,coef", "0.0123456,a,1.23456789", ",b,-2"]  # every row, full precision
+
+
+def test_numbers_carry_the_precision_their_interval_supports():
+    assert interval_text(-0.03983, -0.055, -0.025) == "\u22120.040 [\u22120.055, \u22120.025]"
+    assert interval_text(-4.0, -5.5, -2.5, unit="pp") == "\u22124.0 pp [\u22125.5, \u22122.5]"
+    assert interval_text(-22.16, -28.7, -16.6) == "\u221222 [\u221229, \u221217]"
+    assert interval_text(0.004, -0.0004, 0.0001) == "0.0040 [\u22120.0004, 0.0001]"  # at most 4 decimals
+    assert p_text(1.06e-09) == "< 0.001" and p_text(0.0391) == "0.039" and p_text(0.594) == "0.59"
+    assert p_text(float("nan")) is None and p_text(1.0) == "1.00"
+    assert fixed(-0.0001, 2) == "0.00"  # no negative zero
+    interval = Column("d", "Δ", kind="interval", low="lo", high="hi")
+    assert interval.text({"d": -4.04, "lo": -5.5, "hi": -2.5}) == "\u22124.0 [\u22125.5, \u22122.5]"
+    assert interval.text({"d": float("nan"), "lo": float("nan"), "hi": float("nan")}) is None
+
+
+def test_unestimable_rows_collapse_to_one_line_with_the_reason():
+    frame = pd.DataFrame({"group": ["a", "b", "c"], "coef": [1.0, np.nan, 0.5], "p": [0.01, np.nan, np.nan],
+                          "status": ["ok", "not estimable", "not tested"], "reason": ["", "separation", "no pairs"]})
+    table = Table.from_frame(frame, id="t", caption="c")
+    assert [c.key for c in table.columns] == ["group", "coef", "p"]  # status and reason are not columns
+    assert table.collapsed == [None, "b — not estimable: separation", None]
+    assert table.rows[2]["p"] == "not tested"
+    html = reports.html.render_table(table)
+    assert html.count('class="collapsed" colspan="3"') == 1 and "separation" in html
+    md = reports.markdown.render_table(table)
+    assert "| b — not estimable: separation |  |  |" in md
 
 
 # -------------------------------------------------------------------------------- SVG
@@ -208,32 +237,34 @@ def test_every_summary_number_appears_identically_in_json(rendered):
     summary = next(s for s in data["sections"] if s["id"] == "summary")
     assert summary["tables"] == ["summary-groups", "summary-families", "summary-decomposition", "summary-retrieval"]
     checked = 0
-    for table_id in summary["tables"]:
+    for table_id in data["tables"]:
         html_table, json_table = tables[table_id], data["tables"][table_id]
         assert html_table["head"] == [c["label"] for c in json_table["columns"]]
         assert len(html_table["rows"]) == len(json_table["rows"])
         keys = [c["key"] for c in json_table["columns"]]
         for html_row, json_row in zip(html_table["rows"], json_table["rows"]):
-            for key, text in zip(keys, html_row):
-                value = json_row[key]
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    assert text == json.dumps(value), (table_id, key)
-                    checked += 1
-                elif value is None:
-                    assert text == "–"
-                else:
-                    assert text == str(value)
-    assert checked > 100
+            if "collapsed" in json_row:
+                assert html_row == [json_row["collapsed"]]
+                continue
+            assert html_row == [value_text(json_row[key]) for key in keys], table_id
+            checked += sum(isinstance(json_row[key], str) and any(ch.isdigit() for ch in json_row[key]) for key in keys)
+    assert checked > 300
+    # the JSON keeps every number at full precision, with its unit
+    paired = data["analysis"]["tables"]["paired_identity"]
+    units = dict(zip(paired["columns"], paired["units"]))
+    assert units["delta_map"] == units["ci_low"] == "pp" and units["p"] == ""
 
 
-def test_markdown_shows_the_same_summary_numbers(rendered):
+def test_markdown_shows_the_same_numbers(rendered):
+    """HTML and Markdown show the same rounded text, cell for cell, in every table."""
     data = json.loads(rendered["json"])
-    md = rendered["md"]
-    for row in data["tables"]["summary-groups"]["rows"]:
-        line = next(l for l in md.splitlines() if l.startswith(f"| {row['consensus_rank']} | {row['group']} |"))
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        expected = [value_text(row[c["key"]]) for c in data["tables"]["summary-groups"]["columns"]]
-        assert cells == expected
+    md = rendered["md"].splitlines()
+    html_tables = parse_tables(rendered["html"])
+    for table_id, table in data["tables"].items():
+        for row, html_row in zip(table["rows"], html_tables[table_id]["rows"]):
+            cells = [row["collapsed"]] + [""] * (len(table["columns"]) - 1) if "collapsed" in row else html_row
+            line = "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+            assert line in md, (table_id, line)
 
 
 def test_summary_table_follows_the_consensus_ranking(results, rendered):
@@ -349,8 +380,9 @@ def test_html_in_headless_chromium(browser, rendered, results, tmp_path):
     assert shown == expected.tolist()
     assert page.locator("svg.figure").count() >= 8
 
-    # long tables sort by clicking a header (numerically, both directions)
-    header = page.locator("#summary-retrieval th", has_text="mAP %")
+    # long tables sort by clicking a header (numerically, both directions); long tables are folded
+    page.eval_on_selector_all("details", "ds => ds.forEach(d => d.open = true)")
+    header = page.locator("#summary-retrieval th", has_text="mAP (%)")
     header.click()
     values = page.eval_on_selector_all("#summary-retrieval tbody tr", "rows => rows.map(r => parseFloat(r.cells[4].dataset.v))")
     assert values == sorted(values)

@@ -16,7 +16,7 @@ __all__ = ["DemoResult", "demo"]
 _PathLike = str | os.PathLike
 
 
-@dataclass
+@dataclass(repr=False)
 class DemoResult:
     """The demo's outputs: its folder, the stages that ran (the others were reused) and the analysis.
 
@@ -33,6 +33,24 @@ class DemoResult:
     report_json: Optional[Path] = None
     study_html: Optional[Path] = None
     study_json: Optional[Path] = None
+
+    def _display(self):
+        """In a notebook: the files, the stages that ran, then the analysis' own display where it has one."""
+        from mosaic.app.reporting import file_display
+
+        files = [p for p in (self.report_html, self.report_json, self.study_html, self.study_json) if p is not None]
+        display = file_display("DemoResult", files)
+        display.fields({"folder": self.out, "minutes": round(self.minutes, 1),
+                        "stages run": ", ".join(self.stages_run) or "none (every stage up to date)"}, "run")
+        if hasattr(self.results, "_display"):
+            display.blocks += self.results._display().blocks
+        return display
+
+    def _repr_html_(self) -> str:
+        return self._display().to_html()
+
+    def __repr__(self) -> str:
+        return self._display().to_text()
 
 
 def demo(

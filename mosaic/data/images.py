@@ -96,10 +96,10 @@ def decode_images(
     def work(i: int) -> None:
         out[i] = decode_image(paths[i], (h, w))
 
-    from tqdm.auto import tqdm
+    from mosaic.core.progress import progress_bar
 
-    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
-        total=len(paths), desc=f"decoding images at {h}x{w}", unit="img", disable=not progress, leave=False
+    with ThreadPoolExecutor(max_workers=workers) as pool, progress_bar(
+        len(paths), f"decoding images at {h}x{w}", unit="img", enabled=progress
     ) as bar:
         for _ in pool.map(work, range(len(paths))):
             bar.update(1)

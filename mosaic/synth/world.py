@@ -14,7 +14,6 @@ import io
 import json
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -344,16 +343,6 @@ def _move_into_place(staging: Path, out: Path) -> None:
 
 
 def _progress(total: int, enabled: bool):
-    if enabled:
-        from tqdm import tqdm
+    from mosaic.core.progress import progress_bar
 
-        return tqdm(total=total, unit="img", desc="synth", file=sys.stderr, leave=False)
-    return _Quiet()
-
-
-class _Quiet:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+    return progress_bar(total, "synth", unit="img", enabled=enabled)

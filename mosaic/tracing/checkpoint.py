@@ -46,7 +46,7 @@ def trace_command_line(params: dict[str, Any]) -> str:
     """``mosaic trace ...`` with these options (the command recorded in the trace's provenance)."""
     parts = ["mosaic", "trace"]
     for key, value in params.items():
-        if value is None or value is False:
+        if value is None or value is False or key == "progress":  # progress changes no number of the trace
             continue
         flag = "--" + key.replace("_", "-")
         if isinstance(value, (list, tuple)):  # a repeated option: --features A --features B
@@ -244,7 +244,7 @@ def _recover_state_shares(model, dataset, data_cfg) -> str | None:
     return f"recomputed from the training split of {dataset.root}"
 
 
-@dataclass
+@dataclass(repr=False)
 class TraceResult:
     """A traced checkpoint: the file written (``None`` when not asked to write) and its contents
     (a :class:`mosaic.tracefile.TraceData`)."""
@@ -263,6 +263,20 @@ class TraceResult:
         headline = ", ".join(f"{n} mAP {100 * v:.1f}" for n, v in self.headline.items())
         return (f"wrote {self.path}: {data.n_conditions} conditions x {data.n_queries} queries "
                 f"({int(data.valid.sum())} valid) x {data.n_gallery} gallery" + (f"; {headline}" if headline else ""))
+
+    def _display(self):
+        """In a notebook, the short display of the trace itself (:func:`analysis.trace.trace_display`)."""
+        from analysis.trace import Trace, trace_display
+
+        display = trace_display(Trace(self.data, self.path))
+        display.title = "TraceResult"
+        return display
+
+    def _repr_html_(self) -> str:
+        return self._display().to_html()
+
+    def __repr__(self) -> str:
+        return self._display().to_text()
 
 
 def trace(
@@ -306,7 +320,7 @@ def trace(
             "max_rank": settings.max_rank, "batch_size": settings.batch_size, "device": device, "seed": seed,
             "fixed_gates": fixed_gates, "distance": settings.distance, "feature": settings.feature,
             "cache_budget": settings.cache_budget_mb, "spill_dir": settings.spill_dir, "image_cache": image_cache,
-            "threads": threads, "quiet": not progress,
+            "threads": threads,
         })
     result = trace_checkpoint(
         Path(checkpoint), settings=settings, data=data, format=format, attributes=attributes, schema=schema,

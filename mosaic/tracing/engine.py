@@ -60,9 +60,9 @@ def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
+    from mosaic.core.progress import progress_bar
 
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=not enabled, leave=False)
+    return progress_bar(total, desc, unit="img", enabled=enabled)
 
 
 @torch.inference_mode()

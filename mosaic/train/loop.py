@@ -370,7 +370,7 @@ class Trainer:
         Raises :class:`TrainingDiverged` on a NaN/inf loss and :class:`TrainingInterrupted` after
         Ctrl-C (a checkpoint has then been written).
         """
-        from tqdm.auto import tqdm
+        from mosaic.core.progress import progress_bar
 
         start_time = time.perf_counter()
         cfg = self.config
@@ -378,9 +378,7 @@ class Trainer:
         end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
         if self.step >= self.total_steps:
             return TrainResult(self.paths.root, self.step, self.total_steps, True, self.last_eval, self.paths.last, 0.0)
-        self._bar = tqdm(
-            total=self.total_steps, initial=self.step, desc="training", unit="step", disable=not self.progress, dynamic_ncols=True
-        )
+        self._bar = progress_bar(self.total_steps, "training", unit="step", initial=self.step, enabled=self.progress)
         self._window_start, self._window_time = self.step - len(self._window), time.perf_counter()
         evaluated_at = -1
         self.model.train()

@@ -1,12 +1,12 @@
-"""The audit's finding in words, first in the report, and the expert-only sections a trace of exported
-features leaves out.
+"""The audit's findings in words, among the sentences that open the report, and the expert-only
+sections a trace of exported features leaves out.
 
 :func:`confusion_sentence` and :func:`distance_sentence` build the finding from the tables of
-:mod:`analysis.audit` (e.g. "errors share upcolour 2.8× [2.3, 3.4] more often than chance; bag
-1.0× [0.9, 1.1]"); :func:`build_audit` puts them in the report's opening section, and
-:func:`leave_out_expert_sections` drops the sections of methods that compare expert routings from
-the report of a trace without experts, with one line saying why. The audit's tables themselves are
-shown, as their specs describe them, by the sections of methods registered from outside.
+:mod:`analysis.audit` (e.g. "errors share upcolour 2.80× [2.30, 3.40] more often than chance; bag
+1.00× [0.90, 1.10] no more than chance"); they are registered in :data:`reports.findings.FINDING_BUILDERS`
+with the line that says which sections a trace without experts leaves out, and
+:func:`leave_out_expert_sections` drops those sections. The audit's tables themselves are shown, as
+their specs describe them, by the sections of methods registered from outside.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from reports.document import Paragraph, Section
+from reports.document import Section
+from reports.findings import Finding, register_finding
 
 if TYPE_CHECKING:
     from reports.context import BuildContext
 
-__all__ = ["EXPERT_SECTIONS", "build_audit", "confusion_sentence", "distance_sentence", "leave_out_expert_sections"]
+__all__ = ["EXPERT_SECTIONS", "confusion_sentence", "distance_sentence", "leave_out_expert_sections"]
 
-SECTION_ID = "audit"
 # report sections whose methods compare routings of a mosaic model's experts (drop, subset, fixed, ...)
 EXPERT_SECTIONS = {
     "method-config-glm": "configuration-level GLMs", "method-config-surrogate": "configuration-level surrogates",
@@ -92,20 +92,35 @@ def _has_experts(ctx: BuildContext) -> bool:
     return int(ctx.trace.sizes.get("layer", 0)) > 0
 
 
-def build_audit(ctx: BuildContext) -> list[Section]:
-    """The finding in words, for a trace of exported features (a checkpoint's report opens with its summary)."""
+def _each_model(ctx: BuildContext, table: str, sentence) -> Finding | None:
+    frame = ctx.raw_table(table)
+    texts = [t for t in (sentence(frame, model) for model in _models(ctx)) if t]
+    if not texts:
+        return None
+    rows = _ok(frame)
+    numbers = {f"{r.condition}/{r.group}": {k: getattr(r, k) for k in ("ci_low", "ci_high")}
+               | {"estimate": getattr(r, "ratio" if table == "attribute_confusion" else "distance_fall")}
+               for r in rows.itertuples()}
+    return Finding(table, " ".join(texts), table=f"table-{table.replace('_', '-')}", numbers=numbers)
+
+
+def confusion_finding(ctx: BuildContext) -> Finding | None:
+    """Per model: the groups its errors share more often than chance, and those they do not."""
+    return _each_model(ctx, "attribute_confusion", confusion_sentence)
+
+
+def distance_finding(ctx: BuildContext) -> Finding | None:
+    """Per model: the shared states that bring two different people closest."""
+    return _each_model(ctx, "distance_sharing", distance_sentence)
+
+
+def left_out_finding(ctx: BuildContext) -> Finding | None:
+    """On a trace without experts, the one line that says which sections are left out and why."""
     if _has_experts(ctx):
-        return []
-    section = Section(SECTION_ID, "Finding", origin="extension")
-    for model in _models(ctx):
-        section.add_all(*(Paragraph(text) for text in (
-            confusion_sentence(ctx.raw_table("attribute_confusion"), model),
-            distance_sentence(ctx.raw_table("distance_sharing"), model),
-        ) if text))
+        return None
     left_out = ", ".join(EXPERT_SECTIONS.values())
-    section.add(Paragraph(f"Left out of this report: {left_out}. They need a mosaic model's experts (routing "
-                          f"conditions), and this trace holds an external model's exported features."))
-    return [section]
+    return Finding("expert_sections", f"Left out of this report: {left_out}. They need a mosaic model's experts "
+                   f"(routing conditions), and this trace holds an external model's exported features.")
 
 
 def leave_out_expert_sections(ctx: BuildContext, sections: list[Section]) -> list[Section]:
@@ -113,3 +128,8 @@ def leave_out_expert_sections(ctx: BuildContext, sections: list[Section]) -> lis
     if _has_experts(ctx):
         return sections
     return [s for s in sections if s.id not in EXPERT_SECTIONS]
+
+
+register_finding("attribute_confusion", confusion_finding, before="warnings")
+register_finding("distance_sharing", distance_finding, before="warnings")
+register_finding("expert_sections", left_out_finding, before="warnings")

@@ -144,7 +144,9 @@ def build_query_surrogate(ctx: BuildContext) -> Section:
 
 
 def build_ranking(ctx: BuildContext) -> Section:
-    return _method_section(ctx, "ranking").add_all(ctx.frame_table("ranking_groups"), ctx.frame_table("agreement"))
+    # the per-method ranks are details: the summary shows the consensus
+    return _method_section(ctx, "ranking").add_all(ctx.frame_table("ranking_groups", fold=True),
+                                                   ctx.frame_table("agreement"))
 
 
 def _covered_tables() -> set[str]:

@@ -10,6 +10,9 @@ import pandas as pd
 from analysis.tables import table_spec
 from reports import decomposition, figures
 from reports.document import Column, Paragraph, Section, Table
+from analysis.ranking import headline
+from reports.document import Findings
+from reports.findings import build_findings, is_population_null
 from reports.numbers import PERCENT
 
 if TYPE_CHECKING:
@@ -20,50 +23,43 @@ RETRIEVAL_COLUMNS = (
     Column("condition"),
     Column("kind"),
     Column("group", "acts on"),
-    Column("n_enabled", "groups enabled"),
-    Column("mAP_pct", "mAP %", PERCENT, source="mAP"),
-    Column("mINP_pct", "mINP %", PERCENT, source="mINP"),
-    Column("rank1_pct", "R-1 %", PERCENT, source="rank1"),
-    Column("rank5_pct", "R-5 %", PERCENT, source="rank5"),
-    Column("rank10_pct", "R-10 %", PERCENT, source="rank10"),
-    Column("rank20_pct", "R-20 %", PERCENT, source="rank20"),
-    Column("n_valid", "valid queries"),
+    Column("n_enabled", "groups enabled", kind="count"),
+    Column("mAP_pct", "mAP (%)", PERCENT, source="mAP"),
+    Column("mINP_pct", "mINP (%)", PERCENT, source="mINP"),
+    Column("rank1_pct", "R-1 (%)", PERCENT, source="rank1"),
+    Column("rank5_pct", "R-5 (%)", PERCENT, source="rank5"),
+    Column("rank10_pct", "R-10 (%)", PERCENT, source="rank10"),
+    Column("rank20_pct", "R-20 (%)", PERCENT, source="rank20"),
+    Column("n_valid", "valid queries", kind="count"),
 )
 
 SUMMARY_GROUP_COLUMNS = (
-    Column("consensus_rank", "rank", help="consensus rank across the identity-valid methods (1 = most relied on; "
-                                          "ties averaged)"),
+    Column("consensus_rank", "rank [interval]", kind="rank_interval", low="rank_low", high="rank_high",
+           help="consensus rank across the identity-valid methods (1 = most relied on; ties averaged), with its "
+                "interval over identity resamples"),
     Column("group"),
     Column("family"),
-    Column("rank_low", "rank from", help="lower end of the rank interval over identity resamples"),
-    Column("rank_high", "rank to", help="upper end of the rank interval over identity resamples"),
-    Column("consensus_score", "score", help="1 = first in every method, 0 = last in every method"),
-    Column("n_methods", "methods"),
-    Column("delta_map_drop", "ΔmAP drop", help="mAP(drop:<group>) − mAP(oracle)"),
-    Column("ci_low_drop", "CI low"),
-    Column("ci_high_drop", "CI high"),
-    Column("p_holm_drop", "p Holm (drop)", help="identity-level sign-flip test, Holm-adjusted across groups"),
-    Column("delta_map_counterfactual", "ΔmAP counterfactual", help="mAP(counterfactual:<group>) − mAP(oracle)"),
-    Column("ci_low_counterfactual", "CI low"),
-    Column("ci_high_counterfactual", "CI high"),
-    Column("p_holm_counterfactual", "p Holm (cf.)"),
-    Column("delta_rank1_drop", "ΔR-1 drop", help="rank-1 rate change when the expert is dropped"),
-    Column("delta_rank1_counterfactual", "ΔR-1 cf."),
+    Column("n_methods", "methods", kind="count", help="identity-valid methods in the consensus"),
+    Column("delta_map_drop", "ΔmAP drop, pp [CI]", kind="interval", low="ci_low_drop", high="ci_high_drop",
+           help="mAP(drop:<group>) − mAP(oracle) in percentage points, identity-cluster bootstrap interval"),
+    Column("p_holm_drop", "p Holm (drop)", kind="p",
+           help="identity-level sign-flip test, Holm-adjusted across groups"),
+    Column("delta_map_counterfactual", "ΔmAP counterfactual, pp [CI]", kind="interval", low="ci_low_counterfactual",
+           high="ci_high_counterfactual",
+           help="mAP(counterfactual:<group>) − mAP(oracle) in percentage points, identity-cluster bootstrap interval"),
+    Column("p_holm_counterfactual", "p Holm (cf.)", kind="p"),
+    Column("delta_rank1_drop", "ΔR-1 drop (pp)", help="rank-1 rate change when the expert is dropped, pp"),
+    Column("delta_rank1_counterfactual", "ΔR-1 cf. (pp)", help="rank-1 rate change under counterfactual routing, pp"),
 )
 
 SUMMARY_FAMILY_COLUMNS = (
     Column("level"),
     Column("comparison"),
-    Column("rank"),
-    Column("rank_low", "rank from"),
-    Column("rank_high", "rank to"),
     Column("family"),
-    Column("effect", "mean ΔmAP"),
-    Column("ci_low", "CI low"),
-    Column("ci_high", "CI high"),
-    Column("n_groups", "groups"),
+    Column("rank", "rank [interval]", kind="rank_interval", low="rank_low", high="rank_high"),
+    Column("effect", "mean ΔmAP, pp [CI]", kind="interval", low="ci_low", high="ci_high"),
+    Column("n_groups", "groups", kind="count"),
     Column("groups", "members"),
-    Column("status"),
 )
 
 
@@ -104,13 +100,16 @@ def build_summary(ctx: BuildContext) -> Section:
         f"images, {d.n_conditions} routing conditions, {len(ctx.trace.schema.groups)} attribute groups."
     )
     if ctx.table("ranking_groups") is not None and top:
-        intro += " Most relied on (consensus across methods): " + ", ".join(f"**{g}**" for g in top) + "."
+        intro += " " + headline(ctx.results.tables)
     section.add(Paragraph(intro))
     groups = summary_groups_frame(ctx)
     if groups is not None:
         section.add(
             Table.from_frame(
-                groups, id="summary-groups", caption="Ranking of attribute groups", columns=SUMMARY_GROUP_COLUMNS,
+                groups, id="summary-groups",
+                caption=("Attribute groups in estimated order (no effect differs from zero: not a ranking)"
+                         if is_population_null(ctx) else "Ranking of attribute groups"),
+                columns=SUMMARY_GROUP_COLUMNS,
                 note="Negative Δ = retrieval gets worse without the group's expert (drop) or when the queries are "
                      "misrouted to another identity's state (counterfactual). ΔmAP intervals: identity-cluster "
                      "bootstrap; p Holm: identity-level sign-flip permutation test, Holm-adjusted across groups "
@@ -125,7 +124,7 @@ def build_summary(ctx: BuildContext) -> Section:
         section.add(
             Table.from_frame(
                 families.sort_values(["level", "comparison", "rank"], kind="stable"), id="summary-families",
-                caption=table_spec("ranking_families").caption, columns=SUMMARY_FAMILY_COLUMNS,
+                caption=table_spec("ranking_families").caption, columns=SUMMARY_FAMILY_COLUMNS, fold=False,
             )
         )
     section.add_all(*decomposition.summary_blocks(ctx))
@@ -134,7 +133,18 @@ def build_summary(ctx: BuildContext) -> Section:
         conditions = ctx.trace.conditions
     section.add(
         Table.from_frame(conditions, id="summary-retrieval", caption="Retrieval per condition",
-                         columns=RETRIEVAL_COLUMNS)
+                         columns=RETRIEVAL_COLUMNS, note="mAP, mINP and CMC (R-k) in percent of the valid queries.")
     )
     return section.add_all(figures.paired_change(ctx.table("paired_identity"), estimate="delta_map", metric="ΔmAP",
                                                  order=ctx.group_order, fig_id="fig-summary-delta-map"))
+
+
+def build_findings_section(ctx: BuildContext) -> Section:
+    """The report's first screen: the findings in sentences, beside the groups by consensus rank."""
+    section = Section("findings", "Findings")
+    figure = figures.ranking_figure(ctx.table("ranking_groups"), ctx.table("paired_identity"),
+                                    null=is_population_null(ctx), ci_level=ctx.settings.get("ci_level", 0.95))
+    findings = build_findings(ctx)
+    if not findings and figure is None:
+        return section.add(Paragraph("No finding: the analysis produced no ranking on this trace (see the warnings)."))
+    return section.add(Findings("findings-list", findings, figure))

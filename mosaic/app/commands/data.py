@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from mosaic.app.commands.options import progress_option
 from mosaic.core.errors import MosaicError
 
 data_app = typer.Typer(
@@ -101,13 +102,13 @@ def get_attributes_command(
         None, "--base-url", help="Where the raw files are served (a mirror). Default: $MOSAIC_ATTRIBUTES_URL, else GitHub."
     ),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for a connection or the next bytes."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the paths of the files."),
+    progress: bool = progress_option(),
 ) -> None:
     """Fetch, verify and store the attribute files; print where they are."""
     from mosaic import api
 
-    progress = None if quiet else (lambda line: typer.echo(line, err=True))
-    for path in api.get_attributes(out, datasets=dataset or None, base_url=base_url, timeout=timeout, progress=progress):
+    lines = (lambda line: typer.echo(line, err=True)) if progress else None
+    for path in api.get_attributes(out, datasets=dataset or None, base_url=base_url, timeout=timeout, progress=lines):
         typer.echo(str(path))
 
 

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from mosaic.app.commands.options import progress_option
 from mosaic.synth.layouts import DEFAULT_LAYOUT, WORLD_LAYOUTS
 
 HELP = """Synthesise a world, train the micro model with attribute experts and a learned router, trace the default routing conditions, analyse them and write report.html.
@@ -41,7 +42,7 @@ def demo(
     images_per_id: Optional[int] = typer.Option(
         None, "--images-per-id", help="Images per identity (default: the default world's).", show_default=False
     ),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),
+    progress: bool = progress_option(),
     seeds: int = typer.Option(1, "--seeds", help="Training seeds per world; more than one writes OUT/study.html (mosaic study)."),
     worlds: int = typer.Option(1, "--worlds", help="1: the default world; 2: also a world whose downcolour is uninformative, compared in OUT/study.html."),
 ) -> None:
@@ -73,10 +74,10 @@ def _print_headline(report_json: Path) -> None:
     if "paired_identity" in results.tables:
         paired = results.table("paired_identity")
         effects = {(r.group, r.comparison): r.delta_map for r in paired.itertuples()}
-    typer.echo("attribute groups the model relies on most (consensus rank; ΔmAP when dropped | counterfactual):")
+    typer.echo("attribute groups the model relies on most (consensus rank; ΔmAP in pp when dropped | counterfactual):")
     for row in ranking.itertuples():
         drop, counterfactual = effects.get((row.group, "drop")), effects.get((row.group, "counterfactual"))
-        delta = "" if drop is None else f"  {100 * drop:+6.2f} | {100 * counterfactual:+6.2f}"
+        delta = "" if drop is None else f"  {drop:+6.2f} | {counterfactual:+6.2f}"  # pp
         typer.echo(f"  {row.consensus_rank:>4g}  {row.group:<12} {row.family:<20}{delta}")
     _print_decomposition(results, [str(g) for g in ranking["group"]])
 
@@ -94,7 +95,7 @@ def _print_decomposition(results, order: list[str]) -> None:
     if shown:
         typer.echo(f"what each group's routing is worth, ΔmAP in points [{level:g}% identity-cluster interval]: "
                    + "; ".join(QUANTITIES[q].meaning.split(":")[0] + f" = {q}" for q in shown))
-        cells = {(r.group, r.quantity): f"{100 * r.estimate:+6.2f} [{100 * r.ci_low:+6.2f}, {100 * r.ci_high:+6.2f}]"
+        cells = {(r.group, r.quantity): f"{r.estimate:+6.2f} [{r.ci_low:+6.2f}, {r.ci_high:+6.2f}]"
                  for r in mAP.itertuples()}
         typer.echo((f"  {'group':<12}" + "".join(f"{q:<27}" for q in shown)).rstrip())
         for group in order:

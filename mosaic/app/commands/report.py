@@ -11,6 +11,8 @@ from typing import Optional
 
 import typer
 
+from mosaic.app.commands.options import progress_option
+
 REPORT_HELP = (
     "Analyse a trace and write the report: which attribute groups and families retrieval relies on.\n\n"
     "The HTML report (default) is one self-contained file: a summary (ranking of groups and families with "
@@ -51,15 +53,15 @@ def report(
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Identity-cluster bootstrap resamples for the intervals."),
     permutations: int = typer.Option(2000, "--permutations", help="Sign-flip permutations of the identity-level test."),
     seed: int = typer.Option(0, "--seed", help="Seed of every resampling and model fit: same seed, same numbers."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
+    progress: bool = progress_option(),
 ) -> None:
     from mosaic import api
 
-    if not quiet:
+    if progress:
         typer.echo(f"mosaic report: {trace} -> {api.report_output(trace, out, format)}", err=True)
-    result = api.report(trace, out, format, images=images, alpha=alpha, ci_level=ci_level, bootstrap=bootstrap,
-                        permutations=permutations, seed=seed, progress=not quiet)
-    if result.n_warnings and not quiet:
+    result = api.report(trace, out, format, images=images, alpha=alpha, ci_level=ci_level, n_bootstrap=bootstrap,
+                        n_permutations=permutations, seed=seed, progress=progress)
+    if result.n_warnings and progress:
         typer.echo(f"{result.n_warnings} warning(s): see the Warnings section of the report", err=True)
     typer.echo(str(result.path))
 

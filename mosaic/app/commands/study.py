@@ -11,6 +11,8 @@ from typing import List, Optional
 
 import typer
 
+from mosaic.app.commands.options import progress_option
+
 
 STUDY_HELP = (
     "Compare several traces: seeds of one label (dataset, backbone, config) as replicates, labels side by side.\n\n"
@@ -39,11 +41,12 @@ def study(
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Identity-cluster bootstrap resamples per run."),
     seed: int = typer.Option(0, "--seed", help="Seed of the resampling: same seed, same numbers."),
     df: str = typer.Option("satterthwaite", "--df", help="Degrees of freedom of the t intervals: satterthwaite, or conservative (smallest seeds - 1 of the labels involved)."),
+    progress: bool = progress_option(),
 ) -> None:
     from mosaic import api
 
     result = api.study(list(traces), out, format, labels=label or None, rank_by=rank_by, alpha=alpha,
-                       ci_level=ci_level, bootstrap=bootstrap, seed=seed, df=df)
+                       ci_level=ci_level, n_bootstrap=bootstrap, seed=seed, df=df, progress=progress)
     typer.echo(str(result.paths[0]))
 
 

@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 
+from mosaic.app.commands.options import progress_option
 from mosaic.synth.config import WorldConfig
 from mosaic.synth.layouts import DEFAULT_LAYOUT, WORLD_LAYOUTS, get_layout
 
@@ -42,7 +43,7 @@ def synth(
     missing: float = typer.Option(_default("missing"), "--missing", help="Fraction of identity labels written as 0 (not annotated) in the attribute file."),
     jpeg_quality: int = typer.Option(_default("jpeg_quality"), "--jpeg-quality", help="JPEG quality of the images (1-95)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder (only once the new world is complete)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    progress: bool = progress_option(),
 ) -> None:
     """Write a synthetic world: pedestrians whose attributes show in the pixels, in the exact
     Market-1501 (default) or DukeMTMC-reID layout (bounding_box_train/, query/, bounding_box_test/,
@@ -87,7 +88,7 @@ def synth(
         multi_marked=traps(multi_marked),
         none_marked=traps(none_marked),
     )
-    world = api.synth(out, config, overwrite=overwrite, progress=not quiet)
+    world = api.synth(out, config, overwrite=overwrite, progress=progress)
     typer.echo(f"wrote {world.path}: " + ", ".join(f"{n} {k}/" for k, n in world.images.items())
                + f" + {world_layout.attribute_file}, world.json")
 

@@ -12,6 +12,8 @@ from typing import Optional
 
 import typer
 
+from mosaic.app.commands.options import progress_option
+
 
 def _conditions_help() -> str:
     """The --conditions help, from the condition-kind registry (kinds registered before the CLI loads join it)."""
@@ -52,7 +54,7 @@ def trace(
     spill_dir: Optional[Path] = typer.Option(None, "--spill-dir", help="Folder for spilled trunk tokens. Default: the system temporary folder."),
     image_cache: Optional[Path] = typer.Option(None, "--image-cache", help="Folder for decoded images. Default: the run's images/ folder if the checkpoint has one."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch. Default: torch's choice."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    progress: bool = progress_option(),
 ) -> None:
     """Trace a trained model: retrieval of every query under every routing condition, into one HDF5 file.
 
@@ -81,12 +83,12 @@ def trace(
 
     settings = TraceSettings(
         top_k=top_k, max_rank=max_rank, batch_size=batch_size, feature=feature, distance=distance,
-        cache_budget_mb=cache_budget, spill_dir=str(spill_dir) if spill_dir is not None else None, progress=not quiet,
+        cache_budget_mb=cache_budget, spill_dir=str(spill_dir) if spill_dir is not None else None, progress=progress,
     )
     result = api.trace(
         ckpt, out, conditions=conditions, settings=settings, data=data, format=format, attributes=attributes,
         schema=schema, subsets=subsets, seed=seed, fixed_gates=fixed_gates, device=device, image_cache=image_cache,
-        threads=threads, progress=not quiet, command=trace_command_line(ctx.params),
+        threads=threads, progress=progress, command=trace_command_line(ctx.params),
     )
     typer.echo(result.summary(), err=True)
 

@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from mosaic.app.commands.options import progress_option
+
 HELP = """Train a ViT ReID model with one LoRA expert per attribute state (oracle-routed).
 
 The recipe is that of the strong ViT baselines: BNNeck, label-smoothed ID loss + batch-hard
@@ -67,7 +69,7 @@ def train_command(
         "continue with --resume.",
         show_default=False,
     ),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),
+    progress: bool = progress_option(),
 ) -> None:
     from mosaic import api
 
