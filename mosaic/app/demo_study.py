@@ -42,7 +42,7 @@ def build_study_stages(out: Path, *, config: Path, seed: int, n_seeds: int, n_wo
         world_stage = None
         for s in range(n_seeds):
             run_seed = seed + s
-            world, trained, traced, _report = build_stages(out / name / f"seed{run_seed}", config=config, seed=run_seed,
+            world, trained, traced, _report, _audit = build_stages(out / name / f"seed{run_seed}", config=config, seed=run_seed,
                                                            progress=progress, world_config=cfg,
                                                            world_dir=out / name / "world", announce=announce)
             if world_stage is None:

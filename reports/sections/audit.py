@@ -48,9 +48,10 @@ def _interval(value: float, low: float, high: float, digits: int, suffix: str = 
 
 def confusion_sentence(confusion: pd.DataFrame | None, condition: str) -> str | None:
     """"errors share upcolour 2.8× [2.3, 3.4] ... more often than chance; bag 1.0× [0.9, 1.1] ..." for one model."""
-    rows = _ok(confusion, condition).sort_values("ratio", ascending=False)
+    rows = _ok(confusion, condition)
     if not len(rows):
         return None
+    rows = rows.sort_values("ratio", ascending=False)
     above = rows[rows["ci_low"] > 1].head(MAX_NAMED)
     plain = rows[(rows["ci_low"] <= 1) & (rows["ci_high"] >= 1)]
     plain = plain.reindex((plain["ratio"] - 1).abs().sort_values().index).head(MAX_NAMED)
@@ -71,11 +72,13 @@ def confusion_sentence(confusion: pd.DataFrame | None, condition: str) -> str | 
 
 def distance_sentence(sharing: pd.DataFrame | None, condition: str) -> str | None:
     """How far two different people's distance falls when they share a state, largest first."""
-    rows = _ok(sharing, condition).sort_values("distance_fall", ascending=False)
+    rows = _ok(sharing, condition)
+    if not len(rows):
+        return None
+    rows = rows.sort_values("distance_fall", ascending=False)
     rows = rows[rows["ci_low"] > 0].head(MAX_NAMED)
     if not len(rows):
-        return None if not len(_ok(sharing, condition)) else (
-            f"Two different people's embedding distance falls for no shared state ({condition}).")
+        return f"Two different people's embedding distance falls for no shared state ({condition})."
     named = ", ".join(f"{r.group} by {100 * r.relative_fall:.0f}% "
                       f"[{100 * r.ci_low / r.mean_distance:.0f}, {100 * r.ci_high / r.mean_distance:.0f}]"
                       for r in rows.itertuples())
