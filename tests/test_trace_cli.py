@@ -150,7 +150,9 @@ def test_trace_is_reproducible(traced, setup, tmp_path):
 def test_inspect_json_and_table(traced, capsys):
     assert main(["inspect", str(traced), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["sizes"]["condition"] == 7 and summary["schema_version"] == "1.1.0"
+    from mosaic.tracefile import SCHEMA_VERSION
+
+    assert summary["sizes"]["condition"] == 7 and summary["schema_version"] == SCHEMA_VERSION
     assert [c["condition"] for c in summary["conditions"]][:2] == ["oracle", "none"]
     assert summary["provenance"]["checkpoint"]["step"] == 7
     assert summary["conditions"][1]["n_enabled"] == 0
