@@ -3,8 +3,8 @@
     .venv/bin/python -m benchmarks.bench_audit
 
 Planted embeddings (:func:`analysis.simulate_embeddings.planted_embeddings`) of Market-1501's test
-size: 750 identities, about 4.5 queries and 21 gallery images each (3,375 queries, 15,750 gallery
-images), 512 dimensions, 20 sampled pairs per query (67,500 pairs). Timed: building the trace
+size: 750 identities, 4 queries and 21 gallery images each (3,000 queries, 15,750 gallery images),
+512 dimensions, 20 sampled pairs per query (60,000 pairs). Timed: building the trace
 (:func:`mosaic.tracefile.embedding.embedding_trace`: L2 normalisation, distances, the protocol, top-k,
 pairs) against the baseline of the protocol alone on the same distance matrix
 (:func:`mosaic.core.metrics.evaluate`, as every toolkit's evaluation), then the two audit methods with
