@@ -28,6 +28,9 @@ def _conditions_help() -> str:
 
 
 CONDITIONS_HELP = _conditions_help()
+# the options a trace of exported features reads (the others drive a checkpoint's tracing)
+FEATURES_OPTIONS = ("features", "name", "data", "format", "attributes", "schema", "out", "top_k", "max_rank",
+                    "distance", "seed")
 
 
 def trace(
@@ -73,7 +76,8 @@ def trace(
             raise api.MosaicError("--features needs --data: the dataset whose query/ and bounding_box_test/ images were exported")
         result = api.trace_features(
             features, out, data=data, names=name or None, format=format, attributes=attributes, schema=schema,
-            top_k=top_k, max_rank=max_rank, distance=distance, seed=seed, command=trace_command_line(ctx.params),
+            top_k=top_k, max_rank=max_rank, distance=distance, seed=seed,
+            command=trace_command_line({k: v for k, v in ctx.params.items() if k in FEATURES_OPTIONS}),
         )
         typer.echo(result.summary(), err=True)
         return
