@@ -35,8 +35,6 @@ def export_features(
     to ``out`` (``.npz``, atomically); returns ``out``."""
     import dataclasses
 
-    import torch
-
     from mosaic.conditions import resolve_conditions
     from mosaic.core.fileio import atomic_path
     from mosaic.data import load_dataset
