@@ -158,7 +158,7 @@ def test_inspect_json_and_table(traced, capsys):
     assert summary["conditions"][1]["n_enabled"] == 0
     assert main(["inspect", str(traced)]) == 0
     text = capsys.readouterr().out
-    assert "7 conditions" in text and "counterfactual:upcolour" in text and "schema 1.1.0" in text
+    assert "7 conditions" in text and "counterfactual:upcolour" in text and f"schema {SCHEMA_VERSION}" in text
 
 
 def test_inspect_does_not_import_torch(traced):
