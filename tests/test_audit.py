@@ -188,3 +188,27 @@ def test_the_report_of_a_features_trace_opens_with_the_finding(tmp_path):
     assert "more often than chance" in text[first:first + 2000]
     assert "need a mosaic model's experts" in text
     assert report.paths
+
+
+def test_an_hdf5_features_file_reads_like_an_npz(tiny_world, exported, tmp_path):
+    import h5py
+
+    from mosaic import api
+
+    folder, arrays = exported
+    with h5py.File(tmp_path / "a.h5", "w") as h5:
+        for key in ("query_features", "gallery_features"):
+            h5[key] = arrays[key].astype(np.float16)  # any float dtype
+        for key in ("query_names", "gallery_names"):
+            h5.create_dataset(key, data=arrays[key].tolist(), dtype=h5py.string_dtype())
+        h5.attrs["model"] = "from_hdf5"
+    from_h5 = api.trace_features(tmp_path / "a.h5", None, data=tiny_world).data
+    from_npz = api.trace_features(folder / "a.npz", None, data=tiny_world).data
+    assert from_h5.condition_name.tolist() == ["embedding:from_hdf5"]
+    assert from_h5.mAP[0] == pytest.approx(from_npz.mAP[0], abs=0.02)  # float16 rounding
+    np.save(tmp_path / "names.npy", arrays["query_names"])
+    with pytest.raises(MosaicError, match="neither .npz nor HDF5"):
+        api.trace_features(tmp_path / "names.npy", None, data=tiny_world)
+    np.savez(tmp_path / "pickled.npz", **dict(arrays, query_names=arrays["query_names"].astype(object)))
+    with pytest.raises(MosaicError, match="object arrays"):
+        api.trace_features(tmp_path / "pickled.npz", None, data=tiny_world)
