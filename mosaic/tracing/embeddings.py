@@ -39,6 +39,11 @@ class EmbeddingTraceResult(TraceResult):
         """mAP of every model."""
         return {str(n): float(m) for n, m in zip(self.data.condition_name.tolist(), self.data.mAP.tolist())}
 
+    def summary(self) -> str:
+        junk = sum(sum(f.get("junk_names_ignored", {}).values()) for f in self.data.provenance.get("features", []))
+        return super().summary() + (f"; {junk} junk (pid -1) names in the features ignored, as the loaders drop "
+                                    f"those images" if junk else "")
+
 
 def _relative(path: str, root: Path) -> str:
     try:
