@@ -14,6 +14,7 @@ from __future__ import annotations
 import analysis.table_specs  # noqa: F401  (paired, configuration, query GLM)
 import analysis.table_specs_query  # noqa: F401  (query surrogate, decomposition, ranking, trace views)
 import analysis.table_specs_study  # noqa: F401  (analysis.study)
+import analysis.table_specs_audit  # noqa: F401  (the embedding audit: specs and methods)
 
 # Bound eagerly: the functions share their names with their modules, and a lazily resolved name
 # would be shadowed by the submodule as soon as anything imports ``analysis.analyze``.

@@ -21,7 +21,8 @@ from analysis.status import OK, UNAVAILABLE
 from analysis.tables import in_table_units, validate_table
 from mosaic.core.errors import MosaicError
 
-__all__ = ["analyze", "METHODS", "Method", "as_trace", "register_method"]
+__all__ = ["analyze", "METHODS", "Method", "NO_EXPERTS", "as_trace", "expert_free_baseline", "has_experts",
+           "register_method"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class Method:
     run: Callable[[Any, AnalysisSettings], dict[str, pd.DataFrame]]
     tables: tuple[str, ...]
     description: str
+    # the method compares routing conditions of mosaic's experts (drop, subset, fixed, ...): a trace
+    # without expert-carrying layers (exported features, mosaic trace --features) cannot feed it
+    needs_experts: bool = False
 
 
 def _paired(trace, settings):
@@ -62,15 +66,16 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("paired", _paired, ("paired_mcnemar", "paired_wilcoxon", "paired_identity"),
-               "paired query-level tests of oracle against drop / counterfactual conditions"),
+               "paired query-level tests of oracle against drop / counterfactual conditions", needs_experts=True),
         Method("configuration", _configuration,
                ("config_glm_binomial", "config_glm_gaussian", "config_surrogate", "config_ttest"),
-               "configuration-level GLMs, surrogates and t-tests (the paper's analysis)"),
+               "configuration-level GLMs, surrogates and t-tests (the paper's analysis)", needs_experts=True),
         Method("explanatory", _explanatory, ("query_glm", "query_surrogate", "query_surrogate_fit"),
                "query-level binomial GLM and XGBoost surrogate of the AP change"),
         Method("decomposition", _decomposition, ("decomposition", "decomposition_code"),
                "per group: information, capacity, misrouting and semantics from fixed / drop / counterfactual / "
-               "relabel against oracle; per trace: the share of the oracle's gain the attribute code reaches"),
+               "relabel against oracle; per trace: the share of the oracle's gain the attribute code reaches",
+               needs_experts=True),
     )
 }
 
@@ -98,6 +103,25 @@ VIEWS: dict[str, Callable[[Any], pd.DataFrame]] = {
     "cmc": lambda trace: trace.cmc_table(),
     "gates": lambda trace: trace.gates_mean(),
 }
+
+
+NO_EXPERTS = ("it compares routings of a mosaic model's experts, and this trace holds an external model's exported "
+              "features (no experts)")
+
+
+def has_experts(trace) -> bool:
+    """Whether the trace comes from a model with experts (it has expert-carrying layers)."""
+    return int(trace.sizes.get("layer", 0)) > 0
+
+
+def expert_free_baseline(trace, baseline: str) -> str:
+    """The baseline of a trace of exported features: its first ``embedding`` condition when the default
+    ``oracle`` was asked for and the trace has none (any other choice is kept as given)."""
+    names = [str(n) for n in trace.data.condition_name.tolist()]
+    if baseline != "oracle" or "oracle" in names:
+        return baseline
+    embedded = [n for n, k in zip(names, trace.data.condition_kind.tolist()) if str(k) == "embedding"]
+    return embedded[0] if embedded else baseline
 
 
 def as_trace(trace):
@@ -193,12 +217,13 @@ def analyze(
         (one row per untested/unestimable test and per method that could not run), the trace's
         provenance, and ``timings`` (seconds per stage, not serialised).
     """
+    chosen = _resolve_methods(methods)
+    trace = as_trace(trace)
     settings = AnalysisSettings(
         alpha=alpha, n_bootstrap=n_bootstrap, n_permutations=n_permutations, seed=seed,
-        ci_level=ci_level, baseline=baseline, comparisons=tuple(comparisons),
-        methods=_resolve_methods(methods), options=dict(options or {}),
+        ci_level=ci_level, baseline=expert_free_baseline(trace, baseline), comparisons=tuple(comparisons),
+        methods=chosen, options=dict(options or {}),
     )
-    trace = as_trace(trace)
     tables: dict[str, pd.DataFrame] = {}
     warnings: list[dict[str, str]] = []
     timings: dict[str, float] = {}
@@ -232,6 +257,9 @@ def analyze(
             tables[name] = validate_table(name, frame, method="view")
 
     for name in settings.methods:
+        if METHODS[name].needs_experts and not has_experts(trace):
+            warnings.append({"method": name, "group": "", "comparison": "", "reason": f"left out: {NO_EXPERTS}"})
+            continue
         produced = stage(name, lambda method=METHODS[name]: method.run(trace, settings))
         for table_name, frame in (produced or {}).items():
             tables[table_name] = validate_table(table_name, frame, method=name)

@@ -35,7 +35,7 @@ CMC_RANKS = (1, 5, 10, 20)
 def read_trace(path: str | os.PathLike) -> "Trace":
     """Read the HDF5 trace at ``path`` (written by ``mosaic trace`` or :func:`mosaic.tracefile.write_trace`).
 
-    Every dataset is verified against its checksum (schema 1.2.0 on; :mod:`mosaic.tracefile.checksums`):
+    Every dataset is verified against its checksum (schema 1.3.0 on; :mod:`mosaic.tracefile.checksums`):
     a corrupted file raises one :class:`MosaicError` line naming the file and the dataset. Files of
     older schema versions have no checksums and read as before (:attr:`Trace.checksums` is ``None``).
     """

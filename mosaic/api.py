@@ -14,6 +14,9 @@ Example::
     traced = api.trace(run.checkpoint, "runs/micro/trace.h5", conditions="oracle,none,drop:*")
     report = api.report(traced.path, "runs/micro/report.html")
 
+    # any ReID model, from its exported features (docs/audit.md)
+    audited = api.trace_features(["osnet.npz"], "osnet_trace.h5", data="Market-1501-v15.09.15")
+
 Importing this module loads neither torch nor the analysis stack; each function loads what it needs.
 """
 
@@ -28,14 +31,15 @@ from mosaic.app.demo import DemoResult, demo
 from mosaic.app.reporting import ReportResult, StudyResult, report, report_output, study, write_reports
 from mosaic.core.errors import MosaicError
 from mosaic.tracing.checkpoint import TraceResult, trace
+from mosaic.tracing.embeddings import EmbeddingTraceResult, trace_features
 from mosaic.tracing.settings import TraceSettings
 from mosaic.train.launch import train
 from mosaic.train.run import TrainResult
 
-__all__ = ["DemoResult", "MosaicError", "ReportResult", "StudyResult", "SynthResult", "TraceResult", "TraceSettings",
+__all__ = ["DemoResult", "EmbeddingTraceResult", "MosaicError", "ReportResult", "StudyResult", "SynthResult", "TraceResult", "TraceSettings",
            "TrainResult",
            "check_data", "check_trace", "configs", "copy_config", "demo", "get_attributes", "inspect", "report",
-           "report_output", "study", "synth", "trace", "train", "write_reports"]
+           "report_output", "study", "synth", "trace", "trace_features", "train", "write_reports"]
 
 PathLike = str | os.PathLike
 

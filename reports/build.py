@@ -33,6 +33,7 @@ from reports.sections.method_sections import (
     build_ranking,
     other_method_sections,
 )
+from reports.sections import audit  # registers the audit's finding sentences
 from reports.sections.summary import build_findings_section, build_summary
 
 
@@ -72,6 +73,7 @@ def build_report(results, trace, options: ReportOptions | None = None) -> Report
     built["warnings"] = build_warnings(ctx)
     sections = [s for key, _ in SECTION_BUILDERS for s in
                 (built[key] if isinstance(built[key], list) else [built[key]])]
+    sections = audit.leave_out_expert_sections(ctx, sections)
     dataset = (trace.dataset or {}).get("name") or "unnamed dataset"
     metadata = report_metadata(trace, results, options.command, created)
     return Report(

@@ -80,7 +80,7 @@ def test_a_rerun_reuses_finished_stages_and_redoes_what_changed(demo_run, capsys
     capsys.readouterr()
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert err.count("up to date") == 4
+    assert err.count("up to date") == 5  # world, train, trace, report, audit
     assert {p: p.stat().st_mtime_ns for p in before} == before
     # damage the trace: its content no longer matches the ledger, so it and the report are redone
     with open(out / "trace.h5", "ab") as handle:

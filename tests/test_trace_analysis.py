@@ -29,7 +29,9 @@ def trace(data, tmp_path_factory):
 
 def test_read_trace_description(trace, data):
     assert trace.schema == SCHEMA
-    assert trace.schema_version == "1.2.0" and trace.checksums == "crc32"
+    from mosaic.tracefile import SCHEMA_VERSION
+
+    assert trace.schema_version == SCHEMA_VERSION and trace.checksums == "crc32"
     assert trace.sha256 == sha256_file(trace.path)
     assert trace.provenance["seed"] == 3
     assert f"{data.n_conditions} conditions × {data.n_queries} queries" in repr(trace)

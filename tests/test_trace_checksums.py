@@ -14,6 +14,7 @@ from analysis import read_trace
 from analysis.simulate import simulate_data
 from mosaic.app.cli import main
 from mosaic.core.errors import MosaicError
+from mosaic.tracefile import UNCHECKED_VERSION
 from mosaic.tracefile import SCHEMA_VERSION, check_trace_file, read_trace_file, write_trace
 from mosaic.tracefile.checksums import chunks_digest, digest, find_mismatches
 
@@ -136,10 +137,10 @@ def test_the_lowest_bit_of_one_ap_value_is_caught(trace_pair, tmp_path):
 def test_a_trace_written_without_checksums_still_reads_and_says_so(trace_pair, capsys):
     new, old = trace_pair
     with h5py.File(old, "r") as h5:
-        assert "checksums" not in h5.attrs and h5.attrs["schema_version"] == "1.1.0"
+        assert "checksums" not in h5.attrs and h5.attrs["schema_version"] == UNCHECKED_VERSION
         assert all("checksum" not in h5[name].attrs for name in ("retrieval/ap", "condition"))
     a, b = read_trace(new), read_trace(old)
-    assert a.checksums == "crc32" and b.checksums is None and b.schema_version == "1.1.0"
+    assert a.checksums == "crc32" and b.checksums is None and b.schema_version == UNCHECKED_VERSION
     np.testing.assert_array_equal(a.data.ap, b.data.ap)
     assert check_trace_file(old) == []
     assert main(["inspect", str(old)]) == 0

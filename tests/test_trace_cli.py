@@ -151,14 +151,16 @@ def test_trace_is_reproducible(traced, setup, tmp_path):
 def test_inspect_json_and_table(traced, capsys):
     assert main(["inspect", str(traced), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["sizes"]["condition"] == 7 and summary["schema_version"] == "1.2.0"
+    from mosaic.tracefile import SCHEMA_VERSION
+
+    assert summary["sizes"]["condition"] == 7 and summary["schema_version"] == SCHEMA_VERSION
     assert [c["condition"] for c in summary["conditions"]][:2] == ["oracle", "none"]
     assert summary["provenance"]["checkpoint"]["step"] == 7
     assert summary["conditions"][1]["n_enabled"] == 0
     assert summary["precision"] == "fp32"
     assert main(["inspect", str(traced)]) == 0
     text = capsys.readouterr().out
-    assert "7 conditions" in text and "counterfactual:upcolour" in text and "schema 1.2.0" in text
+    assert "7 conditions" in text and "counterfactual:upcolour" in text and f"schema {SCHEMA_VERSION}" in text
     assert "precision: fp32 network" in text
 
 

@@ -173,7 +173,9 @@ def test_fractional_gates_and_unregistered_labels_are_not_value_rules(base_data)
 
 def test_rules_are_data():
     names = {f.name for f in fields(TraceData)}
-    coordinates = {"condition", "query", "gallery", "group", "expert", "layer", "rank", "topk"}
+    from mosaic.tracefile import COORDINATES
+
+    coordinates = set(COORDINATES)  # the axes of the layout, "pair" (schema 1.2) included
     for name, value_rule in VALUE_RULES.items():
         assert value_rule.name == name and value_rule.description
         assert set(value_rule.arrays) <= names | coordinates, name

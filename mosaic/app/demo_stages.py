@@ -1,4 +1,5 @@
-"""The demo's stages for one run: world -> training run -> trace -> report, each the call behind the
+"""The demo's stages for one run: world -> training run -> trace -> report (-> audit of the network's
+exported features, docs/audit.md), each the call behind the
 command a user would type (:func:`mosaic.train.launch.train`, :func:`mosaic.tracing.checkpoint.trace`,
 :func:`mosaic.app.reporting.write_reports`), which :mod:`mosaic.api` also exposes.
 
@@ -18,7 +19,8 @@ __all__ = ["build_stages", "check_config_reads_layout"]
 
 def build_stages(out: Path, *, config: Path, seed: int, progress: bool, world_config=None,
                  world_dir: Path | None = None, announce=None) -> list:
-    """The demo's four stages, each the library call behind the command a user would type.
+    """The demo's five stages, each the library call behind the command a user would type (the fifth,
+    ``audit``, exports the trained network's features with every expert off and audits them).
 
     ``world_config`` (a :class:`mosaic.synth.WorldConfig`) replaces the default world; the
     validation worlds of ``benchmarks/validation.py`` go through the same stages; ``world_dir``
@@ -34,6 +36,8 @@ def build_stages(out: Path, *, config: Path, seed: int, progress: bool, world_co
 
     world_dir = world_dir or out / "world"
     run_dir, trace_path, report_path = out / "run", out / "trace.h5", out / "report.html"
+    audit_dir = out / "audit"
+    features_path = audit_dir / "features_none.npz"
     world_config = world_config or WorldConfig(seed=seed)
     checkpoint = run_dir / "checkpoints" / "last.pt"
     say = announce or (lambda line: None)
@@ -58,6 +62,19 @@ def build_stages(out: Path, *, config: Path, seed: int, progress: bool, world_co
         write_reports(trace_path, out, ("html", "json"), command=f"mosaic demo --seed {seed}", seed=seed,
                           progress=progress)
 
+    def audit() -> None:
+        # the trained network with every expert off, exported and audited as any external model's features
+        # (docs/audit.md): the embedding audit end to end on a real network, at the cost of one trunk pass
+        from mosaic.app.audit import export_features
+        from mosaic.tracing.embeddings import trace_features
+
+        audit_dir.mkdir(parents=True, exist_ok=True)
+        export_features(checkpoint, features_path, condition="none", model_name="demo_none")
+        result = trace_features(features_path, audit_dir / "trace.h5", data=world_dir, seed=seed)
+        say(result.summary())
+        write_reports(audit_dir / "trace.h5", audit_dir, ("html", "json"), seed=seed, progress=progress,
+                      command=f"mosaic demo --seed {seed} (audit of the exported features)")
+
     world = Stage("world", {"config": world_config.to_dict(), "version": __version__}, [world_dir], _named("world", make_world))
     trained = Stage(
         "train", {"config": config.read_text(encoding="utf-8"), "seed": seed}, [checkpoint], _named("train", train),
@@ -68,7 +85,11 @@ def build_stages(out: Path, *, config: Path, seed: int, progress: bool, world_co
         "report", {"seed": seed, "version": __version__}, [report_path, out / "report.json"], _named("report", report),
         upstream=[traced],
     )
-    return [world, trained, traced, reported]
+    audited = Stage(
+        "audit", {"seed": seed, "version": __version__, "condition": "none"},
+        [features_path, audit_dir / "trace.h5", audit_dir / "report.html"], _named("audit", audit), upstream=[trained],
+    )
+    return [world, trained, traced, reported, audited]
 
 
 def _named(stage: str, run):

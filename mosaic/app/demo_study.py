@@ -42,9 +42,10 @@ def build_study_stages(out: Path, *, config: Path, seed: int, n_seeds: int, n_wo
         world_stage = None
         for s in range(n_seeds):
             run_seed = seed + s
-            world, trained, traced, _report = build_stages(out / name / f"seed{run_seed}", config=config, seed=run_seed,
-                                                           progress=progress, world_config=cfg,
-                                                           world_dir=out / name / "world", announce=announce)
+            # a study uses each run's world, training and trace (not its own report nor the audit)
+            world, trained, traced = build_stages(out / name / f"seed{run_seed}", config=config, seed=run_seed,
+                                                  progress=progress, world_config=cfg,
+                                                  world_dir=out / name / "world", announce=announce)[:3]
             if world_stage is None:
                 world_stage = replace(world, name=f"world:{name}")
                 stages.append(world_stage)

@@ -13,6 +13,7 @@ A condition is one routing of experts applied to every query and gallery image a
 ``fixed:<group>``             every group, ``<group>`` routed by the same fixed gates for every image
 ``relabel:<group>``           every group, ``<group>``'s states consistently permuted (a derangement)
 ``code``                      no model: retrieval by the distance between attribute codes
+``embedding:<model>``         no experts: an external model's exported features (``--features``)
 ============================  ===============================================================
 
 :mod:`.registry` holds the registry of kinds and the selection by patterns; :mod:`.kinds` the
@@ -39,10 +40,11 @@ from mosaic.conditions.registry import (
 )
 from mosaic.conditions.kinds import CounterfactualStates, default_n_subsets, subset_masks  # registers oracle ... learned
 from mosaic.conditions.interventions import FixedStates, RelabelStates, fill_missing_routes  # then fixed, relabel, code
+from mosaic.conditions.embedding import EMBEDDING_KIND, embedding_condition_name  # then embedding
 
 __all__ = [
-    "CONDITION_KINDS", "FIXED_GATE_MODES", "Condition", "ConditionContext", "ConditionKind", "CounterfactualStates",
+    "CONDITION_KINDS", "EMBEDDING_KIND", "FIXED_GATE_MODES", "Condition", "ConditionContext", "ConditionKind", "CounterfactualStates",
     "FixedStates", "IdentityStates", "RelabelStates", "StateTransform", "available_conditions", "default_n_subsets",
-    "default_patterns", "fill_missing_routes", "register_condition_kind", "resolve_conditions", "subset_masks",
+    "default_patterns", "embedding_condition_name", "fill_missing_routes", "register_condition_kind", "resolve_conditions", "subset_masks",
     "unknown_group",
 ]

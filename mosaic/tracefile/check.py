@@ -316,13 +316,35 @@ def _topk_neighbours(view: TraceView) -> Offence | None:
                   "NaN must mark exactly the -1 padding of topk_index")
 
 
+@rule("pairs", ("pair_query", "pair_gallery", "pair_distance", "query_pid", "gallery_pid"),
+      "sampled pairs point into the query and gallery axes, join two different identities, and their distances "
+      "are non-negative (NaN: not recorded)")
+def _pairs(view: TraceView) -> Offence | None:
+    d = view.data
+    pq, pg = np.asarray(d.pair_query), np.asarray(d.pair_gallery)
+    if pq.size == 0:
+        return None
+    for name, index, n in (("pair_query", pq, d.n_queries), ("pair_gallery", pg, d.n_gallery)):
+        found = _first(name, (index < 0) | (index >= n), index)
+        if found:
+            return found
+    same = np.asarray(d.query_pid)[pq] == np.asarray(d.gallery_pid)[pg]
+    found = _first("pair_gallery", same, pg, "a pair must join two different identities")
+    if found:
+        return found
+    distance = np.asarray(d.pair_distance)
+    return _first("pair_distance", distance < 0, distance)
+
+
 @rule("dimension-scales", tuple(COORDINATES),
-      "coordinates count 0..n-1 (query, gallery) and 1..n (rank, topk), and every array attaches its axes' scales")
+      "coordinates count 0..n-1 (query, gallery, pair) and 1..n (rank, topk), and every array attaches its axes' scales")
 def _dimension_scales(view: TraceView) -> Offence | None:
     h5 = view.h5
     if h5 is None:
         return None  # a trace in memory has no scales to check
-    for dim, start in (("query", 0), ("gallery", 0), ("rank", 1), ("topk", 1)):
+    for dim, start in (("query", 0), ("gallery", 0), ("rank", 1), ("topk", 1), ("pair", 0)):
+        if dim not in h5:
+            continue  # an axis newer than the file's schema
         values = np.asarray(h5[dim][()])
         expected = np.arange(start, start + values.shape[0])
         found = _first(dim, values != expected, values, f"expected {start}, {start + 1}, ...")
@@ -330,7 +352,7 @@ def _dimension_scales(view: TraceView) -> Offence | None:
             return found
     import h5py
 
-    scales = {dim: h5[dim].id for dim in COORDINATES}
+    scales = {dim: h5[dim].id for dim in COORDINATES if dim in h5}  # older files lack newer axes
     for spec in ARRAYS:
         if spec.path not in h5:
             continue  # an array newer than the file's schema: the reader filled it, nothing is attached

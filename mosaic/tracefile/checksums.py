@@ -14,7 +14,7 @@ What the CRC-32 covers depends on how the dataset is stored (:func:`stamp`):
   bit is caught -- including the bits of a deflate stream that decompression ignores, which
   change no value -- and it costs a CRC of the compressed bytes, not of the much larger values.
 
-The root attribute ``checksums = "crc32"`` says that every dataset carries one (schema 1.2.0 on);
+The root attribute ``checksums = "crc32"`` says that every dataset carries one (schema 1.3.0 on);
 files written before have none and read as they always did.
 
 Why not HDF5's fletcher32 filter alone: HDF5 refuses it on variable-length strings ("not suitable

@@ -66,6 +66,10 @@ class TraceData:
     filled_routes: np.ndarray | None = None  # (C,) int64 (image, enabled group) routes whose missing state was filled
     fill_method: np.ndarray | None = None    # (C,) str "learned", "fixed" or "none" (nothing filled)
     fixed_gates: np.ndarray | None = None    # (E,) float32 fixed gate of each expert; NaN = not recorded
+    # --- sampled different-identity pairs (schema 1.2; None means "not recorded": no pairs) ---
+    pair_query: np.ndarray | None = None     # (P,) int64 query index of each pair
+    pair_gallery: np.ndarray | None = None   # (P,) int64 gallery index of each pair
+    pair_distance: np.ndarray | None = None  # (C, P) float32 distance of each pair under each condition
 
     def __post_init__(self) -> None:
         if self.condition_router is None:
@@ -80,6 +84,10 @@ class TraceData:
         self.fill_method = np.asarray(self.fill_method, dtype=str).reshape(-1) if C else np.zeros(0, dtype="<U4")
         if self.fixed_gates is None:
             self.fixed_gates = np.full(self.schema.n_experts, np.nan, np.float32)
+        if self.pair_query is None or self.pair_gallery is None:
+            self.pair_query, self.pair_gallery = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        if self.pair_distance is None:
+            self.pair_distance = np.full((C, len(self.pair_query)), np.nan, np.float32)
 
     @property
     def n_conditions(self) -> int:
@@ -106,6 +114,10 @@ class TraceData:
         return int(self.topk_index.shape[2])
 
     @property
+    def n_pairs(self) -> int:
+        return int(len(self.pair_query))
+
+    @property
     def sizes(self) -> dict[str, int]:
         """Length of every named axis, e.g. ``{"condition": 30, "query": 96, ...}``."""
         return {
@@ -117,6 +129,7 @@ class TraceData:
             "layer": self.n_layers,
             "rank": self.max_rank,
             "topk": self.top_k,
+            "pair": self.n_pairs,
         }
 
     def select_conditions(self, keep) -> "TraceData":

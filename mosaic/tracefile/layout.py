@@ -15,10 +15,13 @@ __all__ = ["ARRAYS", "ArraySpec", "COORDINATES", "ENCODING_TYPE", "GROUPS", "SCH
 ENCODING_TYPE = "mosaic-trace"
 # semantic version of the on-disk layout; readers accept the same MAJOR. 1.1.0 added
 # conditions/filled_routes, conditions/fill_method and routing/fixed_gates (and the kinds fixed,
-# relabel, code); a 1.0.0 file reads with their "not recorded" values. 1.2.0 added a checksum on every
-# dataset (mosaic.tracefile.checksums), verified on read; older files read without them.
-SCHEMA_VERSION = "1.2.0"
-UNCHECKED_VERSION = "1.1.0"  # the layout without checksums (write_trace(checksums=False))
+# relabel, code); a 1.0.0 file reads with their "not recorded" values. 1.2.0 added /pairs (a seeded
+# sample of different-identity query-gallery pairs and their distance per condition, which the
+# embedding audit's distance_sharing reads) and the kind embedding; older files read an empty pair axis.
+# 1.3.0 added a checksum on every dataset (mosaic.tracefile.checksums), verified on read; older files
+# read without them.
+SCHEMA_VERSION = "1.3.0"
+UNCHECKED_VERSION = "1.2.0"  # the layout without checksums (write_trace(checksums=False))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,6 +111,15 @@ ARRAYS: tuple[ArraySpec, ...] = (
               "Gate of each expert under its group's fixed gates: its state's share among the training "
               "identities (sums to 1 per group); NaN when the model had none or the file is older than 1.1.",
               since="1.1.0"),
+    # ------------------------------------------------------------ sampled image pairs
+    ArraySpec("pair_query", "pairs/query", ("pair",), "int64", "query image of the pair", "1",
+              "Index into the query axis of each sampled pair's query image.", since="1.2.0"),
+    ArraySpec("pair_gallery", "pairs/gallery", ("pair",), "int64", "gallery image of the pair", "1",
+              "Index into the gallery axis of each sampled pair's gallery image: an annotated image of "
+              "another identity than the query's (never a distractor).", since="1.2.0"),
+    ArraySpec("pair_distance", "pairs/distance", ("condition", "pair"), "float32", "distance of the pair", "1",
+              "Distance (see the root attribute 'distance') between the pair's two images under each "
+              "condition; NaN where the condition did not record it.", compress=True, since="1.2.0"),
 )
 
 # Per-group encoding labels (AnnData style: every group says what it holds and in which version).
@@ -117,6 +129,8 @@ GROUPS = {
     "conditions": "Per routing condition: kind, target group, router, enabled groups, summary metrics.",
     "retrieval": "Per condition x query: AP, INP, rank-1 hit, first-match rank, top-k neighbours.",
     "routing": "Per condition x query x layer x expert: gate weights; per expert: the fixed gates.",
+    "pairs": "A seeded sample of different-identity (query, gallery) image pairs and their distance per condition "
+             "(empty when not recorded).",
     "schema": "The attribute schema: groups, their families, the state of every expert.",
     "provenance": "How the trace was made: command, config, versions, commit, checkpoint, data, seed, device.",
 }
@@ -130,4 +144,5 @@ COORDINATES = {
     "layer": ("int32", "expert-carrying block", "0-based index of the transformer block in the backbone."),
     "rank": ("int32", "rank", "CMC rank, 1-based."),
     "topk": ("int32", "neighbour position", "Position in the top-k list, 1 = nearest."),
+    "pair": ("int64", "sampled pair index", "Position of the sampled image pair in /pairs."),
 }

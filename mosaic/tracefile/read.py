@@ -113,7 +113,7 @@ def read_trace_data(path: str | os.PathLike) -> TraceData:
 def read_trace_file(path: str | os.PathLike) -> tuple[TraceData, dict[str, Any]]:
     """The :class:`TraceData` and the root attributes (as :func:`read_trace_attrs`), in one open.
 
-    Every dataset is checked against its checksum (files of schema 1.2.0 on); a mismatch is one
+    Every dataset is checked against its checksum (files of schema 1.3.0 on); a mismatch is one
     :class:`MosaicError` line naming the file and the dataset.
     """
     with open_trace_file(path) as h5, damaged_file_errors(path):

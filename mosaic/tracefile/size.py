@@ -86,7 +86,7 @@ def estimate_trace_bytes(
     }
     total = 0
     for spec in ARRAYS:
-        count = int(np.prod([sizes[d] for d in spec.dims]))
+        count = int(np.prod([sizes.get(d, 0) for d in spec.dims]))  # an axis a caller omits is empty
         if spec.field in _COMPRESSED:
             total += compressed[spec.field]
         elif spec.dtype == "str":
@@ -97,7 +97,7 @@ def estimate_trace_bytes(
         if dtype == "str":
             total += _string_bytes(condition_names) if dim == "condition" else _short_strings(int(sizes[dim]))
         else:
-            total += int(sizes[dim]) * np.dtype(dtype).itemsize
+            total += int(sizes.get(dim, 0)) * np.dtype(dtype).itemsize
     total += 6 * _short_strings(E)  # the /schema arrays: per expert and per group labels
     total += 2 * int(metadata_bytes)
     return total + BOOKKEEPING_BYTES + BOOKKEEPING_PER_CONDITION * C

@@ -54,6 +54,7 @@ def _coordinate_values(data: TraceData) -> dict[str, np.ndarray]:
         "layer": np.asarray(data.layers, dtype=np.int32),
         "rank": np.arange(1, data.max_rank + 1, dtype=np.int32),
         "topk": np.arange(1, data.top_k + 1, dtype=np.int32),
+        "pair": np.arange(data.n_pairs, dtype=np.int64),
     }
 
 

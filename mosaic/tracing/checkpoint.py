@@ -49,6 +49,9 @@ def trace_command_line(params: dict[str, Any]) -> str:
         if value is None or value is False or key == "progress":  # progress changes no number of the trace
             continue
         flag = "--" + key.replace("_", "-")
+        if isinstance(value, (list, tuple)):  # a repeated option: --features A --features B
+            parts.extend(f"{flag} {item}" for item in value)
+            continue
         parts.append(flag if value is True else f"{flag} {value}")
     return " ".join(parts)
 

@@ -22,6 +22,8 @@ Stages, each reused on the next run when its settings, inputs and outputs are un
 
 * report: OUT/report.html, plus OUT/report.json with the same numbers
 
+* audit: OUT/audit/, the trained network with every expert off exported as features (features_none.npz), traced as an external model's (trace.h5) and audited from its embeddings alone (report.html, report.json; docs/audit.md)
+
 With --seeds N (N > 1) or --worlds 2 the demo is a study: each world is built once (OUT/<world>/world), every seed trains and traces in OUT/<world>/seed<S>/, and OUT/study.html and OUT/study.json compare them (mosaic study; docs/study.md). The second world makes downcolour uninformative (every identity the same lower-body colour).
 
 Example: mosaic demo --out runs/demo, then open runs/demo/report.html in a browser.

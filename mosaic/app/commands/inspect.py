@@ -34,7 +34,7 @@ def _print_summary(summary: dict[str, Any], *, max_conditions: int | None) -> No
     if summary.get("checksums"):
         console.print(f"checksums: {summary['checksums']} on every dataset (verified by --check and by every read)")
     else:
-        console.print("checksums: no checksums (written before trace schema 1.2.0): corruption cannot be detected")
+        console.print("checksums: no checksums (written before trace schema 1.3.0): corruption cannot be detected")
     console.print(
         "dimensions: " + ", ".join(f"{k}={v}" for k, v in sizes.items())
         + f"  (valid queries: {summary['n_valid_queries']} of {sizes.get('query', 0)})"
@@ -143,7 +143,7 @@ def _check(path: Path, *, as_json: bool) -> None:
         if not violations:
             checksums = api.inspect(path)["checksums"]
             typer.echo(f"{path}: every value rule holds ({len(VALUE_RULES)} rules, shapes and labels); "
-                       + (f"every dataset matches its {checksums} checksum" if checksums else "no checksums (written before trace schema 1.2.0)"))
+                       + (f"every dataset matches its {checksums} checksum" if checksums else "no checksums (written before trace schema 1.3.0)"))
     if violations:
         rules = sorted({v.rule.name for v in violations})
         raise MosaicError(

@@ -28,11 +28,16 @@ def _conditions_help() -> str:
 
 
 CONDITIONS_HELP = _conditions_help()
+# the options a trace of exported features reads (the others drive a checkpoint's tracing)
+FEATURES_OPTIONS = ("features", "name", "data", "format", "attributes", "schema", "out", "top_k", "max_rank",
+                    "distance", "seed")
 
 
 def trace(
     ctx: typer.Context,
-    ckpt: Path = typer.Option(..., "--ckpt", help="Checkpoint (.pt) from `mosaic train`, or its run folder (uses checkpoints/last.pt).", show_default=False),
+    ckpt: Optional[Path] = typer.Option(None, "--ckpt", help="Checkpoint (.pt) from `mosaic train`, or its run folder (uses checkpoints/last.pt). Either --ckpt or --features.", show_default=False),
+    features: Optional[list[Path]] = typer.Option(None, "--features", help="An external model's exported features (.npz or HDF5 with query_features, gallery_features, query_names, gallery_names; docs/audit.md) instead of --ckpt; repeat for several models, each one condition embedding:<model>. Needs --data.", show_default=False),
+    name: Optional[list[str]] = typer.Option(None, "--name", help="Model name of each --features file, in order (default: the file's 'model' entry, else its stem).", show_default=False),
     data: Optional[Path] = typer.Option(None, "--data", help="Dataset root to trace on. Default: the dataset the checkpoint was trained on (its config's data.root)."),
     format: Optional[str] = typer.Option(None, "--format", help="Dataset format of --data: market1501, dukemtmc or manifest. Default: detected."),
     attributes: Optional[Path] = typer.Option(None, "--attributes", help="Lin et al. attribute file (.mat) of --data. Default: found beside the dataset."),
@@ -64,6 +69,22 @@ def trace(
     from mosaic import api
     from mosaic.tracing.settings import TraceSettings
     from mosaic.tracing.checkpoint import trace_command_line
+
+    if features:
+        if ckpt is not None:
+            raise api.MosaicError("pass either --ckpt (a mosaic model) or --features (exported embeddings), not both")
+        if data is None:
+            raise api.MosaicError("--features needs --data: the dataset whose query/ and bounding_box_test/ images were exported")
+        result = api.trace_features(
+            features, out, data=data, names=name or None, format=format, attributes=attributes, schema=schema,
+            top_k=top_k, max_rank=max_rank, distance=distance, seed=seed,
+            command=trace_command_line({k: v for k, v in ctx.params.items() if k in FEATURES_OPTIONS}),
+        )
+        typer.echo(result.summary(), err=True)
+        return
+    if ckpt is None:
+        usage_error = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
+        raise usage_error("Missing option '--ckpt' (a mosaic model) or '--features' (exported embeddings).", ctx=ctx)
 
     settings = TraceSettings(
         top_k=top_k, max_rank=max_rank, batch_size=batch_size, feature=feature, distance=distance,
