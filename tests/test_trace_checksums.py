@@ -14,7 +14,7 @@ from analysis import read_trace
 from analysis.simulate import simulate_data
 from mosaic.app.cli import main
 from mosaic.core.errors import MosaicError
-from mosaic.tracefile import UNCHECKED_VERSION
+from mosaic.tracefile.layout import UNCHECKED_VERSION
 from mosaic.tracefile import SCHEMA_VERSION, check_trace_file, read_trace_file, write_trace
 from mosaic.tracefile.checksums import chunks_digest, digest, find_mismatches
 
@@ -89,7 +89,11 @@ def test_every_single_bit_flip_in_every_dataset_is_detected(trace_pair, tmp_path
     on its own, so each of its flips must be reported for that dataset."""
     new, _ = trace_pair
     ranges = data_byte_ranges(new)
-    assert len(ranges) >= 40 and all(ranges.values()), [k for k, v in ranges.items() if not v]
+    # A trace of a checkpoint samples no pairs: its /pairs datasets hold no byte that could flip.
+    empty = {name for name, spans in ranges.items() if not spans}
+    assert empty <= {"/pair", "/pairs/query", "/pairs/gallery", "/pairs/distance"}, empty
+    ranges = {name: spans for name, spans in ranges.items() if spans}
+    assert len(ranges) >= 40
     pristine = new.read_bytes()
     rng = np.random.default_rng(27)
     rounds, damaged = 200, tmp_path / "damaged.h5"
@@ -103,7 +107,7 @@ def test_every_single_bit_flip_in_every_dataset_is_detected(trace_pair, tmp_path
         damaged.write_bytes(raw)
         with h5py.File(damaged, "r") as h5:
             mismatches, checked = find_mismatches(h5, damaged)
-        assert {m.dataset for m in mismatches} == set(ranges) and checked == len(ranges)
+        assert {m.dataset for m in mismatches} == set(ranges) and checked == len(ranges) + len(empty)
     # flips one at a time through the reader every command uses: one line naming file and dataset
     for name in ("/retrieval/ap", "/conditions/cmc", "/routing/gates", "/gallery_images/path", "/rank"):
         offset, length = ranges[name][0]
