@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
@@ -217,13 +217,14 @@ def analyze(
         (one row per untested/unestimable test and per method that could not run), the trace's
         provenance, and ``timings`` (seconds per stage, not serialised).
     """
-    chosen = _resolve_methods(methods)
-    trace = as_trace(trace)
+    # settings are checked before the trace is read, so a wrong option is named before any I/O
     settings = AnalysisSettings(
         alpha=alpha, n_bootstrap=n_bootstrap, n_permutations=n_permutations, seed=seed,
-        ci_level=ci_level, baseline=expert_free_baseline(trace, baseline), comparisons=tuple(comparisons),
-        methods=chosen, options=dict(options or {}),
+        ci_level=ci_level, baseline=baseline, comparisons=tuple(comparisons),
+        methods=_resolve_methods(methods), options=dict(options or {}),
     )
+    trace = as_trace(trace)
+    settings = replace(settings, baseline=expert_free_baseline(trace, settings.baseline))
     tables: dict[str, pd.DataFrame] = {}
     warnings: list[dict[str, str]] = []
     timings: dict[str, float] = {}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from analysis.analyze import has_experts
 from reports.document import Section
 from reports.findings import Finding, register_finding
 
@@ -91,11 +92,11 @@ def _models(ctx: BuildContext) -> list[str]:
     return list(dict.fromkeys(confusion["condition"].astype(str))) if confusion is not None and len(confusion) else []
 
 
-def _has_experts(ctx: BuildContext) -> bool:
-    return int(ctx.trace.sizes.get("layer", 0)) > 0
-
-
 def _each_model(ctx: BuildContext, table: str, sentence) -> Finding | None:
+    # on a trace with experts the routing findings answer the question in their 4-6 sentences; the
+    # audit's tables stay in their section
+    if has_experts(ctx.trace):
+        return None
     frame = ctx.raw_table(table)
     texts = [t for t in (sentence(frame, model) for model in _models(ctx)) if t]
     if not texts:
@@ -119,7 +120,7 @@ def distance_finding(ctx: BuildContext) -> Finding | None:
 
 def left_out_finding(ctx: BuildContext) -> Finding | None:
     """On a trace without experts, the one line that says which sections are left out and why."""
-    if _has_experts(ctx):
+    if has_experts(ctx.trace):
         return None
     left_out = ", ".join(EXPERT_SECTIONS.values())
     return Finding("expert_sections", f"Left out of this report: {left_out}. They need a mosaic model's experts "
@@ -128,7 +129,7 @@ def left_out_finding(ctx: BuildContext) -> Finding | None:
 
 def leave_out_expert_sections(ctx: BuildContext, sections: list[Section]) -> list[Section]:
     """``sections`` without those of expert-only methods when the trace has no experts."""
-    if _has_experts(ctx):
+    if has_experts(ctx.trace):
         return sections
     return [s for s in sections if s.id not in EXPERT_SECTIONS]
 
