@@ -21,14 +21,14 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 
-from analysis.cluster_robust import cr2, glm_working_parts
-from analysis.clustered import clustered_mcnemar, clustered_signed_rank, rank1_difference_interval, tango_interval
-from analysis.corrections import benjamini_hochberg, holm
-from analysis.glm import fit_glm
-from analysis.metaanalysis import between_seed_variance, combination, generalised_q
-from analysis.query_glm import cr2_inference
-from analysis.ranking import kendalls_w
-from analysis.study import kendall_w
+from analysis.methods.query.glm import cr2_inference
+from analysis.methods.ranking import kendalls_w
+from analysis.stats.cluster_robust import cr2, glm_working_parts
+from analysis.stats.clustered import clustered_mcnemar, clustered_signed_rank, rank1_difference_interval, tango_interval
+from analysis.stats.corrections import benjamini_hochberg, holm
+from analysis.stats.glm import fit_glm
+from analysis.stats.metaanalysis import between_seed_variance, combination, generalised_q
+from analysis.studies.study import kendall_w
 
 REFERENCE = Path(__file__).parent / "reference"
 CLOSED_FORM = {"rtol": 1e-9, "atol": 0.0}

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from analysis.metaanalysis import between_seed_variance, combination
-from analysis.simulate import simulate
-from analysis.simulate_study import simulate_study
-from analysis.study import kendall_w, study
+from analysis.simulation.study import simulate_study
+from analysis.simulation.trace import simulate
+from analysis.stats.metaanalysis import between_seed_variance, combination
+from analysis.studies.study import kendall_w, study
 from mosaic.app.cli import main
 
 EQUAL = dict(gender=0.6, upcolour=0.8, hat=0.2)
