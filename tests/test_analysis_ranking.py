@@ -8,9 +8,10 @@ import pytest
 from scipy import stats
 
 from analysis.methods.paired import paired_tables
-from analysis.methods.ranking import SCORE_SOURCES, agreement, kendalls_w, method_scores, rank_families, rank_groups
+from analysis.methods.ranking import SCORE_SOURCES, agreement, method_scores, rank_families, rank_groups
 from analysis.settings import AnalysisSettings
 from analysis.simulation.trace import simulate
+from analysis.stats.concordance import kendalls_w
 
 SETTINGS = AnalysisSettings(n_bootstrap=300, n_permutations=200, seed=0)
 

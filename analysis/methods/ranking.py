@@ -25,13 +25,13 @@ from scipy import stats
 from analysis.methods.paired import NOT_ESTIMABLE, NOT_TESTED, OK, identity_deltas
 from analysis.methods.rank_intervals import configuration_replicates, paired_replicates
 from analysis.settings import AnalysisSettings, MethodNotApplicable
+from analysis.stats.concordance import kendalls_w
 from analysis.stats.resampling import cluster_bootstrap, percentile_interval
 
 __all__ = [
     "ScoreSource",
     "SCORE_SOURCES",
     "method_scores",
-    "kendalls_w",
     "rank_groups",
     "agreement",
     "rank_families",
@@ -135,28 +135,6 @@ def method_scores(tables: Mapping[str, pd.DataFrame], groups: list[str],
 def _ranks(scores: pd.Series) -> pd.Series:
     """1 = largest score; ties share their mean rank; NaN stays NaN."""
     return scores.rank(ascending=False, method="average")
-
-
-def kendalls_w(ranks: np.ndarray) -> dict[str, float]:
-    """Kendall's coefficient of concordance of ``ranks`` (methods x items), tie-corrected.
-
-    ``W = 12 S / (m^2 (n^3 - n) - m sum T)``, ``T = sum(t^3 - t)`` over each method's tie groups;
-    ``chi2 = m (n - 1) W`` on ``n - 1`` degrees of freedom.
-    """
-    ranks = np.asarray(ranks, dtype=float)
-    m, n = ranks.shape
-    column_sums = ranks.sum(0)
-    s = float(np.sum((column_sums - m * (n + 1) / 2.0) ** 2))
-    ties = 0.0
-    for row in ranks:
-        _, counts = np.unique(row, return_counts=True)
-        ties += float(np.sum(counts**3 - counts))
-    denominator = m**2 * (n**3 - n) - m * ties
-    if denominator <= 0:
-        return {"w": np.nan, "chi2": np.nan, "df": float(n - 1), "p": np.nan}
-    w = 12.0 * s / denominator
-    chi2 = m * (n - 1) * w
-    return {"w": w, "chi2": chi2, "df": float(n - 1), "p": float(stats.chi2.sf(chi2, n - 1))}
 
 
 def rank_groups(trace, tables: Mapping[str, pd.DataFrame], sources: tuple[ScoreSource, ...] = SCORE_SOURCES,

@@ -47,6 +47,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.display import Display, Displayable
+from analysis.stats.concordance import kendalls_w
 from analysis.stats.corrections import add_corrections
 from analysis.stats.metaanalysis import DF_METHODS, between_seed_variance, combination
 from analysis.stats.status import NOT_ESTIMABLE, OK, UNAVAILABLE
@@ -54,7 +55,7 @@ from analysis.studies.runs import STUDY_QUANTITIES, Quantity, collect_runs, run_
 from analysis.tables.registry import in_table_units, validate_table
 from mosaic.core.jsonsafe import jsonable
 
-__all__ = ["study", "StudyResults", "kendall_w", "STUDY_QUANTITIES"]
+__all__ = ["study", "StudyResults", "STUDY_QUANTITIES"]
 
 UNIT_RUN = "identity"
 UNIT_POOLED = "identity × seed"
@@ -111,24 +112,6 @@ class StudyResults(Displayable):
         display.fields({name: f"{len(frame)} rows × {frame.shape[1]} columns" for name, frame in self.tables.items()},
                        "tables (results.table(name))")
         return display
-
-
-def kendall_w(ranks: np.ndarray) -> dict[str, float]:
-    """Kendall's W of ``ranks`` (``(m raters, n objects)``, ties averaged), with the Friedman test."""
-    ranks = np.asarray(ranks, dtype=float)
-    m, n = ranks.shape
-    if m < 2 or n < 2:
-        return {"kendall_w": np.nan, "chi2": np.nan, "df": np.nan, "p": np.nan}
-    totals = ranks.sum(0)
-    s = float(((totals - totals.mean()) ** 2).sum())
-    ties = 0.0
-    for row in ranks:
-        _, counts = np.unique(row, return_counts=True)
-        ties += float((counts ** 3 - counts).sum())
-    denominator = m * m * (n ** 3 - n) - m * ties
-    w = 12.0 * s / denominator if denominator > 0 else np.nan
-    chi2 = m * (n - 1) * w
-    return {"kendall_w": w, "chi2": chi2, "df": float(n - 1), "p": float(stats.chi2.sf(chi2, n - 1))}
 
 
 def _rank_loss(values: np.ndarray) -> np.ndarray:
@@ -304,9 +287,10 @@ def _rank_tables(pooled, est, schema, label_names, label_of_run, rank_by):
                               "pooled_rank": pooled_rank[j], "rank_low": ranks[:, j].min(), "rank_high": ranks[:, j].max(),
                               "median_rank": float(np.median(ranks[:, j])), "top3_share": float(np.mean(ranks[:, j] <= TOP)),
                               "k": int(runs.size)})
-        w = kendall_w(ranks)
-        concordance.append({"label": label, **w, "k": int(runs.size), "n_groups": len(groups),
-                            "status": OK if np.isfinite(w["kendall_w"]) else NOT_ESTIMABLE})
+        w = kendalls_w(ranks)
+        concordance.append({"label": label, "kendall_w": w["w"], "chi2": w["chi2"], "df": w["df"], "p": w["p"],
+                            "k": int(runs.size), "n_groups": len(groups),
+                            "status": OK if np.isfinite(w["w"]) else NOT_ESTIMABLE})
     stability_frame = pd.DataFrame(stability)
     if not stability_frame.empty:
         stability_frame = stability_frame.sort_values(["label", "pooled_rank"], kind="stable").reset_index(drop=True)
