@@ -42,18 +42,22 @@ def _finite_only(adjust_finite: Callable[[np.ndarray], np.ndarray]):
     return adjusted
 
 
+def _stepwise(p: np.ndarray, step: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+    """The frame both adjustments share: ``step`` maps the ascending p-values (and the family size)
+    to adjusted ones, which are capped at 1 and put back in the p-values' order."""
+    order = np.argsort(p, kind="stable")
+    out = np.empty(p.size)
+    out[order] = np.minimum(step(p[order], p.size), 1.0)
+    return out
+
+
 @_finite_only
 def holm(p: np.ndarray) -> np.ndarray:
     """Holm's step-down adjustment (family-wise error rate under any dependence).
 
     NaN entries are left out of the family and stay NaN.
     """
-    m = p.size
-    order = np.argsort(p, kind="stable")
-    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    out = np.empty(m)
-    out[order] = np.minimum(stepped, 1.0)
-    return out
+    return _stepwise(p, lambda ordered, m: np.maximum.accumulate((m - np.arange(m)) * ordered))
 
 
 @_finite_only
@@ -62,13 +66,7 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
 
     NaN entries are left out of the family and stay NaN.
     """
-    m = p.size
-    order = np.argsort(p, kind="stable")
-    scaled = p[order] * m / np.arange(1, m + 1)
-    stepped = np.minimum.accumulate(scaled[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(stepped, 1.0)
-    return out
+    return _stepwise(p, lambda ordered, m: np.minimum.accumulate((ordered * m / np.arange(1, m + 1))[::-1])[::-1])
 
 
 # Name used in table columns (``p_holm``, ``p_bh``) -> adjustment.
