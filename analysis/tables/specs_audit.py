@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from analysis.tables.registry import ColumnSpec as C
 from analysis.tables.registry import TableSpec, register_table
-from analysis.tables.specs import IDENTITY, _interval, _p, _status
+from analysis.tables.specs import GROUP_KEYS, IDENTITY, _interval, _p, _status
 
 __all__ = ["AUDIT_TABLES", "COMPARISON", "CONFUSION", "SHARING"]
 
 KEYS = (
     C("condition", "str", "the model (an embedding condition) or the baseline condition audited", label="model",
       role="key"),
-    C("group", "str", "attribute group", role="key"),
-    C("family", "str", "fine family of the group", role="key"),
+    *GROUP_KEYS,
 )
 RESAMPLED = C("resampled", "str", "the unit the interval resamples (identities)", label="unit resampled")
 

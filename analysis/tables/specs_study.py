@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from analysis.tables.registry import ColumnSpec as C
 from analysis.tables.registry import TableSpec, register_table
-from analysis.tables.specs import PERCENT, PP, _p
+from analysis.tables.specs import GROUP_KEYS, PERCENT, PP, _p
 
 POOLED_UNIT = "identity × seed"
 PP2 = dict(unit="pp²", scale=1e4)  # variances of effects held in percentage points
@@ -78,8 +78,7 @@ register_table(TableSpec(
 register_table(TableSpec(
     "rank_stability", "study", "One row per label × group: how stable the group's rank is over the seeds.",
     (
-        C("label", "str", "the label", role="key"), C("group", "str", "attribute group", role="key"),
-        C("family", "str", "fine family of the group", role="key"), C("quantity", "str", "the ranked quantity"),
+        C("label", "str", "the label", role="key"), *GROUP_KEYS, C("quantity", "str", "the ranked quantity"),
         C("pooled_rank", "float", "rank of the pooled effect, 1 = largest loss", role="estimate"),
         C("rank_low", "float", "best rank over the seeds"), C("rank_high", "float", "worst rank over the seeds"),
         C("median_rank", "float", "median rank over the seeds"),
