@@ -16,8 +16,9 @@ import analysis.tables.specs_query  # noqa: F401  (query surrogate, decompositio
 import analysis.tables.specs_study  # noqa: F401  (analysis.study)
 import analysis.tables.specs_audit  # noqa: F401  (the embedding audit)
 
-# Bound eagerly: the functions share their names with their modules, and a lazily resolved name
-# would be shadowed by the submodule as soon as anything imports ``analysis.analyze``.
+# Bound eagerly: ``analyze`` shares its name with its module, and a lazily resolved name would be
+# shadowed by the submodule as soon as anything imports ``analysis.analyze``. The folders holding
+# ``simulate`` and ``study`` are named otherwise (simulation/, studies/) for the same reason.
 from analysis.analyze import analyze
 from analysis.results import Results
 from analysis.simulation.trace import simulate
