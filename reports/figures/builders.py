@@ -15,6 +15,7 @@ import pandas as pd
 
 from reports.document import Figure
 from reports.figures import charts, svg
+from reports.numbers import level_text
 
 COMPARISON_TITLES = {"drop": "drop (no expert)", "counterfactual": "counterfactual (misrouting)"}
 
@@ -212,7 +213,7 @@ def ranking_figure(ranking: pd.DataFrame | None, paired: pd.DataFrame | None, *,
         return None
     frame = ranking.sort_values(["consensus_rank", "group"], kind="stable")
     groups = [str(g) for g in frame["group"]]
-    level = f"{100 * float(ci_level):g}%"
+    level = level_text(ci_level)
     panels = [charts.ForestPanel(
         title="consensus rank (1 = most relied on)", estimate=_floats(frame["consensus_rank"], len(groups)),
         low=_floats(frame.get("rank_low"), len(groups)), high=_floats(frame.get("rank_high"), len(groups)),

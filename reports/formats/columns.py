@@ -24,6 +24,7 @@ import pandas as pd
 from analysis.methods.ranking import SCORE_SOURCES
 from analysis.tables.registry import ColumnSpec, TableSpec
 from reports.document import Column
+from reports.numbers import level_text
 
 # Columns kept for scripts: on the page they would only widen the table.
 DETAIL_NAMES = frozenset({
@@ -87,7 +88,7 @@ def interval_columns(spec: TableSpec, frame: pd.DataFrame, ci_level: float = 0.9
     """Estimate column name -> its merged interval :class:`Column` (an interval without an estimate is
     keyed by its lower end)."""
     merged = {}
-    level = f"{100 * float(ci_level):g}%"
+    level = level_text(ci_level)
     for column in spec.columns:
         low = column.name
         if column.role != "interval" or "low" not in low or low not in frame.columns:

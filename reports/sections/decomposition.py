@@ -19,6 +19,7 @@ from analysis.tables.registry import table_spec
 from reports.document import Column, Figure, Paragraph, Section, Table
 from reports.figures import charts, svg
 from reports.methods import METHODS_BY_KEY
+from reports.numbers import level_text
 
 KEY = "decomposition"
 SECTION_ID = "method-decomposition"
@@ -88,7 +89,7 @@ def summary_blocks(ctx) -> list[Any]:
     blocks: list[Any] = []
     wide = summary_frame(table, ctx.group_order)
     if wide is not None:
-        level = _pct(ctx.settings.get("ci_level", 0.95))
+        level = level_text(ctx.settings.get("ci_level", 0.95))
         blocks.append(Table.from_frame(
             wide, id="summary-decomposition", caption="What each group's routing is worth (ΔmAP)",
             columns=SUMMARY_COLUMNS,
@@ -112,13 +113,6 @@ def summary_blocks(ctx) -> list[Any]:
     if missing:
         blocks.append(Paragraph(missing))
     return blocks
-
-
-def _pct(x: Any) -> str:
-    try:
-        return f"{100 * float(x):g}%"
-    except (TypeError, ValueError):
-        return str(x)
 
 
 def decomposition_figure(table: pd.DataFrame | None, order: list[str], metric: str = "mAP") -> Figure | None:

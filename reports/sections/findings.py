@@ -34,7 +34,7 @@ import pandas as pd
 from analysis.methods.decomposition import unavailable_quantities
 from analysis.methods.ranking import distinguishable_groups
 from analysis.stats.status import OK
-from reports.numbers import fixed, interval_decimals, interval_text, number_text
+from reports.numbers import fixed, interval_decimals, interval_text, level_text, number_text
 
 if TYPE_CHECKING:
     from reports.context import BuildContext
@@ -89,7 +89,7 @@ def _pp(row: Any, estimate: str = "delta_map") -> str:
 
 
 def _level(ctx: BuildContext) -> str:
-    return f"{100 * float(ctx.settings.get('ci_level', 0.95)):g}%"
+    return level_text(ctx.settings.get("ci_level", 0.95))
 
 
 def holm_floor(ctx: BuildContext) -> float | None:
