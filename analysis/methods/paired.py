@@ -35,7 +35,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.settings import AnalysisSettings, MethodNotApplicable
-from analysis.stats.clustered import UNIT, clustered_mcnemar, clustered_signed_rank
+from analysis.stats.clustered import UNIT, clustered_mcnemar, clustered_signed_rank, rank_biserial
 from analysis.stats.corrections import CORRECTIONS, add_corrections
 from analysis.stats.resampling import cluster_bootstrap, identity_sums, identity_weights, percentile_interval, sign_flip
 from analysis.stats.status import NOT_ESTIMABLE, NOT_TESTED, OK
@@ -209,9 +209,7 @@ def wilcoxon_signed_rank(baseline, condition, *, ci_level: float = 0.95) -> dict
         out["ci_low"], out["ci_high"] = out["mean_delta_ap"] - half, out["mean_delta_ap"] + half
     if n_zero == n:
         return {**out, "status": NOT_TESTED, "reason": "every ΔAP is zero: the condition changes no query's AP"}
-    nonzero = d[d != 0]
-    ranks = stats.rankdata(np.abs(nonzero))
-    out["rbc"] = float((ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()) / ranks.sum())
+    out["rbc"] = rank_biserial(d)
     result = stats.wilcoxon(d, zero_method="wilcox")
     out["W"], out["p"] = float(result.statistic), float(result.pvalue)
     return out
@@ -248,18 +246,14 @@ def identity_tests(
     resamples; every comparison shares the same resamples (so family means can be resampled too).
     """
     delta = np.atleast_2d(np.asarray(delta, dtype=float))
-    identity = np.asarray(identity)
-    if delta.shape[1] != identity.size:
-        raise ValueError(f"delta has {delta.shape[1]} queries but identity has {identity.size}")
-    _, member = np.unique(identity, return_inverse=True)
-    n_ids = int(member.max()) + 1 if member.size else 0
+    sums = identity_sums(delta, identity)      # checks that every query has its identity
+    n_ids = sums.n_identities
     rows = []
     if n_ids == 0:
         for _ in range(delta.shape[0]):
             rows.append(_identity_row(0, 0, np.nan, np.nan, (np.nan, np.nan), 0, 0, False, np.nan,
                                       NOT_ESTIMABLE, "no valid query"))
         return pd.DataFrame(rows)
-    sums = identity_sums(delta, identity)
     delta_map = sums.estimate
     boot = sums.resample(identity_weights(n_ids, n_bootstrap, seed))                       # (B, K)
     ci = np.stack(percentile_interval(boot, ci_level))

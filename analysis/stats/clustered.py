@@ -43,7 +43,8 @@ from scipy import optimize, stats
 from analysis.stats.resampling import EXACT_SIGN_FLIP_MAX_IDS, identity_sums, sign_flip_weights
 from analysis.stats.status import NOT_ESTIMABLE, NOT_TESTED, OK
 
-__all__ = ["UNIT", "clustered_mcnemar", "clustered_signed_rank", "rank1_difference_interval", "tango_interval"]
+__all__ = ["UNIT", "clustered_mcnemar", "clustered_signed_rank", "rank1_difference_interval", "rank_biserial",
+           "tango_interval"]
 
 # The independent unit of every identity-valid table (the ``unit`` column).
 UNIT = "identity"
@@ -198,6 +199,15 @@ def datta_satten_statistic(delta, identity) -> tuple[float, float]:
     return statistic, variance
 
 
+def rank_biserial(d: np.ndarray) -> float:
+    """The matched-pairs rank-biserial correlation of the paired differences ``d`` (Kerby 2014): the
+    share of the absolute differences' rank sum that rose minus the share that fell, zeros dropped.
+    It describes the queries whether or not they are tested as independent."""
+    nonzero = d[d != 0]
+    ranks = stats.rankdata(np.abs(nonzero))
+    return float((ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()) / ranks.sum())
+
+
 def clustered_signed_rank(baseline, condition, identity) -> dict[str, Any]:
     """Clustered Wilcoxon signed-rank test (Datta & Satten 2008) of ``condition - baseline``.
 
@@ -217,9 +227,7 @@ def clustered_signed_rank(baseline, condition, identity) -> dict[str, Any]:
         return {**out, "status": NOT_ESTIMABLE, "reason": "no valid query"}
     if out["n_zero"] == n:
         return {**out, "status": NOT_TESTED, "reason": "every ΔAP is zero: the condition changes no query's AP"}
-    nonzero = d[d != 0]
-    ranks = stats.rankdata(np.abs(nonzero))
-    out["rbc"] = float((ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()) / ranks.sum())
+    out["rbc"] = rank_biserial(d)
     if out["n_ids"] < 2:
         return {**out, "status": NOT_TESTED, "reason": "only one identity: identity-level inference needs two or more"}
     statistic, variance = datta_satten_statistic(d, identity)
