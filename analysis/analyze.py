@@ -17,8 +17,8 @@ import pandas as pd
 
 from analysis.results import WARNING_COLUMNS, Results, empty_warnings
 from analysis.settings import AnalysisSettings, MethodNotApplicable
-from analysis.status import OK, UNAVAILABLE
-from analysis.tables import in_table_units, validate_table
+from analysis.stats.status import OK, UNAVAILABLE
+from analysis.tables.registry import in_table_units, validate_table
 from mosaic.core.errors import MosaicError
 
 __all__ = ["analyze", "METHODS", "Method", "NO_EXPERTS", "as_trace", "expert_free_baseline", "has_experts",
@@ -39,27 +39,45 @@ class Method:
 
 
 def _paired(trace, settings):
-    from analysis.paired import paired_tables
+    from analysis.methods.paired import paired_tables
 
     return paired_tables(trace, settings)
 
 
 def _configuration(trace, settings):
-    from analysis.configuration import configuration_level
+    from analysis.methods.configuration.level import configuration_level
 
     return configuration_level(trace, settings)
 
 
 def _explanatory(trace, settings):
-    from analysis.explanatory import query_level_explanatory
+    from analysis.methods.query.explanatory import query_level_explanatory
 
     return query_level_explanatory(trace, settings)
 
 
 def _decomposition(trace, settings):
-    from analysis.decomposition import decomposition_tables
+    from analysis.methods.decomposition import decomposition_tables
 
     return decomposition_tables(trace, settings)
+
+
+def _confusion(trace, settings):
+    from analysis.methods.audit.embedding import attribute_confusion
+
+    return {"attribute_confusion": attribute_confusion(trace, settings)}
+
+
+def _sharing(trace, settings):
+    from analysis.methods.audit.embedding import distance_sharing
+
+    return {"distance_sharing": distance_sharing(trace, settings)}
+
+
+def _comparison(trace, settings):
+    from analysis.methods.audit.comparison import model_comparison
+
+    return {"model_comparison": model_comparison(trace, settings)}
 
 
 METHODS: dict[str, Method] = {
@@ -76,14 +94,22 @@ METHODS: dict[str, Method] = {
                "per group: information, capacity, misrouting and semantics from fixed / drop / counterfactual / "
                "relabel against oracle; per trace: the share of the oracle's gain the attribute code reaches",
                needs_experts=True),
+        # the embedding audit needs no experts: it runs on a checkpoint's baseline and on exported features
+        Method("attribute_confusion", _confusion, ("attribute_confusion",),
+               "per group, how often the negatives ranked above a query's first true match share its "
+               "state, against chance"),
+        Method("distance_sharing", _sharing, ("distance_sharing",),
+               "per group, the fall in different-identity embedding distance when the state is shared"),
+        Method("model_comparison", _comparison, ("model_comparison",),
+               "paired identity-valid tests of the models a trace of exported features holds"),
     )
 }
 
 def register_method(method: Method, *specs, replace: bool = False) -> Method:
-    """Offer ``method`` to :func:`analyze`, with the :class:`analysis.tables.TableSpec` of each table
+    """Offer ``method`` to :func:`analyze`, with the :class:`analysis.tables.registry.TableSpec` of each table
     it produces (one spec per name in ``method.tables``), from user code: reports show its tables
     as the specs describe them."""
-    from analysis.tables import register_table
+    from analysis.tables.registry import register_table
 
     named = {spec.name for spec in specs}
     if named != set(method.tables):
@@ -267,7 +293,7 @@ def analyze(
             warnings.extend(_status_warnings(table_name, frame))
 
     def rank():
-        from analysis.ranking import ranking_tables
+        from analysis.methods.ranking import ranking_tables
 
         return ranking_tables(trace, tables, settings)
 

@@ -8,11 +8,11 @@ largest loss first (rank 1).
 Every row of a test table carries ``status`` (``"ok"`` | ``"not tested"`` | ``"not estimable"``,
 and ``"unavailable"`` where the trace lacks the conditions a decomposition needs) and ``reason``
 (empty when ok). A row that is not ok keeps NaN in its p-value, and NaN p-values
-never enter the multiple-testing corrections (:mod:`analysis.corrections`).
+never enter the multiple-testing corrections (:mod:`analysis.stats.corrections`).
 
 What each table holds -- its columns, dtypes, units, the unit its tests resample, its
-corrections, decisions and families of tests -- is data: the :class:`analysis.tables.TableSpec`
-of that name in :data:`analysis.tables.TABLES` (listed in ``docs/report-json.md``, generated from
+corrections, decisions and families of tests -- is data: the :class:`analysis.tables.registry.TableSpec`
+of that name in :data:`analysis.tables.registry.TABLES` (listed in ``docs/report-json.md``, generated from
 them). A table is absent when its method did not run.
 
 ``Results.warnings`` has columns ``method``, ``group``, ``comparison``, ``reason``: one row per
@@ -42,8 +42,8 @@ from typing import Any, Callable
 import pandas as pd
 
 from analysis.display import Display, Displayable
-from analysis.ranking import distinguishable_groups, headline
-from analysis.tables import table_spec
+from analysis.methods.ranking import distinguishable_groups, headline
+from analysis.tables.registry import table_spec
 from mosaic.core.errors import MosaicError
 from mosaic.core.jsonsafe import jsonable
 

@@ -6,7 +6,7 @@ The trace: 3,368 queries of 750 identities, 15,913 gallery images, the 12 Market
 conditions (oracle, none, 12 x drop / only / counterfactual, 24 subsets). The baseline measured in
 the same run is the plain way to compute the identity-level statistics, a Python loop over
 resamples (index lists per bootstrap draw, one sign vector per permutation), against the
-vectorised matrix products that :mod:`analysis.paired` uses.
+vectorised matrix products that :mod:`analysis.methods.paired` uses.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "2")
 
     import analysis
-    from analysis.paired import identity_deltas, identity_tests
+    from analysis.methods.paired import identity_deltas, identity_tests
     from analysis.settings import AnalysisSettings
 
     start = time.perf_counter()
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         print("\nmethods that did not run:", failed.to_dict("records"))
 
     # the paired tables one by one (all identity-valid), beside the query-independent textbook tests
-    from analysis.paired import PAIRED_TESTS, comparisons, mcnemar_exact, wilcoxon_signed_rank
+    from analysis.methods.paired import PAIRED_TESTS, comparisons, mcnemar_exact, wilcoxon_signed_rank
 
     settings = AnalysisSettings(n_bootstrap=args.n_bootstrap, n_permutations=args.n_permutations)
     print("\n| paired table (unit: identity) | seconds |\n|---|---:|")
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nidentity-level tests of {k} comparisons ({args.n_bootstrap} bootstrap + {args.n_permutations} permutations each):")
     print("\n| implementation | seconds | vs baseline |\n|---|---:|---:|")
     print(f"| baseline: Python loop over resamples (timed on {n} + {n}, scaled) | {loop:.2f} | 1.00x |")
-    print(f"| `analysis.paired.identity_tests` (multinomial weights, one matrix product) | {vectorised:.3f} | {loop / vectorised:.0f}x |")
+    print(f"| `analysis.methods.paired.identity_tests` (multinomial weights, one matrix product) | {vectorised:.3f} | {loop / vectorised:.0f}x |")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_audit
 
-Planted embeddings (:func:`analysis.simulate_embeddings.planted_embeddings`) of Market-1501's test
+Planted embeddings (:func:`analysis.simulation.embeddings.planted_embeddings`) of Market-1501's test
 size: 750 identities, 4 queries and 21 gallery images each (3,000 queries, 15,750 gallery images),
 512 dimensions, 20 sampled pairs per query (60,000 pairs). Timed: building the trace
 (:func:`mosaic.tracefile.embedding.embedding_trace`: L2 normalisation, distances, the protocol, top-k,
@@ -20,9 +20,9 @@ import numpy as np
 
 def main() -> None:
     from analysis import Trace
-    from analysis.audit import attribute_confusion, distance_sharing
+    from analysis.methods.audit.embedding import attribute_confusion, distance_sharing
     from analysis.settings import AnalysisSettings
-    from analysis.simulate_embeddings import planted_embeddings
+    from analysis.simulation.embeddings import planted_embeddings
     from mosaic.core.metrics import evaluate
 
     start = time.perf_counter()

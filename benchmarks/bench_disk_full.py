@@ -89,11 +89,11 @@ def counted(module, name: str, counts: dict):
 
 def refusal_against_trace(ids: int, rounds: int, scratch: Path) -> Path:
     from mosaic import api
+    from mosaic.core.errors import MosaicError
     from mosaic.data import images
+    from mosaic.synth import WorldConfig, synthesize
     from mosaic.tracing import checkpoint as trace_checkpoint
     from mosaic.tracing import engine as trace
-    from mosaic.core.errors import MosaicError
-    from mosaic.synth import WorldConfig, synthesize
 
     world = synthesize(scratch / "world", WorldConfig(n_ids=ids, images_per_id=8, seed=7))
     ckpt = make_checkpoint(world, scratch / "run" / "checkpoints" / "last.pt")
@@ -138,10 +138,10 @@ def refusal_against_trace(ids: int, rounds: int, scratch: Path) -> Path:
 
 
 def estimate_ratios(traced: Path, scratch: Path) -> list:
-    from analysis.simulate import simulate_data
+    from analysis.simulation.trace import simulate_data
+    from mosaic.tracefile import read_trace_data, write_trace
     from mosaic.tracefile.size import estimate_trace_bytes
     from mosaic.tracefile.write import attribute_json
-    from mosaic.tracefile import read_trace_data, write_trace
 
     def estimate(data) -> int:
         routed = sum(1 for kind, on in zip(data.condition_kind, data.enabled_groups) if on.any() and kind != "code")

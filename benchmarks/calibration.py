@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.calibration [--n-traces 200]
 
 Worlds are small (default 150 identities x 4 queries, 10 groups, ``oracle`` + ``drop`` +
-``counterfactual``), drawn by :func:`analysis.simulate.simulate`. Three kinds:
+``counterfactual``), drawn by :func:`analysis.simulation.trace.simulate`. Three kinds:
 
 - **exact null**: every query's effect is exactly zero (``effects=None``, ``effect_sd=0``);
 - **population null**: each identity's effect of each group is drawn around a population mean of
@@ -47,7 +47,7 @@ def _interval(successes: int, n: int) -> str:
 
 
 def _world(args, seed: int, *, effects=None, effect_sd=0.0, n_ids=None):
-    from analysis.simulate import simulate
+    from analysis.simulation.trace import simulate
 
     return simulate(n_ids=n_ids or args.n_ids, queries_per_id=args.queries_per_id, groups=args.groups,
                     effects=effects, effect_sd=effect_sd, n_subsets=0, kinds=KINDS, n_layers=1, top_k=5, seed=seed)
@@ -55,8 +55,8 @@ def _world(args, seed: int, *, effects=None, effect_sd=0.0, n_ids=None):
 
 def _query_level_tables(trace, settings) -> dict[str, pd.DataFrame]:
     """The textbook tests that treat queries as independent (the baseline), with Holm per family."""
-    from analysis.corrections import add_corrections
-    from analysis.paired import comparisons, mcnemar_exact, wilcoxon_signed_rank
+    from analysis.methods.paired import comparisons, mcnemar_exact, wilcoxon_signed_rank
+    from analysis.stats.corrections import add_corrections
 
     data = trace.data
     valid = data.valid
@@ -70,7 +70,7 @@ def _query_level_tables(trace, settings) -> dict[str, pd.DataFrame]:
 
 def family_wise_error(args, settings, world: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Any-Holm-rejection per family and world, and the interval coverage rows of null worlds."""
-    from analysis.paired import paired_tables
+    from analysis.methods.paired import paired_tables
 
     rows, cover = [], []
     effect_sd = args.null_sd if world == "population null" else 0.0
@@ -98,7 +98,7 @@ def _coverage_rows(rows: list, tables, seed: int, world: str, truth) -> None:
 
 def population_values(args, effects: dict) -> dict[str, pd.Series]:
     """Population ΔmAP and Δrank-1 per (comparison, group), from large simulations."""
-    from analysis.paired import comparisons
+    from analysis.methods.paired import comparisons
     from analysis.settings import AnalysisSettings
 
     settings = AnalysisSettings()
@@ -115,7 +115,7 @@ def population_values(args, effects: dict) -> dict[str, pd.Series]:
 
 
 def planted(args, settings, effects: dict, truth) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from analysis.paired import paired_tables
+    from analysis.methods.paired import paired_tables
 
     cover, power = [], []
     for seed in range(args.n_traces):

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.calibration_audit [--seeds 100] [--n-bootstrap 1000]
 
-Worlds from :func:`analysis.simulate_embeddings.planted_embeddings` (200 identities, 2 queries and
+Worlds from :func:`analysis.simulation.embeddings.planted_embeddings` (200 identities, 2 queries and
 4 gallery images each, 64 dimensions):
 
 - **planted**: upcolour 1.0, downcolour 0.7, gender 0.5, every other group 0 (bags included);
@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 
 from analysis import Trace
-from analysis.audit import (_confusion_row, _weighted_fits, attribute_confusion, confusion_counts, distance_sharing,
+from analysis.methods.audit.embedding import (_confusion_row, _weighted_fits, attribute_confusion, confusion_counts, distance_sharing,
                             pair_design)
-from analysis.resampling import identity_weights, percentile_interval
 from analysis.settings import AnalysisSettings
-from analysis.simulate_embeddings import PLANTED_WEIGHTS, planted_embeddings
+from analysis.simulation.embeddings import PLANTED_WEIGHTS, planted_embeddings
+from analysis.stats.resampling import identity_weights, percentile_interval
 
 
 def _naive(trace, settings) -> pd.DataFrame:

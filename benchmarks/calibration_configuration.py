@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.calibration_configuration [--n-traces 200]
 
 Worlds are small (default 80 identities x 3 queries, 6 groups, ``oracle`` + ``none`` + ``drop`` +
-``only`` + 30 random ``subset`` configurations), drawn by :func:`analysis.simulate.simulate`:
+``only`` + 30 random ``subset`` configurations), drawn by :func:`analysis.simulation.trace.simulate`:
 
 - **exact null**: every query's effect of every group is exactly zero;
 - **population null**: each identity's effect of each group is drawn around a population mean of
@@ -46,7 +46,7 @@ def _binomial_ci(successes: int, n: int) -> str:
 
 
 def _world(args, seed: int, *, effects=None, effect_sd=0.0):
-    from analysis.simulate import simulate
+    from analysis.simulation.trace import simulate
 
     return simulate(n_ids=args.n_ids, queries_per_id=args.queries_per_id, groups=args.groups, effects=effects,
                     effect_sd=effect_sd, n_subsets=args.n_subsets, kinds=KINDS, n_layers=1, top_k=5, seed=seed)
@@ -54,12 +54,12 @@ def _world(args, seed: int, *, effects=None, effect_sd=0.0):
 
 def _tables(trace, settings) -> dict[str, pd.DataFrame]:
     """The identity-valid configuration tables and the query GLM (surrogates left out: slow, no test)."""
-    from analysis.configuration import (
+    from analysis.methods.configuration.level import (
         ConfigurationOptions, config_glm_binomial, config_glm_gaussian, config_ttest, configuration_design,
     )
-    from analysis.explanatory import ExplanatoryOptions
-    from analysis.glm import small_blas
-    from analysis.query_glm import query_glm
+    from analysis.methods.query.explanatory import ExplanatoryOptions
+    from analysis.methods.query.glm import query_glm
+    from analysis.stats.glm import small_blas
 
     options = ConfigurationOptions()
     design = configuration_design(trace, options, n_bootstrap=settings.n_bootstrap, seed=settings.seed)
@@ -74,9 +74,9 @@ def _tables(trace, settings) -> dict[str, pd.DataFrame]:
 
 def _cr1_query_glm(trace, settings) -> pd.DataFrame:
     """Baseline: the query GLM's term tests with statsmodels' CR1 sandwich and a normal reference."""
-    from analysis.corrections import add_corrections
-    from analysis.glm import fit_glm
-    from analysis.query_glm import state_design
+    from analysis.methods.query.glm import state_design
+    from analysis.stats.corrections import add_corrections
+    from analysis.stats.glm import fit_glm
 
     queries = trace.query_table
     valid = queries["valid"].to_numpy()
@@ -89,7 +89,7 @@ def _cr1_query_glm(trace, settings) -> pd.DataFrame:
 
 def _families(tables: dict[str, pd.DataFrame], cr1: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame, str]]:
     """``(test, inference, rows, p column)`` for every family of one world."""
-    from analysis.corrections import add_corrections
+    from analysis.stats.corrections import add_corrections
 
     out = []
     for name in CONFIG_TABLES:
@@ -125,7 +125,7 @@ def null_worlds(args, settings, world: str) -> tuple[pd.DataFrame, pd.DataFrame]
 
 
 def planted(args, settings, effects: dict) -> pd.DataFrame:
-    from analysis.paired import paired_identity
+    from analysis.methods.paired import paired_identity
 
     power = []
     for seed in range(args.n_planted):

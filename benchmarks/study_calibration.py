@@ -5,15 +5,15 @@ Two checks, each against a truth the simulation plants::
     python -m benchmarks.study_calibration            # about 2-4 minutes on a 2-core CPU
     python -m benchmarks.study_calibration --quick    # fewer replications
 
-1. **Between-seed variance interval** (Q-profile of :func:`analysis.metaanalysis.between_seed_variance`).
+1. **Between-seed variance interval** (Q-profile of :func:`analysis.stats.metaanalysis.between_seed_variance`).
    Per replication, ``k`` runs of one label are evaluated on identity-level data: identity ``i``
    of run ``r`` has effect ``mu + u_r + d_i + d_ir`` (``u_r ~ N(0, tau^2)`` the seed's deviation,
    ``d_i`` shared by every run when the test set is shared, ``d_ir`` the run's own identity
    deviation) and each query adds noise. The estimand of run ``r`` is ``mu + u_r`` (the mean over
    new identities), so ``tau^2`` is the truth the interval must cover. Runs are resampled exactly
-   as the study resamples them (:mod:`analysis.resampling`, one identity-weight matrix per test
+   as the study resamples them (:mod:`analysis.stats.resampling`, one identity-weight matrix per test
    set). Coverage must lie in 92–98 %; the pooled-effect interval's coverage of ``mu`` is shown too.
-2. **Label contrasts on simulated traces** (:func:`analysis.simulate_study.simulate_study`, the whole
+2. **Label contrasts on simulated traces** (:func:`analysis.simulation.study.simulate_study`, the whole
    ``analysis.study`` path): two labels with the same planted effects except one group; the share of
    equal groups whose contrast is rejected (raw and Holm family-wise) and the power on the planted one.
 """
@@ -25,8 +25,8 @@ import time
 
 import numpy as np
 
-from analysis.metaanalysis import between_seed_variance, combination
-from analysis.resampling import identity_sums, identity_weights
+from analysis.stats.metaanalysis import between_seed_variance, combination
+from analysis.stats.resampling import identity_sums, identity_weights
 
 SETTINGS = (
     # (k seeds, tau, shared test set)
@@ -81,8 +81,8 @@ def variance_coverage(reps: int, seed: int = 0) -> list[dict]:
 
 
 def contrast_calibration(reps: int, seed: int = 0) -> dict:
-    from analysis.simulate_study import simulate_study
-    from analysis.study import study
+    from analysis.simulation.study import simulate_study
+    from analysis.studies.study import study
 
     equal = dict(gender=0.6, upcolour=0.8, hat=0.2)
     raw = fw = power = tested = 0

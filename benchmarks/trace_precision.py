@@ -8,7 +8,7 @@ and per query:
 - agreement of the first-match rank and of the top-k lists;
 - each group's Δ of the analysis (``drop:<g>``, ``counterfactual:<g>``, ``fixed:<g>`` minus
   ``oracle``, in mean AP over queries) in both traces, and how far it moved against its
-  identity-bootstrap standard error (``analysis.resampling.cluster_bootstrap``, resampling
+  identity-bootstrap standard error (``analysis.stats.resampling.cluster_bootstrap``, resampling
   identities) in the fp32 trace: ``|Δ_other − Δ_fp32| / SE``;
 - the consensus ranking of the groups (mean of each group's rank by Δ over the drop and
   counterfactual kinds) in both traces, and whether it changed.
@@ -39,7 +39,7 @@ RANKED_KINDS = ("drop", "counterfactual")
 def group_deltas(data, n_resamples: int = 1000, seed: int = 0) -> dict[tuple[str, str], tuple[float, float]]:
     """``(kind, group) -> (Δ, identity-bootstrap SE)``: mean AP of the condition minus the oracle's
     over the valid queries, the SE over resamples of the query identities."""
-    from analysis.resampling import cluster_bootstrap
+    from analysis.stats.resampling import cluster_bootstrap
 
     names = list(data.condition_name)
     oracle = data.ap[names.index("oracle")]

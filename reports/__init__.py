@@ -35,19 +35,19 @@ class ReportFormat:
 
 
 def _html(report: Report) -> str:
-    from reports.html import render_html
+    from reports.formats.html import render_html
 
     return render_html(report)
 
 
 def _markdown(report: Report) -> str:
-    from reports.markdown import render_markdown
+    from reports.formats.markdown import render_markdown
 
     return render_markdown(report)
 
 
 def _json(report: Report) -> str:
-    from reports.jsonfmt import render_json
+    from reports.formats.jsonfmt import render_json
 
     return render_json(report)
 

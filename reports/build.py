@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-from reports import decomposition, figures
 from reports.context import BuildContext, ReportOptions, creation_time
 from reports.document import Report, Section
+from reports.figures import builders
 from reports.provenance import report_metadata
+from reports.sections import decomposition
 from reports.sections.appendix import (
     build_methods,
     build_provenance,
@@ -63,7 +64,7 @@ SECTION_BUILDERS: tuple[tuple[str, Callable[[BuildContext], Section | list[Secti
 def build_report(results, trace, options: ReportOptions | None = None) -> Report:
     """The report of ``results`` (from :func:`analysis.analyze`) on ``trace``, ready to render."""
     options = options or ReportOptions()
-    order = figures.group_order(results.tables.get("ranking_groups"), trace.schema.group_names)
+    order = builders.group_order(results.tables.get("ranking_groups"), trace.schema.group_names)
     created = creation_time(options.created)
     ctx = BuildContext(results=results, trace=trace, options=options, group_order=order, created=created)
     built: dict[str, Section | list[Section]] = {}

@@ -13,12 +13,12 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from analysis.status import OK
-from analysis.tables import table_spec
-from reports.columns import hidden_note, spec_columns
+from analysis.stats.status import OK
+from analysis.tables.registry import table_spec
 from reports.document import Column, Table
-from reports.images import THUMBNAIL_SIZE
-from reports.ranked import RankedListSettings
+from reports.figures.images import THUMBNAIL_SIZE
+from reports.figures.ranked import RankedListSettings
+from reports.formats.columns import hidden_note, spec_columns
 
 __all__ = ["BuildContext", "ReportOptions", "creation_time"]
 

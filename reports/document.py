@@ -1,7 +1,7 @@
 """The format-neutral report: sections made of blocks (text, tables, figures, ranked lists).
 
 :func:`reports.build.build_report` fills a :class:`Report` once; each format
-(:mod:`reports.html`, :mod:`reports.markdown`, :mod:`reports.jsonfmt`) only writes it out. That
+(:mod:`reports.formats.html`, :mod:`reports.formats.markdown`, :mod:`reports.formats.jsonfmt`) only writes it out. That
 is what keeps the three formats showing the same numbers: a :class:`Table` holds its cells'
 text, written once by :mod:`reports.numbers`, and every renderer prints that text.
 """
@@ -277,7 +277,7 @@ class RankedLists:
 
 @dataclass
 class Findings:
-    """The sentences that open the report (:class:`reports.findings.Finding`), beside one figure."""
+    """The sentences that open the report (:class:`reports.sections.findings.Finding`), beside one figure."""
 
     id: str
     items: list[Any]

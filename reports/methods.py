@@ -11,18 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from reports.numbers import level_text
+
 Settings = Mapping[str, Any]
 
 
 def _ci(settings: Settings) -> str:
-    return f"{_pct(settings.get('ci_level', 0.95))} confidence intervals"
-
-
-def _pct(x: Any) -> str:
-    try:
-        return f"{100 * float(x):g}%"
-    except (TypeError, ValueError):
-        return str(x)
+    return f"{level_text(settings.get('ci_level', 0.95))} confidence intervals"
 
 
 def _comparisons(settings: Settings) -> str:

@@ -182,6 +182,14 @@ def count_text(value: Any) -> str | None:
     return None if x is None else fixed(round(x), 0)
 
 
+def level_text(level: Any) -> str:
+    """An interval's coverage as a percentage (0.95 -> "95%"); a value that is not a number as it is."""
+    try:
+        return f"{100 * float(level):g}%"
+    except (TypeError, ValueError):
+        return str(level)
+
+
 def rank_text(value: Any) -> str | None:
     """Whole ranks as integers; averaged ties keep one decimal (2.5)."""
     x = _finite(value)

@@ -2,7 +2,7 @@
 :class:`SVGFigure` that displays itself in a cell (``_repr_svg_``/``_repr_html_``).
 
 One plotting layer: these functions call the very builders the report uses
-(:mod:`reports.figures`, :mod:`reports.decomposition`), so a figure in a notebook is the figure
+(:mod:`reports.figures.builders`, :mod:`reports.sections.decomposition`), so a figure in a notebook is the figure
 in the report. They are registered in :data:`analysis.results.FIGURES` as this module loads,
 which is how ``results.plot_ranking()`` finds them without ``analysis`` importing ``reports``.
 """
@@ -12,12 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.ranking import distinguishable_groups
+from analysis.methods.ranking import distinguishable_groups
 from analysis.results import register_figure
 from mosaic.core.errors import MosaicError
 from mosaic.core.fileio import atomic_path
-from reports import decomposition, figures
 from reports.document import Figure
+from reports.figures import builders
+from reports.sections import decomposition
 
 __all__ = ["SVGFigure", "plot_decomposition", "plot_paired", "plot_ranking"]
 
@@ -56,14 +57,14 @@ def _figure(made: Figure | None, what: str) -> SVGFigure:
 
 def _order(results) -> list[str]:
     ranking = results.tables.get("ranking_groups")
-    return figures.group_order(ranking, [] if ranking is None else list(ranking["group"].astype(str)))
+    return builders.group_order(ranking, [] if ranking is None else list(ranking["group"].astype(str)))
 
 
 def plot_ranking(results, comparison: str = "drop") -> SVGFigure:
     """The groups by consensus rank with rank intervals, beside ΔmAP (pp) with its interval (the report's
     first figure)."""
     groups, decided_by = distinguishable_groups(results.tables)
-    return _figure(figures.ranking_figure(results.tables.get("ranking_groups"), results.tables.get("paired_identity"),
+    return _figure(builders.ranking_figure(results.tables.get("ranking_groups"), results.tables.get("paired_identity"),
                                           null=bool(decided_by) and not groups, comparison=comparison,
                                           ci_level=results.settings.get("ci_level", 0.95)), "ranking")
 
@@ -72,7 +73,7 @@ def plot_paired(results, metric: str = "map") -> SVGFigure:
     """ΔmAP (``metric="map"``) or Δrank-1 (``"rank1"``) per group, drop beside counterfactual."""
     table, estimate, label = (("paired_identity", "delta_map", "ΔmAP (pp)") if metric == "map"
                               else ("paired_mcnemar", "delta_rank1", "Δrank-1 (pp)"))
-    return _figure(figures.paired_change(results.tables.get(table), estimate=estimate, metric=label,
+    return _figure(builders.paired_change(results.tables.get(table), estimate=estimate, metric=label,
                                          order=_order(results), fig_id=f"fig-paired-{metric}"), "paired")
 
 

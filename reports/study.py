@@ -1,6 +1,6 @@
 """The study report: several runs side by side, in the same document model as ``mosaic report``.
 
-:func:`build_study_report` turns :class:`analysis.study.StudyResults` into a
+:func:`build_study_report` turns :class:`analysis.studies.study.StudyResults` into a
 :class:`reports.document.Report`, so every format of :data:`reports.FORMATS` (html, md, json)
 writes it with the same numbers. Sections: summary, pooled effects per label (with the seeds'
 spread), the decomposition, ranking stability, label contrasts (groups and families), runs,
@@ -14,13 +14,13 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from analysis.tables import table_spec
-from reports.columns import spec_columns
+from analysis.tables.registry import table_spec
 from reports.document import BulletList, Figure, KeyValues, Paragraph, Report, Section, Table
+from reports.figures.charts import ForestPanel, forest_plot
+from reports.figures.study import SpreadPanel, spread_plot
+from reports.figures.svg import PALETTE
+from reports.formats.columns import spec_columns
 from reports.provenance import mosaic_version, package_versions, source_commit
-from reports.study_figures import SpreadPanel, spread_plot
-from reports.charts import ForestPanel, forest_plot
-from reports.svg import PALETTE
 
 __all__ = ["build_study_report"]
 

@@ -13,9 +13,9 @@ import pytest
 from scipy import linalg, stats
 from scipy.special import expit
 
-from analysis.cluster_robust import cr2, glm_working_parts
-from analysis.glm import fit_glm
-from analysis.query_glm import cr2_inference
+from analysis.methods.query.glm import cr2_inference
+from analysis.stats.cluster_robust import cr2, glm_working_parts
+from analysis.stats.glm import fit_glm
 
 SIZES = [1, 2, 3, 3, 4, 5, 2]          # seven unequal identities
 

@@ -10,7 +10,7 @@ import pytest
 from scipy import optimize, stats
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 
-from analysis.clustered import (
+from analysis.stats.clustered import (
     clustered_mcnemar,
     clustered_signed_rank,
     datta_satten_statistic,
@@ -204,9 +204,9 @@ def test_clustered_tests_hold_their_level_where_query_tests_do_not():
 @pytest.fixture(scope="module")
 def varying():
     """Planted effects that vary by identity (sd 0.5 around each group's mean)."""
-    from analysis.paired import paired_tables
+    from analysis.methods.paired import paired_tables
     from analysis.settings import AnalysisSettings
-    from analysis.simulate import simulate
+    from analysis.simulation.trace import simulate
 
     effects = {f"g{i:02d}": 0.15 * (i + 1) for i in range(10)}
     trace = simulate(groups=10, effects=effects, effect_sd=0.5, n_ids=250, n_subsets=0,

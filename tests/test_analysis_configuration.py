@@ -10,16 +10,16 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.configuration import (
+from analysis.methods.configuration.level import (
     SURROGATES,
     ConfigurationOptions,
     config_ttest,
     configuration_design,
     configuration_level,
 )
-from analysis.glm import INTERCEPT, fit_glm
 from analysis.settings import AnalysisSettings
-from analysis.simulate import simulate, simulate_data
+from analysis.simulation.trace import simulate, simulate_data
+from analysis.stats.glm import INTERCEPT, fit_glm
 from analysis.trace import Trace
 from mosaic.core.errors import MosaicError
 
@@ -340,7 +340,7 @@ def test_resampled_refits_equal_statsmodels_on_explicit_resamples(planted):
     """The vectorised refits equal a statsmodels fit on the queries of each resample's identities."""
     import statsmodels.api as sm
 
-    from analysis.config_inference import logistic_refit, ols_refit
+    from analysis.methods.configuration.inference import logistic_refit, ols_refit
 
     trace, _ = planted
     design = configuration_design(trace, ConfigurationOptions(), n_bootstrap=100, seed=4)
@@ -368,7 +368,7 @@ def test_resampled_refits_equal_statsmodels_on_explicit_resamples(planted):
 
 
 def test_identity_columns_name_their_unit_and_use_ci_level_not_alpha(planted):
-    from analysis.configuration import config_glm_binomial, config_glm_gaussian
+    from analysis.methods.configuration.level import config_glm_binomial, config_glm_gaussian
 
     trace, _ = planted
     options = ConfigurationOptions()

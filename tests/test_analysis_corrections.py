@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
-from analysis.corrections import add_corrections
+from analysis.stats.corrections import add_corrections
 
 
 def test_nan_and_untested_rows_never_poison_a_family():

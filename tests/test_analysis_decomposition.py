@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from analysis import analyze
-from analysis.decomposition import QUANTITIES, decomposition_tables, point_decomposition
+from analysis.methods.decomposition import QUANTITIES, decomposition_tables, point_decomposition
 from analysis.settings import AnalysisSettings
-from analysis.simulate_decomposition import simulate_decomposition, simulate_decomposition_data
+from analysis.simulation.decomposition import simulate_decomposition, simulate_decomposition_data
 from mosaic.core.errors import MosaicError
 
 

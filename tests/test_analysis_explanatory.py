@@ -10,15 +10,15 @@ import pytest
 from scipy import stats
 from scipy.special import expit
 
-from analysis.explanatory import (
+from analysis.methods.query.explanatory import (
     DropSurrogate,
     ExplanatoryOptions,
     query_level_explanatory,
     surrogate_data,
 )
-from analysis.glm import as_settings, find_separation, fit_glm
-from analysis.query_surrogate import _group_constraints
-from analysis.simulate import simulate_data
+from analysis.methods.query.surrogate import _group_constraints
+from analysis.simulation.trace import simulate_data
+from analysis.stats.glm import as_settings, find_separation, fit_glm
 from analysis.trace import Trace
 from mosaic.core.errors import MosaicError
 

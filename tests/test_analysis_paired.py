@@ -11,8 +11,8 @@ from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 
-from analysis.corrections import benjamini_hochberg, holm
-from analysis.paired import (
+from analysis.stats.corrections import benjamini_hochberg, holm
+from analysis.methods.paired import (
     identity_tests,
     mcnemar_exact,
     paired_identity,
@@ -22,7 +22,7 @@ from analysis.paired import (
     wilcoxon_signed_rank,
 )
 from analysis.settings import AnalysisSettings
-from analysis.simulate import simulate
+from analysis.simulation.trace import simulate
 
 SETTINGS = AnalysisSettings(n_bootstrap=400, n_permutations=400, seed=0)
 
@@ -122,7 +122,7 @@ def test_bootstrap_ci_equals_a_plain_loop_over_resampled_identities():
     ids = np.repeat(np.arange(40), 3)
     delta = rng.normal(-0.05, 0.1, size=ids.size)
     row = identity_tests(delta, ids, n_bootstrap=300, n_permutations=300, seed=9).iloc[0]
-    from analysis.paired import bootstrap_weights
+    from analysis.methods.paired import bootstrap_weights
 
     weights = bootstrap_weights(40, 300, 9)
     loop = []

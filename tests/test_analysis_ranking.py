@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.paired import paired_tables
-from analysis.ranking import SCORE_SOURCES, agreement, kendalls_w, method_scores, rank_families, rank_groups
+from analysis.methods.paired import paired_tables
+from analysis.methods.ranking import SCORE_SOURCES, agreement, method_scores, rank_families, rank_groups
 from analysis.settings import AnalysisSettings
-from analysis.simulate import simulate
+from analysis.simulation.trace import simulate
+from analysis.stats.concordance import kendalls_w
 
 SETTINGS = AnalysisSettings(n_bootstrap=300, n_permutations=200, seed=0)
 
@@ -121,7 +122,7 @@ def test_consensus_rank_interval_separates_planted_groups_and_covers_tied_ones()
 
 
 def test_kendalls_w_gets_an_identity_resampled_interval(planted):
-    from analysis.ranking import identity_replicates
+    from analysis.methods.ranking import identity_replicates
 
     trace, _, tables = planted
     scores = method_scores(tables, list(trace.group_names))

@@ -1,4 +1,4 @@
-"""analysis.resampling: the identity-weight matrices and the cluster bootstrap / sign-flip core."""
+"""analysis.stats.resampling: the identity-weight matrices and the cluster bootstrap / sign-flip core."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from analysis.resampling import (
+from analysis.stats.resampling import (
     cluster_bootstrap,
     identity_sums,
     identity_weights,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.simulate import simulate, simulate_data, synthetic_schema
+from analysis.simulation.trace import simulate, simulate_data, synthetic_schema
 from mosaic.core.errors import MosaicError
 
 EFFECTS = {"g00": 0.0, "g01": 0.5, "g02": 1.5, "g03": 3.0}

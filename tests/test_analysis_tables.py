@@ -13,10 +13,10 @@ import pytest
 import analysis
 import reports
 from analysis.analyze import METHODS, Method, register_method
-from analysis.corrections import CORRECTIONS
-from analysis.table_docs import DOC_BEGIN, DOC_END, with_column_docs
-from analysis.tables import TABLES, ColumnSpec, TableContractError, TableSpec, validate_table
-from reports.columns import words
+from analysis.stats.corrections import CORRECTIONS
+from analysis.tables.docs import DOC_BEGIN, DOC_END, with_column_docs
+from analysis.tables.registry import TABLES, ColumnSpec, TableContractError, TableSpec, validate_table
+from reports.formats.columns import words
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "report-json.md"
 
@@ -30,7 +30,7 @@ def small_trace():
 def test_docs_column_reference_is_generated_from_the_specs():
     text = DOC.read_text(encoding="utf-8")
     assert DOC_BEGIN in text and DOC_END in text
-    assert with_column_docs(text) == text, "docs/report-json.md is stale: run python -m analysis.table_docs docs/report-json.md"
+    assert with_column_docs(text) == text, "docs/report-json.md is stale: run python -m analysis.tables.docs docs/report-json.md"
     for name, spec in TABLES.items():
         assert f"### `{name}`" in text
         for column in spec.columns:

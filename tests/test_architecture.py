@@ -30,6 +30,15 @@ TORCH_FREE = ("mosaic.core", "mosaic.tracefile", "mosaic.conditions", "mosaic.da
 READ_BY_ANALYSIS = ("mosaic.core", "mosaic.tracefile", "mosaic.conditions")
 # The sub-packages mosaic/ is made of; a new folder is a new layer and belongs in one of the lists.
 LAYERS = TORCH_FREE + ("mosaic.model", "mosaic.train", "mosaic.tracing", "mosaic.app")
+# The folders of analysis/ and reports/, lowest first: a folder imports itself and the folders before
+# it, never one after it. Beside them, at the top of each package, sit only its entry points (reading a
+# trace, analyze, the results; the report's build) and the small modules everything reads (settings,
+# the report document, the rounding rule), at most TOP_MODULES of them.
+FOLDERS = {
+    "analysis": ("stats", "tables", "methods", "simulation", "studies"),
+    "reports": ("formats", "figures", "sections"),
+}
+TOP_MODULES = {"analysis": 8, "reports": 10}
 
 
 def _module_name(path: Path) -> str:
@@ -186,3 +195,52 @@ def test_results_draw_the_report_figures_without_reports_imported_first():
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def _layer(name: str) -> str:
+    """The folder of analysis/ or reports/ that ``name`` sits in, or the module itself at the top."""
+    parts = name.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 or (len(parts) == 2 and (REPO / parts[0] / parts[1]).is_dir()) else name
+
+
+@pytest.mark.parametrize("package", sorted(FOLDERS))
+def test_analysis_and_reports_are_made_of_the_named_folders(package):
+    folders = {p.name for p in (REPO / package).iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert folders == set(FOLDERS[package]), f"a folder of {package}/ that FOLDERS does not name (or one gone)"
+    top = sorted(p.stem for p in (REPO / package).glob("*.py"))
+    assert len(top) <= TOP_MODULES[package], f"{package}/ holds {len(top)} modules at its top: {top}; a folder holds the rest"
+
+
+@pytest.mark.parametrize("package", sorted(FOLDERS))
+def test_a_folder_imports_only_itself_and_the_folders_below_it(package):
+    order = [f"{package}.{folder}" for folder in FOLDERS[package]]
+    offences = []
+    for name in MODULES:
+        if _layer(name) not in order:
+            continue
+        for line, imported in _imports(name):
+            target = _layer(ours) if (ours := _internal(imported)) else None
+            if target in order and order.index(target) > order.index(_layer(name)):
+                offences.append(f"{MODULES[name].relative_to(REPO)}:{line} imports {imported}, a folder above its own")
+    assert not offences, "\n".join(offences)
+
+
+def test_no_circle_between_the_folders_and_the_top_modules():
+    """Each folder of analysis/ and reports/ taken as one node, each module at their top as its own:
+    the graph of their imports (at every level) has no circle, so nothing imports back up."""
+    graph: dict[str, set[str]] = {}
+    for name in MODULES:
+        if not _within(name, tuple(FOLDERS)):
+            continue
+        node = _layer(name)
+        graph.setdefault(node, set())
+        for _, imported in _imports(name):
+            ours = _internal(imported)
+            if ours and _within(ours, tuple(FOLDERS)) and _layer(ours) != node:
+                graph[node].add(_layer(ours))
+    for targets in list(graph.values()):
+        for target in targets:
+            graph.setdefault(target, set())
+    assert {"analysis.stats", "analysis.methods", "analysis.analyze", "reports.sections", "reports.build"} <= set(graph)
+    circles = _circles(graph)
+    assert not circles, "folders or top modules that import each other:\n" + "\n".join(map(str, circles))

@@ -116,7 +116,7 @@ def test_the_cli_traces_features_and_refuses_without_data(tiny_world, exported, 
 # ------------------------------------------------------------------------------ the audit
 def _audit(trace, n_bootstrap=200):
     from analysis import Trace
-    from analysis.audit import attribute_confusion, distance_sharing
+    from analysis.methods.audit.embedding import attribute_confusion, distance_sharing
     from analysis.settings import AnalysisSettings
 
     settings = AnalysisSettings(n_bootstrap=n_bootstrap, seed=0)
@@ -126,7 +126,7 @@ def _audit(trace, n_bootstrap=200):
 
 
 def test_planted_groups_are_ranked_in_the_planted_order_and_zero_weights_cover_no_effect():
-    from analysis.simulate_embeddings import PLANTED_WEIGHTS, planted_embeddings
+    from analysis.simulation.embeddings import PLANTED_WEIGHTS, planted_embeddings
 
     weighted = [g for g, w in sorted(PLANTED_WEIGHTS.items(), key=lambda t: -t[1]) if w > 0]
     zero = [g for g, w in PLANTED_WEIGHTS.items() if w == 0]
@@ -146,7 +146,7 @@ def test_planted_groups_are_ranked_in_the_planted_order_and_zero_weights_cover_n
 
 def test_a_population_null_world_is_held_at_level():
     """No reliance on average, each identity's weight varying around zero: few intervals exclude no effect."""
-    from analysis.simulate_embeddings import planted_embeddings
+    from analysis.simulation.embeddings import planted_embeddings
 
     excluded, total = 0, 0
     for seed in range(3):
@@ -177,7 +177,7 @@ def test_analyze_on_a_features_trace_runs_the_glm_and_the_audit_and_leaves_out_t
 
 
 def test_the_report_of_a_features_trace_opens_with_the_finding(tmp_path):
-    from analysis.simulate_embeddings import planted_embeddings
+    from analysis.simulation.embeddings import planted_embeddings
     from mosaic import api
     from mosaic.tracefile import write_trace
 

@@ -197,10 +197,10 @@ def test_trace_size_estimate_is_within_a_quarter_of_the_written_file(traced_setu
 @pytest.mark.parametrize("shape", [dict(n_ids=5, n_subsets=2), dict(n_ids=60, n_subsets=60, n_layers=4)], ids=["small", "many-conditions"])
 def test_trace_size_estimate_of_simulated_traces(shape, tmp_path):
     """The layout-derived estimate against the real writer at other sizes (one-hot gates, as traced)."""
-    from analysis.simulate import simulate_data
+    from analysis.simulation.trace import simulate_data
+    from mosaic.tracefile import write_trace
     from mosaic.tracefile.size import estimate_trace_bytes
     from mosaic.tracefile.write import attribute_json
-    from mosaic.tracefile import write_trace
 
     data = simulate_data(seed=3, **shape)
     path = write_trace(data, tmp_path / "sim.h5")

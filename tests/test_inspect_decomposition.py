@@ -16,7 +16,7 @@ def wide_console(monkeypatch):
 
 
 def test_inspect_prints_the_decomposition_from_stored_metrics(tmp_path, capsys):
-    from analysis.simulate_decomposition import simulate_decomposition
+    from analysis.simulation.decomposition import simulate_decomposition
 
     trace = simulate_decomposition(tmp_path / "t.h5", groups=2, n_ids=40, seed=3,
                                    planted={"g00": {"information": -0.1, "capacity": -0.05, "misrouting": -0.2}})
@@ -62,7 +62,7 @@ def test_a_traced_model_is_decomposed_end_to_end(tmp_path, capsys):
     from tests.test_trace_cli import GROUPS, one_torch_thread, toy_run
 
     from analysis import read_trace
-    from analysis.decomposition import decomposition_tables
+    from analysis.methods.decomposition import decomposition_tables
     from analysis.settings import AnalysisSettings
 
     with one_torch_thread():

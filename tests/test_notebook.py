@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 # (name of the object the cell ends with, its source): what an analyst types, smallest settings
 CELLS = [
     ("setup", "import analysis\n"
-              "from analysis.simulate_study import simulate_study\n"
+              "from analysis.simulation.study import simulate_study\n"
               "from mosaic import api\n"
               "from mosaic.tracefile import write_trace\n"
               "FAST = dict(n_bootstrap=100, n_permutations=100, seed=0)"),

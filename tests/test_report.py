@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 
 import reports
-from reports import charts, svg
+import reports.formats.html
+import reports.formats.markdown
 from reports.build import ReportOptions, build_report
 from reports.document import Column, Table
-import reports.html
-import reports.markdown
+from reports.figures import charts, svg
 from reports.numbers import P_VALUE, PERCENT, display_value, fixed, interval_text, p_text, rule_for, value_text
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -106,9 +106,9 @@ def test_unestimable_rows_collapse_to_one_line_with_the_reason():
     assert [c.key for c in table.columns] == ["group", "coef", "p"]  # status and reason are not columns
     assert table.collapsed == [None, "b — not estimable: separation", None]
     assert table.rows[2]["p"] == "not tested"
-    html = reports.html.render_table(table)
+    html = reports.formats.html.render_table(table)
     assert html.count('class="collapsed" colspan="3"') == 1 and "separation" in html
-    md = reports.markdown.render_table(table)
+    md = reports.formats.markdown.render_table(table)
     assert "| b — not estimable: separation |  |  |" in md
 
 
@@ -339,7 +339,7 @@ def test_ranked_lists_embed_thumbnails_and_survive_missing_images(results, sim_t
 
 
 def test_ranked_lists_pick_the_largest_ap_losses(results, sim_trace):
-    from reports.ranked import RankedListSettings, build_ranked_lists
+    from reports.figures.ranked import RankedListSettings, build_ranked_lists
 
     lists = build_ranked_lists(sim_trace, ["g01"], RankedListSettings(n_groups=1, n_queries=3, top_k=4))
     d = sim_trace.data

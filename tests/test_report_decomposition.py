@@ -24,7 +24,7 @@ def _render(trace):
 
 
 def test_summary_shows_the_five_quantities_identically_in_every_format():
-    from analysis.simulate_decomposition import simulate_decomposition
+    from analysis.simulation.decomposition import simulate_decomposition
 
     trace = simulate_decomposition(groups=3, planted=PLANTED, n_ids=80, seed=2)
     results, texts = _render(trace)
@@ -92,7 +92,7 @@ def test_report_on_a_schema_1_0_trace_names_the_unavailable_quantities():
 
 
 def test_demo_prints_the_five_quantities_with_intervals(tmp_path, capsys):
-    from analysis.simulate_decomposition import simulate_decomposition
+    from analysis.simulation.decomposition import simulate_decomposition
     from mosaic.app.commands.demo import _print_headline
 
     trace = simulate_decomposition(groups=3, planted=PLANTED, n_ids=60, seed=6)
@@ -112,8 +112,8 @@ def test_demo_prints_the_five_quantities_with_intervals(tmp_path, capsys):
 def test_report_json_doc_lists_every_decomposition_column():
     from pathlib import Path
 
-    from analysis.tables import table_spec
-    from reports.decomposition import CODE_COLUMNS, QUANTITY_LABELS, SUMMARY_COLUMNS
+    from analysis.tables.registry import table_spec
+    from reports.sections.decomposition import CODE_COLUMNS, QUANTITY_LABELS, SUMMARY_COLUMNS
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "report-json.md").read_text(encoding="utf-8")
     keys = {c.name for t in ("decomposition", "decomposition_code") for c in table_spec(t).columns}

@@ -180,7 +180,7 @@ def test_the_null_report_fits_and_says_so_on_screen(browser, null_world, tmp_pat
 
 
 def test_a_method_added_from_outside_opens_the_report_with_its_own_sentence(results, sim_trace, monkeypatch):
-    from reports import findings
+    from reports.sections import findings
 
     monkeypatch.setattr(findings, "FINDING_BUILDERS", dict(findings.FINDING_BUILDERS))
     seen = []

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from analysis.metaanalysis import between_seed_variance, combination
-from analysis.simulate import simulate
-from analysis.simulate_study import simulate_study
-from analysis.study import kendall_w, study
+from analysis.simulation.study import simulate_study
+from analysis.simulation.trace import simulate
+from analysis.stats.concordance import kendalls_w
+from analysis.stats.metaanalysis import between_seed_variance, combination
+from analysis.studies.study import study
 from mosaic.app.cli import main
 
 EQUAL = dict(gender=0.6, upcolour=0.8, hat=0.2)
@@ -79,8 +80,9 @@ def test_shared_identity_error_is_not_averaged_away():
 
 
 def test_rank_stability_and_kendall_w():
-    assert kendall_w(np.array([[1, 2, 3, 4], [1, 2, 3, 4]]))["kendall_w"] == pytest.approx(1.0)
-    assert kendall_w(np.array([[1, 2, 3, 4], [4, 3, 2, 1]]))["kendall_w"] == pytest.approx(0.0)
+    assert kendalls_w(np.array([[1, 2, 3, 4], [1, 2, 3, 4]]))["w"] == pytest.approx(1.0)
+    assert kendalls_w(np.array([[1, 2, 3, 4], [4, 3, 2, 1]]))["w"] == pytest.approx(0.0)
+    assert np.isnan(kendalls_w(np.array([[1, 2, 3, 4]]))["w"])  # one seed: no concordance to measure
     traces = simulate_study({"A": {"downcolour": 2.0, "gender": 1.0, "hat": 0.5}}, n_seeds=3, n_ids=100,
                             kinds=("oracle", "drop"), seed=1)
     results = study(traces, n_bootstrap=200)

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from analysis import read_trace
-from analysis.simulate import simulate_data
+from analysis.simulation.trace import simulate_data
 from mosaic.app.cli import main
 from mosaic.core.errors import MosaicError
-from mosaic.tracefile.layout import UNCHECKED_VERSION
 from mosaic.tracefile import SCHEMA_VERSION, check_trace_file, read_trace_file, write_trace
 from mosaic.tracefile.checksums import chunks_digest, digest, find_mismatches
+from mosaic.tracefile.layout import UNCHECKED_VERSION
 
 
 @pytest.fixture(scope="module")

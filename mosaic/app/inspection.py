@@ -87,7 +87,7 @@ def trace_precision(provenance: dict[str, Any]) -> str:
 def decomposition_summary(conditions: list[dict[str, Any]], groups: list[str], schema_version: str | None) -> dict[str, Any]:
     """Information, capacity, misrouting and semantics per group and the code share, from the stored
     per-condition mAP and rank-1 (point estimates; ``mosaic report`` adds identity-cluster intervals)."""
-    from analysis.decomposition import point_decomposition, unavailable_quantities
+    from analysis.methods.decomposition import point_decomposition, unavailable_quantities
 
     metrics = {row["condition"]: {"mAP": _nan(row["mAP"]), "rank1": _nan(row["rank1"])} for row in conditions}
     per_group, share = point_decomposition(metrics, groups, schema_version=schema_version)

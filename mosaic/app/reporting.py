@@ -348,8 +348,8 @@ def study(
     """
     import shlex
 
-    from analysis.metaanalysis import DF_METHODS
-    from analysis.study_runs import STUDY_QUANTITIES
+    from analysis.stats.metaanalysis import DF_METHODS
+    from analysis.studies.runs import STUDY_QUANTITIES
     from mosaic.core.fileio import ensure_writable_dir
     from mosaic.core.settings import check_bounds, check_choice
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from mosaic.core.errors import MosaicError
+from mosaic.core.shipped import shipped_path
 
 if TYPE_CHECKING:
     from mosaic.data.folders import FolderLayout
@@ -48,7 +48,7 @@ class WorldLayout:
     distractor_id_share: float  # annotated gallery-only identities per test identity with queries
     default_traps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # knob -> entries
     drawn_defaults: Mapping[str, int] = field(default_factory=dict)  # drawable group not in the schema -> state drawn
-    priors_file: str | None = None  # YAML beside this module; None: the Market-1501 tables of priors.py
+    priors_file: str | None = None  # YAML shipped in mosaic.synth; None: the Market-1501 tables of priors.py
     struct_order: tuple[str, str] = ("test", "train")  # the real file's order of its two structs
     demo_config: str = "synthetic_micro"  # the shipped CPU training config (mosaic.configs) that reads this layout
 
@@ -162,4 +162,8 @@ def _priors(name: str) -> dict[str, Any]:
     layout = WORLD_LAYOUTS[name]
     if layout.priors_file is None:
         raise MosaicError(f"layout {name!r} keeps its priors in mosaic/synth/priors.py, not in a YAML file")
-    return yaml.safe_load((Path(__file__).parent / layout.priors_file).read_text(encoding="utf-8"))
+    # package data, read like every other shipped file: a wheel finds it exactly as a clone does
+    path = shipped_path(__package__, layout.priors_file)
+    if path is None:
+        raise MosaicError(f"layout {name!r} names priors {layout.priors_file!r}, which mosaic.synth does not ship")
+    return yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -7,7 +7,7 @@ and one or more models' features into a :class:`~mosaic.tracefile.TraceData` wit
 router ``none``), and a seeded sample of different-identity (query, gallery) pairs with their
 distance under every model (``/pairs``, read by the audit's ``distance_sharing``: the top-k lists
 only hold each query's nearest images). ``mosaic trace --features`` (:mod:`mosaic.tracing.embeddings`)
-and the planted-embedding simulation (``analysis.simulate_embeddings``) both build traces here.
+and the planted-embedding simulation (``analysis.simulation.embeddings``) both build traces here.
 """
 
 from __future__ import annotations

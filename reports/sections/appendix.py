@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from reports import figures
 from reports.document import BulletList, Column, KeyValues, Paragraph, Section, Table
-from reports.images import ThumbnailCache, dataset_root
+from reports.figures import builders
+from reports.figures.images import ThumbnailCache, dataset_root
+from reports.figures.ranked import build_ranked_lists
 from reports.methods import METHODS, settings_items
 from reports.provenance import provenance_items
-from reports.ranked import build_ranked_lists
 
 if TYPE_CHECKING:
     from reports.context import BuildContext
@@ -28,14 +28,14 @@ def build_retrieval(ctx: BuildContext) -> Section:
     if conditions is None:
         conditions = ctx.trace.conditions
     cmc = ctx.table("cmc")
-    section.add_all(figures.cmc_curves(cmc if cmc is not None else ctx.trace.cmc_table(), conditions,
+    section.add_all(builders.cmc_curves(cmc if cmc is not None else ctx.trace.cmc_table(), conditions,
                                        order=ctx.group_order))
     # Subset configurations repeat the same few gate patterns; the heatmaps show the named
     # conditions first and as many subsets as fit.
     named = [c for c, k in zip(conditions["condition"], conditions["kind"]) if k != "subset"]
     subsets = [c for c, k in zip(conditions["condition"], conditions["kind"]) if k == "subset"]
     gates = ctx.table("gates")
-    for fig in figures.gate_heatmaps(gates if gates is not None else ctx.trace.gates_mean(),
+    for fig in builders.gate_heatmaps(gates if gates is not None else ctx.trace.gates_mean(),
                                      conditions_order=named + subsets):
         section.add(fig)
     return section

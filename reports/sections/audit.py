@@ -2,8 +2,8 @@
 sections a trace of exported features leaves out.
 
 :func:`confusion_sentence` and :func:`distance_sentence` build the finding from the tables of
-:mod:`analysis.audit` (e.g. "errors share upcolour 2.80× [2.30, 3.40] more often than chance; bag
-1.00× [0.90, 1.10] no more than chance"); they are registered in :data:`reports.findings.FINDING_BUILDERS`
+:mod:`analysis.methods.audit.embedding` (e.g. "errors share upcolour 2.80× [2.30, 3.40] more often than chance; bag
+1.00× [0.90, 1.10] no more than chance"); they are registered in :data:`reports.sections.findings.FINDING_BUILDERS`
 with the line that says which sections a trace without experts leaves out, and
 :func:`leave_out_expert_sections` drops those sections. The audit's tables themselves are shown, as
 their specs describe them, by the sections of methods registered from outside.
@@ -17,7 +17,7 @@ import pandas as pd
 
 from analysis.analyze import has_experts
 from reports.document import Section
-from reports.findings import Finding, register_finding
+from reports.sections.findings import Finding, register_finding
 
 if TYPE_CHECKING:
     from reports.context import BuildContext

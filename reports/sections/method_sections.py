@@ -1,13 +1,13 @@
 """One section per analysis method: what it does (from :mod:`reports.methods`), its figures and its
-tables, whose columns, labels and captions come from the tables' specs (:mod:`analysis.tables`)."""
+tables, whose columns, labels and captions come from the tables' specs (:mod:`analysis.tables.registry`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from analysis.tables import table_spec
-from reports import figures
+from analysis.tables.registry import table_spec
 from reports.document import Paragraph, Section
+from reports.figures import builders
 from reports.methods import METHODS_BY_KEY
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def _method_warnings(ctx: BuildContext, names: Sequence[str]) -> str:
 
 def build_config_glm(ctx: BuildContext) -> Section:
     section = _method_section(ctx, "config_glm")
-    figure = figures.coefficient_forest(
+    figure = builders.coefficient_forest(
         [("mAP (Gaussian GLM)", ctx.table("config_glm_gaussian"), "change in mAP (pp)"),
          ("rank-1 hits (binomial GLM)", ctx.table("config_glm_binomial"), "change in log-odds")],
         fig_id="fig-config-glm", title="Configuration-level GLM coefficients",
@@ -65,7 +65,7 @@ def build_config_surrogate(ctx: BuildContext) -> Section:
         return section
     models = [(str(m), sub) for m, sub in frame.groupby("model", sort=False)]
     for value, name in (("mean_abs_shap", "mean |SHAP|"), ("perm_importance_mean", "permutation importance")):
-        figure = figures.importance_bars(
+        figure = builders.importance_bars(
             [(f"{m} {name}".strip(), sub) for m, sub in models], value=value, label="group",
             fig_id=f"fig-config-surrogate-{value.replace('_', '-')}", title=f"Configuration surrogate: {name} per group",
             xlabel=name, order=ctx.group_order,
@@ -73,8 +73,8 @@ def build_config_surrogate(ctx: BuildContext) -> Section:
                     "drop in R² for permutation importance); groups in consensus order.",
         )
         section.add_all(figure)
-    families = [(f"{m} mean |SHAP|".strip(), figures.family_totals(sub, "mean_abs_shap")) for m, sub in models]
-    figure = figures.importance_bars(
+    families = [(f"{m} mean |SHAP|".strip(), builders.family_totals(sub, "mean_abs_shap")) for m, sub in models]
+    figure = builders.importance_bars(
         families, value="mean_abs_shap", label="family", fig_id="fig-config-surrogate-families",
         title="Configuration surrogate: mean |SHAP| per family", xlabel="sum over the family's groups",
         caption="Mean |SHAP| summed over the groups of each family.",
@@ -89,7 +89,7 @@ def build_config_ttest(ctx: BuildContext) -> Section:
     if frame is not None:
         # The interval in the table is the identity-resampled interval of the mAP difference, so
         # that is what the figure draws; Cohen's d (no interval) stays in the table.
-        section.add_all(figures.coefficient_forest(
+        section.add_all(builders.coefficient_forest(
             [("mAP with − without the group", frame, "difference in mean mAP (pp)")], estimate="diff", label="group",
             fig_id="fig-config-ttest", title="Configuration-level t-tests: mAP difference",
             caption="Mean mAP of configurations with the group's experts enabled minus without, with "
@@ -106,7 +106,7 @@ def build_paired(ctx: BuildContext) -> Section:
         (ctx.table("paired_mcnemar"), "delta_rank1", "Δrank-1 (pp)", "fig-paired-delta-rank1",
          "the McNemar table's intervals (Tango score interval on counts divided by the identity design effect)"),
     ):
-        section.add_all(figures.paired_change(frame, estimate=estimate, metric=metric, order=ctx.group_order,
+        section.add_all(builders.paired_change(frame, estimate=estimate, metric=metric, order=ctx.group_order,
                                               fig_id=fig_id, interval=interval))
     section.add_all(*(ctx.frame_table(name) for name in ("paired_identity", "paired_wilcoxon", "paired_mcnemar")))
     return section
@@ -117,7 +117,7 @@ def build_query_glm(ctx: BuildContext) -> Section:
     frame = ctx.table("query_glm")
     if frame is not None:
         terms = frame[frame["level"].astype(str) == "term"]
-        section.add_all(figures.coefficient_forest(
+        section.add_all(builders.coefficient_forest(
             [("rank-1 hit vs the group's reference state", terms, "log-odds ratio")], fig_id="fig-query-glm",
             title="Query-level GLM coefficients",
             caption="Binomial GLM of the rank-1 hit on the query's attribute states (identity-clustered CR2 "
@@ -132,7 +132,7 @@ def build_query_surrogate(ctx: BuildContext) -> Section:
     if frame is not None:
         for level in ("group", "family"):
             rows = frame[frame["level"].astype(str) == level]
-            section.add_all(figures.importance_bars(
+            section.add_all(builders.importance_bars(
                 [("", rows if len(rows) else None)], value="mean_abs_shap", label=level,
                 fig_id=f"fig-query-surrogate-{level}", title=f"Query-level SHAP summary per {level}",
                 xlabel="mean |SHAP| (pp of AP)", order=ctx.group_order if level == "group" else None,

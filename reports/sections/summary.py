@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from analysis.tables import table_spec
-from reports import decomposition, figures
+from analysis.methods.ranking import headline
+from analysis.tables.registry import table_spec
 from reports.document import Column, Paragraph, Section, Table
-from analysis.ranking import headline
 from reports.document import Findings
-from reports.findings import build_findings, is_population_null
+from reports.figures import builders
 from reports.numbers import PERCENT
+from reports.sections import decomposition
+from reports.sections.findings import build_findings, is_population_null
 
 if TYPE_CHECKING:
     from reports.context import BuildContext
@@ -136,14 +137,14 @@ def build_summary(ctx: BuildContext) -> Section:
         Table.from_frame(conditions, id="summary-retrieval", caption="Retrieval per condition",
                          columns=RETRIEVAL_COLUMNS, note="mAP, mINP and CMC (R-k) in percent of the valid queries.")
     )
-    return section.add_all(figures.paired_change(ctx.table("paired_identity"), estimate="delta_map", metric="ΔmAP (pp)",
+    return section.add_all(builders.paired_change(ctx.table("paired_identity"), estimate="delta_map", metric="ΔmAP (pp)",
                                                  order=ctx.group_order, fig_id="fig-summary-delta-map"))
 
 
 def build_findings_section(ctx: BuildContext) -> Section:
     """The report's first screen: the findings in sentences, beside the groups by consensus rank."""
     section = Section("findings", "Findings")
-    figure = figures.ranking_figure(ctx.table("ranking_groups"), ctx.table("paired_identity"),
+    figure = builders.ranking_figure(ctx.table("ranking_groups"), ctx.table("paired_identity"),
                                     null=is_population_null(ctx), ci_level=ctx.settings.get("ci_level", 0.95))
     findings = build_findings(ctx)
     if not findings and figure is None:

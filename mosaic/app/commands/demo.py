@@ -87,7 +87,7 @@ def _print_headline(report_json: Path) -> None:
 
 def _print_decomposition(results, order: list[str]) -> None:
     """The five quantities of the report's summary: four per group with their intervals, and the code share."""
-    from analysis.decomposition import QUANTITIES, unavailable_quantities
+    from analysis.methods.decomposition import QUANTITIES, unavailable_quantities
 
     table, code = results.tables.get("decomposition"), results.tables.get("decomposition_code")
     if table is None:

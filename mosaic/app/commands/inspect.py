@@ -77,7 +77,7 @@ def _print_summary(summary: dict[str, Any], *, max_conditions: int | None) -> No
 def _print_decomposition(console, decomposition: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from analysis.decomposition import QUANTITIES
+    from analysis.methods.decomposition import QUANTITIES
 
     shown = [q for q in QUANTITIES if any(f"{q}_mAP" in row for row in decomposition["groups"])]
     if shown:

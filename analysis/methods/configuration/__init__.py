@@ -1,0 +1,1 @@
+"""Configuration-level analysis: one row per routing configuration, GLMs, surrogate and t-tests."""

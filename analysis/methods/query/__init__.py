@@ -1,0 +1,1 @@
+"""Query-level explanatory analysis: a binomial GLM and an XGBoost surrogate of the AP change."""

@@ -1,0 +1,1 @@
+"""The report's pictures: deterministic SVG, charts, figures from analysis tables, thumbnails, ranked lists."""
