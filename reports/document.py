@@ -22,6 +22,7 @@ from reports.numbers import (
     RANK,
     Rule,
     count_text,
+    finite_number,
     interval_text,
     number_text,
     p_text,
@@ -115,13 +116,7 @@ class Column:
 
     def sort_value(self, record: Mapping[str, Any]) -> float | None:
         value = record.get(self.source or self.key)
-        if isinstance(value, (bool, str, np.bool_)) or _missing(value):
-            return None
-        try:
-            x = float(value)
-        except (TypeError, ValueError):
-            return None
-        return x if math.isfinite(x) else None
+        return None if isinstance(value, np.bool_) else finite_number(value)
 
 
 def _missing(value: Any) -> bool:

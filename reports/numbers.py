@@ -136,7 +136,8 @@ P_FLOOR = 0.001  # p-values below it read "< 0.001"
 MAX_DECIMALS = 4
 
 
-def _finite(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """``value`` as a finite float, or None for a missing, non-numeric, boolean or non-finite value."""
     if value is None or isinstance(value, (bool, str)):
         return None
     try:
@@ -169,7 +170,7 @@ def decimals_for_value(x: float, significant: int = 3) -> int:
 
 def number_text(value: Any, decimals: int | None = None) -> str | None:
     """A number with ``decimals`` (default: three significant digits), or None when missing."""
-    x = _finite(value)
+    x = finite_number(value)
     if x is None:
         return None
     if isinstance(value, (int,)) and not isinstance(value, bool) and decimals is None:
@@ -178,7 +179,7 @@ def number_text(value: Any, decimals: int | None = None) -> str | None:
 
 
 def count_text(value: Any) -> str | None:
-    x = _finite(value)
+    x = finite_number(value)
     return None if x is None else fixed(round(x), 0)
 
 
@@ -192,7 +193,7 @@ def level_text(level: Any) -> str:
 
 def rank_text(value: Any) -> str | None:
     """Whole ranks as integers; averaged ties keep one decimal (2.5)."""
-    x = _finite(value)
+    x = finite_number(value)
     if x is None:
         return None
     return fixed(x, 0) if float(x).is_integer() else fixed(x, 1)
@@ -200,7 +201,7 @@ def rank_text(value: Any) -> str | None:
 
 def p_text(value: Any) -> str | None:
     """``< 0.001``, or two significant digits (``0.012``, ``0.59``, ``1.00``)."""
-    x = _finite(value)
+    x = finite_number(value)
     if x is None:
         return None
     if x < P_FLOOR:
@@ -218,14 +219,14 @@ def _bound(x: float, decimals: int) -> str:
 
 
 def interval_decimals(low: Any, high: Any) -> int:
-    lo, hi = _finite(low), _finite(high)
+    lo, hi = finite_number(low), finite_number(high)
     return decimals_for_width(None if lo is None or hi is None else hi - lo)
 
 
 def interval_text(estimate: Any, low: Any, high: Any, *, decimals: int | None = None, unit: str = "") -> str | None:
     """``−4.0 [−5.5, −2.5]`` (with ``unit``: ``−4.0 pp [−5.5, −2.5]``); the estimate alone without an
     interval; None when there is no estimate. ``estimate=None`` with an interval gives ``[−5.5, −2.5]``."""
-    est, lo, hi = _finite(estimate), _finite(low), _finite(high)
+    est, lo, hi = finite_number(estimate), finite_number(low), finite_number(high)
     d = interval_decimals(lo, hi) if decimals is None else decimals
     head = "" if est is None else fixed(est, d if lo is not None and hi is not None else
                                           (decimals if decimals is not None else decimals_for_value(est)))

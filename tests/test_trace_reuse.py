@@ -11,35 +11,16 @@ import torch
 
 from mosaic.conditions import resolve_conditions
 from mosaic.core.schema import load_schema
-from mosaic.model import ModelConfig, build_model
 from mosaic.tracing.engine import TraceSettings, compute_trunk, trace_model
 from mosaic.tracing.features import FeatureReuse, condition_codes, condition_features, head_batch, segment_keys
 from mosaic.tracing.routing import fill_codes
 from mosaic.tracing.sharding import shard_conditions
 from syncs import count_syncs
-from test_trace_model import _image_set, _randomise_experts
+from test_trace_model import _image_set, _one_thread, model  # noqa: F401  (shared fixtures)
 
 SCHEMA = load_schema("market1501")
 CONDITIONS = ("oracle,none,drop:upcolour,only:downcolour,counterfactual:gender,counterfactual:hat,subset:0,subset:1,"
               "learned,fixed:gender,relabel:upcolour")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    m = build_model(ModelConfig(backbone="vit_micro", expert_blocks=2, learned_router=True), SCHEMA, num_classes=6)
-    _randomise_experts(m, 1)
-    rng = np.random.default_rng(5)
-    m.set_state_shares({g.name: (lambda w: (w / w.sum()).tolist())(rng.random(len(g.states)) + 0.1) for g in SCHEMA.groups})
-    return m.eval()
 
 
 @pytest.fixture(scope="module")
