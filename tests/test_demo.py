@@ -90,3 +90,24 @@ def test_a_rerun_reuses_finished_stages_and_redoes_what_changed(demo_run, capsys
     assert "[world] up to date" in err and "[train] up to date" in err
     assert "[trace] running" in err and "[report] running" in err
     analysis.read_trace(out / "trace.h5")  # a valid trace again
+
+
+def test_the_demo_audits_its_network_exported_with_every_expert_off(demo_run):
+    """The embedding audit end to end on a real trained network: the demo's model, exported with every
+    expert off and audited as an external model's features (docs/audit.md)."""
+    demo_out, _ = demo_run
+    audit = demo_out / "audit"
+    features = np.load(audit / "features_none.npz")
+    assert str(features["model"]) == "demo_none"
+    traced = analysis.read_trace(audit / "trace.h5")
+    assert traced.data.condition_name.tolist() == ["embedding:demo_none"]
+    # the exported network is the checkpoint's `none` condition: the same retrieval as in the demo's trace
+    full = analysis.read_trace(demo_out / "trace.h5")
+    none = full.condition_index("none")
+    assert traced.data.mAP[0] == pytest.approx(full.data.mAP[none], abs=1e-5)
+    np.testing.assert_array_equal(traced.data.first_match_rank[0], full.data.first_match_rank[none])
+    document = json.loads((audit / "report.json").read_text(encoding="utf-8"))
+    tables = document["analysis"]["tables"]
+    assert {"attribute_confusion", "distance_sharing", "query_glm"} <= set(tables)
+    html = (audit / "report.html").read_text(encoding="utf-8")
+    assert "embedding:demo_none" in html and "than chance" in html
