@@ -197,3 +197,23 @@ def test_a_method_added_from_outside_opens_the_report_with_its_own_sentence(resu
     keys = [f["key"] for f in data["findings"]]
     assert seen == [True] and "audit" in keys and keys.index("audit") > keys.index("reliance")
     assert next(f for f in data["findings"] if f["key"] == "audit")["numbers"] == {"x": 1.5}
+
+
+def test_only_methods_that_feed_the_consensus_are_warned_about_when_they_cannot_run(results, sim_trace):
+    import dataclasses
+
+    import pandas as pd
+
+    # the simulated trace has no sampled pairs and one model: the audit's distance_sharing and
+    # model_comparison cannot run on it, which is no caveat on a ranking they never feed
+    not_run = results.warnings[results.warnings["reason"].astype(str).str.startswith("not run")]
+    assert {"distance_sharing", "model_comparison"} <= set(not_run["method"])
+    data = json.loads(reports.render(results, sim_trace, "json", ReportOptions(images=False)))
+    warned = next((f for f in data["findings"] if f["key"] == "warnings"), None)
+    assert warned is None or not set(warned["numbers"].get("methods_not_run", [])) & {"distance_sharing", "model_comparison"}
+    # a consensus method that could not run still opens the report with its warning
+    paired = pd.DataFrame([{"method": "paired", "group": "", "comparison": "", "reason": "not run: no drop conditions"}])
+    changed = dataclasses.replace(results, warnings=pd.concat([results.warnings, paired], ignore_index=True))
+    data = json.loads(reports.render(changed, sim_trace, "json", ReportOptions(images=False)))
+    warned = next(f for f in data["findings"] if f["key"] == "warnings")
+    assert warned["numbers"]["methods_not_run"] == ["paired"] and "paired did not run" in warned["text"]

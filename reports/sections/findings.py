@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import pandas as pd
 
 from analysis.methods.decomposition import unavailable_quantities
-from analysis.methods.ranking import distinguishable_groups
+from analysis.analyze import METHODS
+from analysis.methods.ranking import SCORE_SOURCES, distinguishable_groups
 from analysis.stats.status import OK
 from reports.numbers import fixed, interval_decimals, interval_text, level_text, number_text
 
@@ -269,13 +270,23 @@ def agreement(ctx: BuildContext) -> Finding | None:
                    numbers={k: row[k] for k in ("value", "ci_low", "ci_high", "n_methods")})
 
 
+def _consensus_methods() -> set[str]:
+    """The analysis methods whose tables the consensus ranking reads."""
+    read = {source.table for source in SCORE_SOURCES}
+    return {name for name, method in METHODS.items() if read & set(method.tables)}
+
+
 def warnings(ctx: BuildContext) -> Finding | None:
     """The warnings that change the reading: methods that did not run, and tests that cannot reject."""
     parts, numbers = [], {}
     frame = getattr(ctx.results, "warnings", None)
     if frame is not None and len(frame) and "reason" in frame:
         reasons = frame["reason"].astype(str)
-        whole = frame[(frame["group"].fillna("").astype(str) == "") & reasons.str.match(r"(not run|failed)")]
+        # a method that failed always changes the reading; one that could not run only where its
+        # tables feed the consensus (an audit method on a trace it does not apply to does not)
+        whole = frame[(frame["group"].fillna("").astype(str) == "")
+                      & (reasons.str.startswith("failed")
+                         | (reasons.str.startswith("not run") & frame["method"].isin(_consensus_methods())))]
         if len(whole):
             names = list(dict.fromkeys(whole["method"].astype(str)))
             parts.append(f"{', '.join(names)} did not run on this trace, so the consensus lacks {'its' if len(names) == 1 else 'their'} evidence")
