@@ -172,6 +172,7 @@ def check_trace(size: dict[str, Any], device: torch.device, rows, budget: Callab
 
 def check_parity(size: dict[str, Any], device: torch.device) -> dict[str, Any]:
     from mosaic.model import build_model
+    from mosaic.tracing.precision import exact_float32  # TF32 off: both sides IEEE float32
 
     if device.type != "cuda":
         return {"skipped": "needs CUDA (compares a CPU and a CUDA forward pass)"}
@@ -182,14 +183,9 @@ def check_parity(size: dict[str, Any], device: torch.device) -> dict[str, Any]:
     g = torch.Generator().manual_seed(3)
     x = torch.randn(size["parity_batch"], 3, *size["img_size"], generator=g)
     states = random_states(schema, size["parity_batch"], g)
-    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        with torch.no_grad():
-            cpu = model(x, states).features
-            gpu = model.to(device)(x.to(device), states.to(device)).features.cpu()
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    with torch.no_grad(), exact_float32(device):
+        cpu = model(x, states).features
+        gpu = model.to(device)(x.to(device), states.to(device)).features.cpu()
     return {"max_abs_diff": float((cpu - gpu).abs().max()), "max_abs_value": float(cpu.abs().max()), "dtype": "float32"}
 
 
@@ -205,26 +201,24 @@ def _worker(rank: int, world: int, port: int, backend: str, job: str, size: dict
         device = torch.device("cuda", rank) if backend == "nccl" else torch.device("cpu")
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        if job == "ddp":
-            results[rank] = _ddp_rank(rank, device, size)
-        else:
-            results[rank] = _sharded_trace_rank(DistContext(rank, world, rank, device), size)
+        context = DistContext(rank, world, rank, device)
+        results[rank] = (_ddp_rank if job == "ddp" else _sharded_trace_rank)(context, size)
     finally:
         dist.destroy_process_group()
 
 
-def _ddp_rank(rank: int, device: torch.device, size: dict[str, Any]) -> dict[str, Any]:
-    from torch.nn.parallel import DistributedDataParallel
-
+def _ddp_rank(dist, size: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's training step wrapped as training wraps it (:func:`mosaic.train.distributed.wrap_for_training`)."""
     from mosaic.model import build_model
+    from mosaic.train.distributed import wrap_for_training
 
     cfg = recipe(size, "experts")
     torch.manual_seed(0)
-    model = build_model(cfg.model, market_schema(), num_classes=size["n_ids"]).to(device).train()
-    wrapped = DistributedDataParallel(model, device_ids=[rank] if device.type == "cuda" else None)
+    model = build_model(cfg.model, market_schema(), num_classes=size["n_ids"]).to(dist.device).train()
+    wrapped = wrap_for_training(model, dist, find_unused_parameters=cfg.run.find_unused_parameters)
     p, k = size["pk"][0]
-    step, sampler = train_step(cfg, model, device, size, p, k, forward_model=wrapped, seed=rank)
-    return time_training(step, sampler, device, size["warmup"], size["steps"])
+    step, sampler = train_step(cfg, model, dist.device, size, p, k, forward_model=wrapped, seed=dist.rank)
+    return time_training(step, sampler, dist.device, size["warmup"], size["steps"])
 
 
 def _sharded_trace_rank(dist, size: dict[str, Any]) -> dict[str, Any]:

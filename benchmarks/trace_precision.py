@@ -155,8 +155,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(format_table(comparison, args.other))
     print(f"trace time: fp32 {t_ref:.1f} s, {args.other} {t_other:.1f} s", file=sys.stderr)
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(comparison, f, indent=1)
+        from mosaic.core.fileio import write_text_atomic
+
+        write_text_atomic(args.out, json.dumps(comparison, indent=1))
     return comparison
 
 

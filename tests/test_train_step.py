@@ -3,7 +3,6 @@ fused Adam on CUDA, inputs checked once before the loop. A micro ViT and batches
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

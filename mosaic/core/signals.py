@@ -25,7 +25,7 @@ from typing import Iterable, Iterator
 
 from mosaic.core.errors import MosaicError
 
-__all__ = ["DEFAULT_STOP_SIGNALS", "Terminated", "exit_status", "signal_name", "stop_on", "to_signals"]
+__all__ = ["DEFAULT_STOP_SIGNALS", "Terminated", "exit_status", "handling", "signal_name", "stop_on", "to_signals"]
 
 DEFAULT_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1")
 _UNCATCHABLE = {"SIGKILL", "SIGSTOP"}
@@ -71,23 +71,29 @@ class Terminated(BaseException):
 
 
 @contextlib.contextmanager
-def stop_on(signals: Iterable[int]) -> Iterator[None]:
+def handling(signals: Iterable[int], handler) -> Iterator[None]:
+    """``handler`` for each of ``signals`` inside the block; the previous handlers restored after.
+
+    Outside the main thread (where Python cannot install handlers) it does nothing.
+    """
+    previous = {}
+    try:
+        if threading.current_thread() is threading.main_thread():
+            for signum in signals:
+                previous[signum] = signal.signal(signum, handler)
+        yield
+    finally:
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before)
+
+
+def stop_on(signals: Iterable[int]) -> contextlib.AbstractContextManager[None]:
     """Raise :class:`Terminated` in the main thread when one of ``signals`` arrives; restore the handlers after.
 
     Outside the main thread (where Python cannot install handlers) it does nothing.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def handle(signum, frame):
         raise Terminated(signum)
 
-    previous = {}
-    try:
-        for signum in signals:
-            previous[signum] = signal.signal(signum, handle)
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    return handling(signals, handle)

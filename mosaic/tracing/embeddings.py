@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from mosaic.core.errors import MosaicError
-from mosaic.tracing.checkpoint import TraceResult, check_output
+from mosaic.tracing.checkpoint import TraceResult, check_output, trace_command_line
 from mosaic.tracefile.embedding import DEFAULT_PAIRS_PER_QUERY
 from mosaic.tracing.features_file import FeaturesFile, read_features_file
 
@@ -161,9 +161,8 @@ def trace_features(
     files = [read_features_file(p, None if names is None else names[i]) for i, p in enumerate(paths)]
     dataset = load_dataset(data, format=format, attributes=attributes, schema=schema)
     if command is None:
-        command = " ".join(["mosaic trace", *(f"--features {p}" for p in paths), f"--data {data}",
-                            *(f"--name {n}" for n in (names or [])), f"--top-k {top_k}", f"--max-rank {max_rank}",
-                            f"--distance {distance}", f"--seed {seed}"] + ([f"--out {out}"] if out else []))
+        command = trace_command_line({"features": paths, "data": data, "name": names, "top_k": top_k,
+                                      "max_rank": max_rank, "distance": distance, "seed": seed, "out": out})
     result = trace_embeddings(files, dataset, top_k=top_k, max_rank=max_rank, distance=distance,
                               pairs_per_query=pairs_per_query, seed=seed, command=command, progress=progress)
     if out is not None:

@@ -147,8 +147,8 @@ def condition_features(
     """
     if settings.feature is None:
         raise MosaicError("TraceSettings.feature is None: name the feature to trace, bn or pre_bn")
-    batch_size = settings.batch_size or 128
     device = cache.device
+    batch_size = settings.for_device(device.type).batch_size  # unset: the device's default, as for the trunk
     n_query = int(np.count_nonzero(is_query)) if is_query is not None else 0
     segments = [(0, n_query), (n_query, cache.n)] if 0 < n_query < cache.n else [(0, cache.n)]
     codes, filled = condition_codes(model, condition, states, pids, is_query, fill)

@@ -14,7 +14,6 @@ and optionally ``model``, a short name of the model (the condition is named afte
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -23,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from mosaic.core.errors import MosaicError
+from mosaic.core.fileio import sha256_file
 
-__all__ = ["FEATURE_KEYS", "FeaturesFile", "file_sha256", "read_features_file"]
+__all__ = ["FEATURE_KEYS", "FeaturesFile", "read_features_file"]
 
 FEATURE_KEYS = ("query_features", "gallery_features", "query_names", "gallery_names")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # a condition name part: no ':' , ',' or wildcard
@@ -46,14 +46,6 @@ class FeaturesFile:
     @property
     def dim(self) -> int:
         return int(self.query_features.shape[1])
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
@@ -163,6 +155,6 @@ def read_features_file(path: str | os.PathLike, name: str | None = None) -> Feat
     if not MODEL_NAME.match(model):
         raise MosaicError(f"model name {model!r} (of {path}) is not a valid condition name: use letters, digits and "
                           f"_ . + - only (--name)")
-    return FeaturesFile(path=path, sha256=file_sha256(path), model=model,
+    return FeaturesFile(path=path, sha256=sha256_file(path), model=model,
                         query_features=features["query"], gallery_features=features["gallery"],
                         query_names=names["query"], gallery_names=names["gallery"])

@@ -23,6 +23,7 @@ import yaml
 from mosaic.core.errors import MosaicError
 from mosaic.core.jsonsafe import jsonable
 from mosaic.core.settings import build, field_names, field_types, unknown_key_message
+from mosaic.core.signals import DEFAULT_STOP_SIGNALS, to_signals
 
 # ----------------------------------------------------------------------------- sections
 
@@ -164,11 +165,9 @@ class RunConfig:
     cache_on_device: bool | None = None  # keep the uint8 image cache on the GPU; None = yes on CUDA
     find_unused_parameters: bool = False  # DistributedDataParallel option
     # signals that checkpoint and stop the run at the next step (mosaic.train.interrupt; docs/cluster.md)
-    stop_signals: tuple[str, ...] = ("SIGINT", "SIGTERM", "SIGUSR1")
+    stop_signals: tuple[str, ...] = DEFAULT_STOP_SIGNALS
 
     def __post_init__(self) -> None:
-        from mosaic.core.signals import to_signals
-
         self.stop_signals = tuple(s.name for s in to_signals(self.stop_signals))
 
 

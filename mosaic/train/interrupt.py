@@ -11,13 +11,13 @@ line, exits with their status and the library API raises them typed.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
-import threading
 from pathlib import Path
 
 from mosaic.core.errors import MosaicError
-from mosaic.core.signals import DEFAULT_STOP_SIGNALS, exit_status, signal_name, to_signals
+from mosaic.core.signals import DEFAULT_STOP_SIGNALS, exit_status, handling, signal_name, to_signals
 
 __all__ = ["StopFlag", "TrainingDiverged", "TrainingInterrupted"]
 
@@ -64,18 +64,14 @@ class StopFlag:
         self.signal: int | None = None
         self._announce = announce
         self._signals = to_signals(signals)
-        self._previous: dict[int, object] = {}
+        self._handlers = contextlib.ExitStack()
 
     def __enter__(self) -> "StopFlag":
-        if threading.current_thread() is threading.main_thread():
-            for signum in self._signals:
-                self._previous[signum] = signal.signal(signum, self._handle)
+        self._handlers.enter_context(handling(self._signals, self._handle))
         return self
 
     def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
+        self._handlers.close()
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
