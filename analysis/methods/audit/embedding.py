@@ -42,6 +42,7 @@ import pandas as pd
 from analysis.settings import MethodNotApplicable
 from analysis.stats.resampling import identity_sums, identity_weights, percentile_interval
 from analysis.stats.status import NOT_ESTIMABLE, OK
+from mosaic.conditions import EMBEDDING_KIND
 
 __all__ = ["AuditOptions", "ConfusionCounts", "attribute_confusion", "audit_conditions", "confusion_counts",
            "crossed_resamples", "distance_sharing", "pair_design"]
@@ -73,12 +74,10 @@ def _options(settings, method: str) -> AuditOptions:
 
 def audit_conditions(trace, settings) -> list[str]:
     """The conditions an audit describes: every ``embedding`` condition (one model each), else the baseline."""
-    data = trace.data
-    names = [str(n) for n in data.condition_name.tolist()]
-    embedded = [n for n, k in zip(names, data.condition_kind.tolist()) if str(k) == "embedding"]
+    embedded = trace.condition_names(EMBEDDING_KIND)
     if embedded:
         return embedded
-    if settings.baseline not in names:
+    if settings.baseline not in trace.condition_names():
         raise MethodNotApplicable(f"the trace has no {settings.baseline!r} condition and no embedding condition to audit")
     return [settings.baseline]
 
@@ -175,11 +174,10 @@ def attribute_confusion(trace, settings) -> pd.DataFrame:
     options = _options(settings, "attribute_confusion")
     if data.top_k == 0:
         raise MethodNotApplicable("the trace keeps no top-k neighbours (--top-k 0): the negatives are not recorded")
-    names = [str(n) for n in data.condition_name.tolist()]
     rows = []
     for condition in audit_conditions(trace, settings):
         for gi, group in enumerate(data.schema.groups):
-            counts = confusion_counts(data, names.index(condition), gi, options.negatives)
+            counts = confusion_counts(data, trace.condition_index(condition), gi, options.negatives)
             rows.append(_confusion_row(condition, group, counts, options.negatives, settings))
     return pd.DataFrame(rows)
 
@@ -281,7 +279,6 @@ def distance_sharing(trace, settings) -> pd.DataFrame:
         raise MethodNotApplicable("the trace records no sampled image pairs (/pairs): trace exported features with "
                                   "mosaic trace --features, which samples them")
     options = _options(settings, "distance_sharing")
-    names = [str(n) for n in data.condition_name.tolist()]
     groups = list(data.schema.group_names)
     X, columns = pair_design(data, groups)
     keep, why = _estimable(X, columns, options.min_pairs)
@@ -294,7 +291,7 @@ def distance_sharing(trace, settings) -> pd.DataFrame:
     counts = identity_weights(labels.size, settings.n_bootstrap, settings.seed)        # (B, n_ids)
     rows = []
     for condition in audit_conditions(trace, settings):
-        y = np.asarray(data.pair_distance[names.index(condition)], dtype=float)
+        y = np.asarray(data.pair_distance[trace.condition_index(condition)], dtype=float)
         finite = np.isfinite(y)
         if not finite.all():
             raise MethodNotApplicable(f"the sampled pairs' distances are not recorded for {condition!r}")
