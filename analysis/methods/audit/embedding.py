@@ -10,8 +10,10 @@ distances share, from its embeddings alone (no experts needed).
     count), against the **chance share**: the frequency of the query's state among the gallery's
     annotated images of *other* identities, weighted by how many comparable negatives each query
     has. Their ratio is 1 for a model whose errors ignore the group; above 1, the model confuses
-    people who share the state. Interval: identity-cluster bootstrap over query identities (all
-    queries of a drawn identity kept; the ratio of resampled sums).
+    people who share the state. Interval: a bootstrap that resamples **identities** of a crossed
+    design (:func:`crossed_resamples`): a counted negative belongs to the query's identity and to
+    its own, which recurs among many queries' negatives, so it weighs the product of the two
+    identities' multinomial multiplicities; the ratio of resampled sums.
 
 ``distance_sharing``
     On the trace's seeded sample of different-identity (query, gallery) pairs (``/pairs``, written
