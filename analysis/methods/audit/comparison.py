@@ -54,8 +54,7 @@ def model_comparison(trace, settings) -> pd.DataFrame:
             "rank1_baseline": mcnemar["rank1_baseline"], "rank1_condition": mcnemar["rank1_condition"],
             "delta_rank1": mcnemar["delta_rank1"], "rank1_ci_low": mcnemar["ci_low"],
             "rank1_ci_high": mcnemar["ci_high"], "p_mcnemar": mcnemar["p"], "p_signed_rank": signed["p"],
-            "status": OK if mcnemar["status"] == OK and signed["status"] == OK else str(
-                mcnemar["status"] if mcnemar["status"] != OK else signed["status"]),
+            "status": str(mcnemar["status"] if mcnemar["status"] != OK else signed["status"]),  # the first not ok
             "p": float(flip.p[0]),
             "reason": "; ".join(r for r in (mcnemar["reason"], signed["reason"]) if r),
         })
