@@ -247,30 +247,34 @@ def _estimable(X: np.ndarray, names: list[str], min_pairs: int) -> tuple[np.ndar
 PAIR_BLOCK = 8192  # pairs whose outer products are held at once
 
 
-def _weighted_fits(X: np.ndarray, y: np.ndarray, weights: np.ndarray, second: np.ndarray | None = None,
+def _weighted_fits(X: np.ndarray, Y: np.ndarray, weights: np.ndarray, second: np.ndarray | None = None,
                    first_of: np.ndarray | None = None, second_of: np.ndarray | None = None) -> np.ndarray:
-    """Weighted least-squares coefficients on each resample: (B, p).
+    """Weighted least-squares coefficients of each column of ``Y`` ((P, m), one per model) on each
+    resample: (B, m, p).
 
     ``weights`` (B, P) weighs each pair directly; or, with ``second``, ``weights`` and ``second`` are
     (B, n_ids) identity multiplicities and a pair weighs ``weights[:, first_of] * second[:, second_of]``
     (built block by block, never as a (B, P) matrix). Every resample's normal equations come from
-    one matrix product, ``w @ [x x^T, x y]`` over the pairs, instead of one pass per resample.
+    one matrix product, ``w @ [x x^T, x y]`` over the pairs, instead of one pass per resample; the
+    design is the same for every model, so ``x x^T``, the costly part, is summed once for them all.
     """
-    B, p = weights.shape[0], X.shape[1]
-    gram, rhs = np.zeros((B, p * p)), np.zeros((B, p))
+    B, p, m = weights.shape[0], X.shape[1], Y.shape[1]
+    gram, rhs = np.zeros((B, p * p)), np.zeros((m, B, p))
     for start in range(0, X.shape[0], PAIR_BLOCK):
         block = slice(start, start + PAIR_BLOCK)
         x = X[block]
         w = weights[:, block] if second is None else weights[:, first_of[block]] * second[:, second_of[block]]
         gram += w @ (x[:, :, None] * x[:, None, :]).reshape(x.shape[0], p * p)
-        rhs += w @ (x * y[block, None])
+        for k in range(m):
+            rhs[k] += w @ (x * Y[block, k, None])
     gram = gram.reshape(B, p, p)
-    out = np.full((B, p), np.nan)
+    out = np.full((B, m, p), np.nan)
     # a resample that leaves a column without variation (too few identities) identifies nothing: NaN,
     # left out of the percentile interval, rather than an arbitrary solution of a singular system
     ok = np.linalg.cond(gram) < 1e10
     if ok.any():
-        out[ok] = np.linalg.solve(gram[ok], rhs[ok][:, :, None])[:, :, 0]
+        for k in range(m):
+            out[ok, k] = np.linalg.solve(gram[ok], rhs[k][ok][:, :, None])[:, :, 0]
     return out
 
 
@@ -291,14 +295,16 @@ def distance_sharing(trace, settings) -> pd.DataFrame:
     labels, member = np.unique(np.concatenate([q_pid, g_pid]), return_inverse=True)
     q_member, g_member = member[: q_pid.size], member[q_pid.size:]
     counts = identity_weights(labels.size, settings.n_bootstrap, settings.seed)        # (B, n_ids)
-    rows = []
-    for condition in audit_conditions(trace, settings):
-        y = np.asarray(data.pair_distance[trace.condition_index(condition)], dtype=float)
-        finite = np.isfinite(y)
-        if not finite.all():
+    conditions = audit_conditions(trace, settings)
+    Y = np.stack([np.asarray(data.pair_distance[trace.condition_index(c)], dtype=float) for c in conditions], 1)
+    for condition, y in zip(conditions, Y.T):
+        if not np.isfinite(y).all():
             raise MethodNotApplicable(f"the sampled pairs' distances are not recorded for {condition!r}")
-        coef = _weighted_fits(Xk, y, np.ones((1, y.size)))[0]
-        boot = _weighted_fits(Xk, y, counts, counts, q_member, g_member)
+    coefs = _weighted_fits(Xk, Y, np.ones((1, Y.shape[0])))[0]                          # (models, p)
+    boots = _weighted_fits(Xk, Y, counts, counts, q_member, g_member)                  # (B, models, p)
+    rows = []
+    for m, (condition, y) in enumerate(zip(conditions, Y.T)):
+        coef, boot = coefs[m], boots[:, m]
         scale = float(y.mean())
         for gi, group in enumerate(data.schema.groups):
             name = f"share:{group.name}"
