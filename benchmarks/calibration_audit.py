@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 
 from analysis import Trace
-from analysis.methods.audit.embedding import (_confusion_row, _weighted_fits, attribute_confusion, confusion_counts, distance_sharing,
-                            pair_design)
+from analysis.methods.audit.embedding import (
+    _confusion_row, _weighted_fits, attribute_confusion, confusion_counts, distance_sharing, pair_design,
+)
 from analysis.settings import AnalysisSettings
 from analysis.simulation.embeddings import PLANTED_WEIGHTS, planted_embeddings
 from analysis.stats.resampling import identity_weights, percentile_interval
