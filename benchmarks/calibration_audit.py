@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 
 from analysis import Trace
-from analysis.methods.audit.embedding import (_confusion_row, _weighted_fits, attribute_confusion, confusion_counts, distance_sharing,
-                            pair_design)
+from analysis.methods.audit.embedding import (
+    _confusion_row, _weighted_fits, attribute_confusion, confusion_counts, distance_sharing, pair_design,
+)
 from analysis.settings import AnalysisSettings
 from analysis.simulation.embeddings import PLANTED_WEIGHTS, planted_embeddings
 from analysis.stats.resampling import identity_weights, percentile_interval
@@ -41,7 +42,7 @@ def _naive(trace, settings) -> pd.DataFrame:
     keep = X.std(0) > 0
     keep[0] = True
     kept = [n for n, k in zip(columns, keep) if k]
-    boot = _weighted_fits(X[:, keep], y, identity_weights(y.size, settings.n_bootstrap, settings.seed))
+    boot = _weighted_fits(X[:, keep], y[:, None], identity_weights(y.size, settings.n_bootstrap, settings.seed))[:, 0]
     for gi, group in enumerate(data.schema.groups):
         counts = confusion_counts(data, 0, gi)
         row = _confusion_row("", group, counts, "above_first_match", settings, resample="queries")

@@ -19,8 +19,9 @@ from typing import Mapping
 
 import numpy as np
 
+from analysis.simulation.design import resolve_effects, resolve_missing, resolve_schema
 from mosaic.core.errors import MosaicError
-from mosaic.core.schema import AttributeSchema, load_schema
+from mosaic.core.schema import AttributeSchema
 from mosaic.tracefile import TraceData
 from mosaic.tracefile.embedding import embedding_trace
 
@@ -47,10 +48,9 @@ def planted_embeddings(
 ) -> TraceData:
     """A trace of one model (``embedding:planted``) whose embeddings rely on the groups by ``weights``
     (groups not named weigh 0)."""
-    schema = schema if isinstance(schema, AttributeSchema) else load_schema(schema)
-    unknown = sorted(set(weights) - set(schema.group_names))
-    if unknown:
-        raise MosaicError(f"planted weights name groups {unknown} that schema {schema.name!r} lacks")
+    schema = resolve_schema(schema)
+    weight = resolve_effects(schema, weights)         # an unknown group or a non-finite weight: MosaicError
+    missing_rate = resolve_missing(schema, missing)   # outside [0, 1]: MosaicError
     if n_ids < 2 or queries_per_id < 1 or gallery_per_id < 1 or dim < 1:
         raise MosaicError("planted embeddings need n_ids >= 2 and at least one query, gallery image and dimension")
     rng = np.random.default_rng([int(seed), 2028])
@@ -59,10 +59,9 @@ def planted_embeddings(
     for gi, group in enumerate(schema.groups):
         shares = rng.dirichlet(np.full(len(group.states), 2.0))
         states[:, gi] = rng.choice(len(group.states), size=n_ids, p=shares)
-    states[rng.random((n_ids, G)) < missing] = -1
+    states[rng.random((n_ids, G)) < missing_rate[None, :]] = -1
     identity = rng.normal(size=(n_ids, dim)) / np.sqrt(dim)
     state_vectors = [rng.normal(size=(len(g.states), dim)) / np.sqrt(dim) for g in schema.groups]
-    weight = np.array([float(weights.get(g, 0.0)) for g in schema.group_names])
     per_identity = weight[None, :] + identity_spread * rng.normal(size=(n_ids, G))
     clean = identity.copy()
     for gi in range(G):

@@ -6,10 +6,10 @@ reads it -- the report (labels, captions, which columns it shows first), the JSO
 itself: :func:`validate_table` runs on every frame before it enters the results, so a column
 that is produced but not specified, or specified but missing, is a bug found at once.
 
-The built-in specs live in :mod:`analysis.tables.specs`, :mod:`analysis.tables.specs_query` and
-:mod:`analysis.tables.specs_study` (registered as the package loads; this module imports none of
-them); :func:`register_table` adds one (e.g. the
-tables of an analysis method added from outside this package).
+The built-in specs live in :mod:`analysis.tables.specs`, :mod:`analysis.tables.specs_query`,
+:mod:`analysis.tables.specs_study` and :mod:`analysis.tables.specs_audit` (registered as the package
+loads; this module imports none of them); :func:`register_table` adds one (e.g. the tables of an
+analysis method added from outside this package).
 """
 
 from __future__ import annotations

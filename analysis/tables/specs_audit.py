@@ -35,7 +35,8 @@ CONFUSION = TableSpec(
           unit="fraction"),
         C("ratio", "float", "observed_share / chance_share: 1 = errors ignore the group, above 1 = the model "
           "confuses people who share the state", label="ratio", unit="×", role="estimate"),
-        *_interval("ratio", "identity-cluster percentile bootstrap over query identities", "ratio CI low",
+        *_interval("ratio", "pigeonhole bootstrap: identities resampled, each counted negative weighted by the "
+                   "product of its query's and its own identity's multiplicities", "ratio CI low",
                    "ratio CI high", unit="×"),
         C("n_negatives", "int", "negatives counted (annotated for the group)", label="negatives", role="count"),
         C("n_ids", "int", "query identities with a counted negative", label="identities", role="count"),

@@ -20,6 +20,7 @@ from analysis.stats.clustered import clustered_mcnemar, clustered_signed_rank
 from analysis.stats.corrections import add_corrections
 from analysis.stats.resampling import cluster_bootstrap, sign_flip
 from analysis.stats.status import OK
+from mosaic.conditions import EMBEDDING_KIND
 
 __all__ = ["model_comparison"]
 
@@ -27,17 +28,16 @@ __all__ = ["model_comparison"]
 def model_comparison(trace, settings) -> pd.DataFrame:
     """One row per model after the first: its paired tests against the first model."""
     data = trace.data
-    names = [str(n) for n in data.condition_name.tolist()]
-    models = [n for n, k in zip(names, data.condition_kind.tolist()) if str(k) == "embedding"]
+    models = trace.condition_names(EMBEDDING_KIND)
     if len(models) < 2:
         raise MethodNotApplicable("the trace holds fewer than two models' features (embedding conditions) to compare: "
                                   "trace several, mosaic trace --features A --features B")
     valid = np.asarray(data.valid, bool)
     pid = np.asarray(data.query_pid)[valid]
-    base = names.index(models[0])
+    base = trace.condition_index(models[0])
     rows = []
     for model in models[1:]:
-        c = names.index(model)
+        c = trace.condition_index(model)
         hits_b, hits_c = np.asarray(data.rank1[base])[valid], np.asarray(data.rank1[c])[valid]
         ap_b, ap_c = np.asarray(data.ap[base], float)[valid], np.asarray(data.ap[c], float)[valid]
         mcnemar = clustered_mcnemar(hits_b, hits_c, pid, ci_level=settings.ci_level)
@@ -54,8 +54,7 @@ def model_comparison(trace, settings) -> pd.DataFrame:
             "rank1_baseline": mcnemar["rank1_baseline"], "rank1_condition": mcnemar["rank1_condition"],
             "delta_rank1": mcnemar["delta_rank1"], "rank1_ci_low": mcnemar["ci_low"],
             "rank1_ci_high": mcnemar["ci_high"], "p_mcnemar": mcnemar["p"], "p_signed_rank": signed["p"],
-            "status": OK if mcnemar["status"] == OK and signed["status"] == OK else str(
-                mcnemar["status"] if mcnemar["status"] != OK else signed["status"]),
+            "status": str(mcnemar["status"] if mcnemar["status"] != OK else signed["status"]),  # the first not ok
             "p": float(flip.p[0]),
             "reason": "; ".join(r for r in (mcnemar["reason"], signed["reason"]) if r),
         })

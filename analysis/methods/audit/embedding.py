@@ -10,8 +10,10 @@ distances share, from its embeddings alone (no experts needed).
     count), against the **chance share**: the frequency of the query's state among the gallery's
     annotated images of *other* identities, weighted by how many comparable negatives each query
     has. Their ratio is 1 for a model whose errors ignore the group; above 1, the model confuses
-    people who share the state. Interval: identity-cluster bootstrap over query identities (all
-    queries of a drawn identity kept; the ratio of resampled sums).
+    people who share the state. Interval: a bootstrap that resamples **identities** of a crossed
+    design (:func:`crossed_resamples`): a counted negative belongs to the query's identity and to
+    its own, which recurs among many queries' negatives, so it weighs the product of the two
+    identities' multinomial multiplicities; the ratio of resampled sums.
 
 ``distance_sharing``
     On the trace's seeded sample of different-identity (query, gallery) pairs (``/pairs``, written
@@ -42,6 +44,7 @@ import pandas as pd
 from analysis.settings import MethodNotApplicable
 from analysis.stats.resampling import identity_sums, identity_weights, percentile_interval
 from analysis.stats.status import NOT_ESTIMABLE, OK
+from mosaic.conditions import EMBEDDING_KIND
 
 __all__ = ["AuditOptions", "ConfusionCounts", "attribute_confusion", "audit_conditions", "confusion_counts",
            "crossed_resamples", "distance_sharing", "pair_design"]
@@ -73,12 +76,10 @@ def _options(settings, method: str) -> AuditOptions:
 
 def audit_conditions(trace, settings) -> list[str]:
     """The conditions an audit describes: every ``embedding`` condition (one model each), else the baseline."""
-    data = trace.data
-    names = [str(n) for n in data.condition_name.tolist()]
-    embedded = [n for n, k in zip(names, data.condition_kind.tolist()) if str(k) == "embedding"]
+    embedded = trace.condition_names(EMBEDDING_KIND)
     if embedded:
         return embedded
-    if settings.baseline not in names:
+    if settings.baseline not in trace.condition_names():
         raise MethodNotApplicable(f"the trace has no {settings.baseline!r} condition and no embedding condition to audit")
     return [settings.baseline]
 
@@ -175,11 +176,10 @@ def attribute_confusion(trace, settings) -> pd.DataFrame:
     options = _options(settings, "attribute_confusion")
     if data.top_k == 0:
         raise MethodNotApplicable("the trace keeps no top-k neighbours (--top-k 0): the negatives are not recorded")
-    names = [str(n) for n in data.condition_name.tolist()]
     rows = []
     for condition in audit_conditions(trace, settings):
         for gi, group in enumerate(data.schema.groups):
-            counts = confusion_counts(data, names.index(condition), gi, options.negatives)
+            counts = confusion_counts(data, trace.condition_index(condition), gi, options.negatives)
             rows.append(_confusion_row(condition, group, counts, options.negatives, settings))
     return pd.DataFrame(rows)
 
@@ -247,30 +247,34 @@ def _estimable(X: np.ndarray, names: list[str], min_pairs: int) -> tuple[np.ndar
 PAIR_BLOCK = 8192  # pairs whose outer products are held at once
 
 
-def _weighted_fits(X: np.ndarray, y: np.ndarray, weights: np.ndarray, second: np.ndarray | None = None,
+def _weighted_fits(X: np.ndarray, Y: np.ndarray, weights: np.ndarray, second: np.ndarray | None = None,
                    first_of: np.ndarray | None = None, second_of: np.ndarray | None = None) -> np.ndarray:
-    """Weighted least-squares coefficients on each resample: (B, p).
+    """Weighted least-squares coefficients of each column of ``Y`` ((P, m), one per model) on each
+    resample: (B, m, p).
 
     ``weights`` (B, P) weighs each pair directly; or, with ``second``, ``weights`` and ``second`` are
     (B, n_ids) identity multiplicities and a pair weighs ``weights[:, first_of] * second[:, second_of]``
     (built block by block, never as a (B, P) matrix). Every resample's normal equations come from
-    one matrix product, ``w @ [x x^T, x y]`` over the pairs, instead of one pass per resample.
+    one matrix product, ``w @ [x x^T, x y]`` over the pairs, instead of one pass per resample; the
+    design is the same for every model, so ``x x^T``, the costly part, is summed once for them all.
     """
-    B, p = weights.shape[0], X.shape[1]
-    gram, rhs = np.zeros((B, p * p)), np.zeros((B, p))
+    B, p, m = weights.shape[0], X.shape[1], Y.shape[1]
+    gram, rhs = np.zeros((B, p * p)), np.zeros((m, B, p))
     for start in range(0, X.shape[0], PAIR_BLOCK):
         block = slice(start, start + PAIR_BLOCK)
         x = X[block]
         w = weights[:, block] if second is None else weights[:, first_of[block]] * second[:, second_of[block]]
         gram += w @ (x[:, :, None] * x[:, None, :]).reshape(x.shape[0], p * p)
-        rhs += w @ (x * y[block, None])
+        for k in range(m):
+            rhs[k] += w @ (x * Y[block, k, None])
     gram = gram.reshape(B, p, p)
-    out = np.full((B, p), np.nan)
+    out = np.full((B, m, p), np.nan)
     # a resample that leaves a column without variation (too few identities) identifies nothing: NaN,
     # left out of the percentile interval, rather than an arbitrary solution of a singular system
     ok = np.linalg.cond(gram) < 1e10
     if ok.any():
-        out[ok] = np.linalg.solve(gram[ok], rhs[ok][:, :, None])[:, :, 0]
+        for k in range(m):
+            out[ok, k] = np.linalg.solve(gram[ok], rhs[k][ok][:, :, None])[:, :, 0]
     return out
 
 
@@ -281,7 +285,6 @@ def distance_sharing(trace, settings) -> pd.DataFrame:
         raise MethodNotApplicable("the trace records no sampled image pairs (/pairs): trace exported features with "
                                   "mosaic trace --features, which samples them")
     options = _options(settings, "distance_sharing")
-    names = [str(n) for n in data.condition_name.tolist()]
     groups = list(data.schema.group_names)
     X, columns = pair_design(data, groups)
     keep, why = _estimable(X, columns, options.min_pairs)
@@ -292,14 +295,16 @@ def distance_sharing(trace, settings) -> pd.DataFrame:
     labels, member = np.unique(np.concatenate([q_pid, g_pid]), return_inverse=True)
     q_member, g_member = member[: q_pid.size], member[q_pid.size:]
     counts = identity_weights(labels.size, settings.n_bootstrap, settings.seed)        # (B, n_ids)
-    rows = []
-    for condition in audit_conditions(trace, settings):
-        y = np.asarray(data.pair_distance[names.index(condition)], dtype=float)
-        finite = np.isfinite(y)
-        if not finite.all():
+    conditions = audit_conditions(trace, settings)
+    Y = np.stack([np.asarray(data.pair_distance[trace.condition_index(c)], dtype=float) for c in conditions], 1)
+    for condition, y in zip(conditions, Y.T):
+        if not np.isfinite(y).all():
             raise MethodNotApplicable(f"the sampled pairs' distances are not recorded for {condition!r}")
-        coef = _weighted_fits(Xk, y, np.ones((1, y.size)))[0]
-        boot = _weighted_fits(Xk, y, counts, counts, q_member, g_member)
+    coefs = _weighted_fits(Xk, Y, np.ones((1, Y.shape[0])))[0]                          # (models, p)
+    boots = _weighted_fits(Xk, Y, counts, counts, q_member, g_member)                  # (B, models, p)
+    rows = []
+    for m, (condition, y) in enumerate(zip(conditions, Y.T)):
+        coef, boot = coefs[m], boots[:, m]
         scale = float(y.mean())
         for gi, group in enumerate(data.schema.groups):
             name = f"share:{group.name}"
