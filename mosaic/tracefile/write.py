@@ -105,7 +105,7 @@ def write_trace(data: TraceData, path: str | os.PathLike, *, checksums: bool = T
     """Write ``data`` to ``path`` as a self-describing HDF5 trace (atomically) and return the path.
 
     Every dataset carries the checksum of its values (:mod:`mosaic.tracefile.checksums`), verified
-    on every read; ``checksums=False`` writes the layout of schema 1.1.0, without them (what files
+    on every read; ``checksums=False`` writes the layout of schema 1.2.0, without them (what files
     written before looked like: for comparisons and tests).
 
     The file is built in memory and its bytes written under a temporary name beside ``path``,
