@@ -27,17 +27,16 @@ __all__ = ["model_comparison"]
 def model_comparison(trace, settings) -> pd.DataFrame:
     """One row per model after the first: its paired tests against the first model."""
     data = trace.data
-    names = [str(n) for n in data.condition_name.tolist()]
-    models = [n for n, k in zip(names, data.condition_kind.tolist()) if str(k) == "embedding"]
+    models = trace.condition_names("embedding")
     if len(models) < 2:
         raise MethodNotApplicable("the trace holds fewer than two models' features (embedding conditions) to compare: "
                                   "trace several, mosaic trace --features A --features B")
     valid = np.asarray(data.valid, bool)
     pid = np.asarray(data.query_pid)[valid]
-    base = names.index(models[0])
+    base = trace.condition_index(models[0])
     rows = []
     for model in models[1:]:
-        c = names.index(model)
+        c = trace.condition_index(model)
         hits_b, hits_c = np.asarray(data.rank1[base])[valid], np.asarray(data.rank1[c])[valid]
         ap_b, ap_c = np.asarray(data.ap[base], float)[valid], np.asarray(data.ap[c], float)[valid]
         mcnemar = clustered_mcnemar(hits_b, hits_c, pid, ci_level=settings.ci_level)

@@ -73,12 +73,10 @@ def _options(settings, method: str) -> AuditOptions:
 
 def audit_conditions(trace, settings) -> list[str]:
     """The conditions an audit describes: every ``embedding`` condition (one model each), else the baseline."""
-    data = trace.data
-    names = [str(n) for n in data.condition_name.tolist()]
-    embedded = [n for n, k in zip(names, data.condition_kind.tolist()) if str(k) == "embedding"]
+    embedded = trace.condition_names("embedding")
     if embedded:
         return embedded
-    if settings.baseline not in names:
+    if settings.baseline not in trace.condition_names():
         raise MethodNotApplicable(f"the trace has no {settings.baseline!r} condition and no embedding condition to audit")
     return [settings.baseline]
 
