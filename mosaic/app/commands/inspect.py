@@ -131,7 +131,6 @@ def _check(path: Path, *, as_json: bool) -> None:
     """Print every rule's outcome; a broken rule makes the command fail with exit code 2."""
     from mosaic import api
     from mosaic.core.errors import MosaicError
-    from mosaic.tracefile import read_trace_attrs
     from mosaic.tracefile.check import VALUE_RULES
 
     violations = api.check_trace(path)
@@ -142,7 +141,7 @@ def _check(path: Path, *, as_json: bool) -> None:
         for violation in violations:
             typer.echo(str(violation))
         if not violations:
-            checksums = read_trace_attrs(path).get("checksums")  # the root attribute alone: no second hash of the file
+            checksums = api.inspect(path)["checksums"]
             typer.echo(f"{path}: every value rule holds ({len(VALUE_RULES)} rules, shapes and labels); "
                        + (f"every dataset matches its {checksums} checksum" if checksums else "no checksums (written before trace schema 1.3.0)"))
     if violations:
