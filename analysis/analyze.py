@@ -143,10 +143,9 @@ def has_experts(trace) -> bool:
 def expert_free_baseline(trace, baseline: str) -> str:
     """The baseline of a trace of exported features: its first ``embedding`` condition when the default
     ``oracle`` was asked for and the trace has none (any other choice is kept as given)."""
-    names = [str(n) for n in trace.data.condition_name.tolist()]
-    if baseline != "oracle" or "oracle" in names:
+    if baseline != "oracle" or "oracle" in trace.condition_names():
         return baseline
-    embedded = [n for n, k in zip(names, trace.data.condition_kind.tolist()) if str(k) == "embedding"]
+    embedded = trace.condition_names("embedding")
     return embedded[0] if embedded else baseline
 
 

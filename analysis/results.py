@@ -198,10 +198,9 @@ class Results(Displayable):
 
     def columns(self, name: str) -> pd.DataFrame:
         """What each column of table ``name`` means and its unit (from the table's spec)."""
-        frame = self.table(name)
+        frame, spec = self.table(name), table_spec(name)
         rows = []
         for column in frame.columns:
-            spec = table_spec(name)
             c = spec.column(str(column)) if spec is not None else None
             rows.append({"column": str(column), "unit": c.unit if c else "", "meaning": c.description if c else "",
                          "label": (c.label or "") if c else ""})

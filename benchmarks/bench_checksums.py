@@ -6,7 +6,7 @@ Market-1501-sized simulated trace.
 The trace is ``bench_tracecheck``'s: 3,368 queries of 750 identities, 15,913 gallery images, the 12
 Market groups, 62 conditions, gates on 4 expert-carrying blocks. The baseline, timed in the same
 run and interleaved with the checked variant, is the same trace written without checksums
-(``write_trace(..., checksums=False)``, the schema 1.1.0 layout) and read by the same
+(``write_trace(..., checksums=False)``, the schema 1.2.0 layout) and read by the same
 ``analysis.read_trace``, which then verifies nothing. The design alternative, HDF5's fletcher32
 filter on every dataset (each re-chunked to hold it), is measured by copying the baseline file
 with h5py and reading every dataset back raw, beside the same raw read of the other two files.

@@ -62,7 +62,7 @@ def summarize_trace(path: Path) -> dict[str, Any]:
         "sha256": sha256_file(path),
         "size_bytes": path.stat().st_size,
         "schema_version": attrs.get("schema_version"),
-        "checksums": attrs.get("checksums"),  # None: written before checksums (schema < 1.2)
+        "checksums": attrs.get("checksums"),  # None: written before checksums (schema < 1.3.0)
         "mosaic_version": attrs.get("mosaic_version"),
         "created": attrs.get("created"),
         "distance": attrs.get("distance"),

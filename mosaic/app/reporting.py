@@ -161,7 +161,7 @@ class ReportResult(ShortDisplay):
         display = file_display("ReportResult", self.paths or [self.path])
         settings = getattr(self.results, "settings", {}) or {}
         display.fields({"trace": (getattr(self.results, "trace_info", {}) or {}).get("path") or "in memory",
-                        **{key: settings.get(key) for key in ("alpha", "ci_level", "n_bootstrap", "n_permutations", "seed")}},
+                        **{key: settings.get(key) for key in ANALYSIS_SETTINGS}},
                        "analysis (result.results)")
         return display.lines("warnings", warning_lines(getattr(self.results, "warnings", None)), empty="none")
 

@@ -34,16 +34,20 @@ def _normalised(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def retrieval_distance(q: np.ndarray, g: np.ndarray, kind: str) -> np.ndarray:
-    cos = q @ g.T
+def _from_cosine(cos: np.ndarray, kind: str) -> np.ndarray:
     if kind == "cosine":
         return 1.0 - cos
     return np.sqrt(np.clip(2.0 - 2.0 * cos, 0.0, None))  # |a - b| for unit vectors
 
 
+def retrieval_distance(q: np.ndarray, g: np.ndarray, kind: str) -> np.ndarray:
+    """Distance of every query row of ``q`` to every gallery row of ``g`` (unit vectors): (Q, G)."""
+    return _from_cosine(q @ g.T, kind)
+
+
 def pair_distance(q: np.ndarray, g: np.ndarray, kind: str) -> np.ndarray:
-    cos = np.einsum("ij,ij->i", q, g)
-    return 1.0 - cos if kind == "cosine" else np.sqrt(np.clip(2.0 - 2.0 * cos, 0.0, None))
+    """Distance of each row of ``q`` to the same row of ``g`` (unit vectors): (P,)."""
+    return _from_cosine(np.einsum("ij,ij->i", q, g), kind)
 
 
 def sample_pairs(query_pid: np.ndarray, gallery_pid: np.ndarray, gallery_states: np.ndarray, per_query: int,

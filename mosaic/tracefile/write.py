@@ -60,18 +60,15 @@ def _coordinate_values(data: TraceData) -> dict[str, np.ndarray]:
 
 def _write_array(h5, path: str, values, dtype: str, *, compress: bool = False, checksum: bool = True):
     """One dataset, stamped with the checksum of its values (:mod:`mosaic.tracefile.checksums`)."""
-    if dtype == "str":
-        strings = _as_str_array(values)
-        ds = h5.create_dataset(path, data=strings, dtype=_str_dtype())
-        if checksum:
-            stamp(ds, strings)
-        return ds
-    arr = np.ascontiguousarray(np.asarray(values).astype(dtype, copy=False))
     kwargs: dict[str, Any] = {}
-    if compress and arr.size > 0:
-        # One chunk per condition keeps "all queries of one condition" a single read.
-        chunks = (1,) + tuple(max(1, n) for n in arr.shape[1:])
-        kwargs = dict(chunks=chunks, compression="gzip", compression_opts=4, shuffle=True)
+    if dtype == "str":
+        arr, kwargs = _as_str_array(values), dict(dtype=_str_dtype())
+    else:
+        arr = np.ascontiguousarray(np.asarray(values).astype(dtype, copy=False))
+        if compress and arr.size > 0:
+            # One chunk per condition keeps "all queries of one condition" a single read.
+            chunks = (1,) + tuple(max(1, n) for n in arr.shape[1:])
+            kwargs = dict(chunks=chunks, compression="gzip", compression_opts=4, shuffle=True)
     ds = h5.create_dataset(path, data=arr, **kwargs)
     if checksum:
         stamp(ds, arr)
@@ -105,7 +102,7 @@ def write_trace(data: TraceData, path: str | os.PathLike, *, checksums: bool = T
     """Write ``data`` to ``path`` as a self-describing HDF5 trace (atomically) and return the path.
 
     Every dataset carries the checksum of its values (:mod:`mosaic.tracefile.checksums`), verified
-    on every read; ``checksums=False`` writes the layout of schema 1.2.0 (UNCHECKED_VERSION), without them (what files
+    on every read; ``checksums=False`` writes the layout of schema 1.2.0, without them (what files
     written before looked like: for comparisons and tests).
 
     The file is built in memory and its bytes written under a temporary name beside ``path``,

@@ -83,6 +83,7 @@ def trace(
         typer.echo(result.summary(), err=True)
         return
     if ckpt is None:
+        # click's UsageError (usage line, exit 2), found as mosaic.app.cli finds ClickException: typer may run on its own click
         usage_error = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
         raise usage_error("Missing option '--ckpt' (a mosaic model) or '--features' (exported embeddings).", ctx=ctx)
 
