@@ -19,6 +19,7 @@ from analysis.results import WARNING_COLUMNS, Results, empty_warnings
 from analysis.settings import AnalysisSettings, MethodNotApplicable
 from analysis.stats.status import OK, UNAVAILABLE
 from analysis.tables.registry import in_table_units, validate_table
+from mosaic.conditions import EMBEDDING_KIND
 from mosaic.core.errors import MosaicError
 
 __all__ = ["analyze", "METHODS", "Method", "NO_EXPERTS", "as_trace", "expert_free_baseline", "has_experts",
@@ -145,7 +146,7 @@ def expert_free_baseline(trace, baseline: str) -> str:
     ``oracle`` was asked for and the trace has none (any other choice is kept as given)."""
     if baseline != "oracle" or "oracle" in trace.condition_names():
         return baseline
-    embedded = trace.condition_names("embedding")
+    embedded = trace.condition_names(EMBEDDING_KIND)
     return embedded[0] if embedded else baseline
 
 
