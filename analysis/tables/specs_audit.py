@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from analysis.tables.registry import ColumnSpec as C
 from analysis.tables.registry import TableSpec, register_table
-from analysis.tables.specs import GROUP_KEYS, IDENTITY, _interval, _p, _status
+from analysis.tables.specs import GROUP_KEYS, IDENTITY, PERCENT, PP, _interval, _p, _status
 
 __all__ = ["AUDIT_TABLES", "COMPARISON", "CONFUSION", "SHARING"]
 
@@ -85,15 +85,15 @@ COMPARISON = TableSpec(
         C("unit", "str", "the independent unit of the tests (identity)"),
         C("n", "int", "valid queries", label="queries", role="count"),
         C("n_ids", "int", "identities of the valid queries", label="identities", role="count"),
-        C("map_baseline", "float", "mAP of the first model", label="mAP against", unit="AP"),
-        C("map_condition", "float", "mAP of the model", label="mAP model", unit="AP"),
-        C("delta_map", "float", "map_condition - map_baseline", label="ΔmAP", unit="AP", role="estimate"),
-        *_interval("delta_map", "identity-cluster percentile bootstrap", unit="AP"),
-        C("rank1_baseline", "float", "rank-1 rate of the first model", label="R-1 against", unit="fraction"),
-        C("rank1_condition", "float", "rank-1 rate of the model", label="R-1 model", unit="fraction"),
-        C("delta_rank1", "float", "rank1_condition - rank1_baseline", label="ΔR-1", unit="fraction", role="estimate"),
+        C("map_baseline", "float", "mAP of the first model", label="mAP against", **PERCENT),
+        C("map_condition", "float", "mAP of the model", label="mAP model", **PERCENT),
+        C("delta_map", "float", "map_condition - map_baseline", label="ΔmAP", **PP, role="estimate"),
+        *_interval("delta_map", "identity-cluster percentile bootstrap", **PP),
+        C("rank1_baseline", "float", "rank-1 rate of the first model", label="R-1 against", **PERCENT),
+        C("rank1_condition", "float", "rank-1 rate of the model", label="R-1 model", **PERCENT),
+        C("delta_rank1", "float", "rank1_condition - rank1_baseline", label="ΔR-1", **PP, role="estimate"),
         *_interval("delta_rank1", "Tango's score interval divided by the identity design effect", "ΔR-1 CI low",
-                   "ΔR-1 CI high", prefix="rank1_", unit="fraction"),
+                   "ΔR-1 CI high", prefix="rank1_", **PP),
         C("p_mcnemar", "float", "p of the clustered McNemar test on rank-1 hits (Durkalski)", label="p McNemar",
           role="test"),
         C("p_signed_rank", "float", "p of the clustered signed-rank test on AP (Datta–Satten)", label="p signed-rank",
