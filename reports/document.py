@@ -49,6 +49,8 @@ STATUS_COLUMNS = ("status", "reason")
 FOLD_ROWS = 12
 
 _RULE_KINDS = {id(P_VALUE): "p", id(COUNT): "count", id(RANK): "rank", id(PERCENT): "percent"}
+# Cell kinds whose text is one number: every format aligns them to the right.
+NUMERIC_KINDS = frozenset({"number", "count", "rank", "percent", "p"})
 
 
 @dataclass(frozen=True)

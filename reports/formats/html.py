@@ -29,6 +29,7 @@ from typing import Callable
 from urllib.parse import quote
 
 from reports.document import (
+    NUMERIC_KINDS,
     ORIGIN_LABELS,
     BulletList,
     Figure,
@@ -123,9 +124,6 @@ def _inline(text: str) -> str:
     """Escape, then turn ``**bold**`` into <strong> and ```code``` into <code>."""
     text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escape(text, quote=False))
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
-
-
-NUMERIC_KINDS = frozenset({"number", "count", "rank", "percent", "p"})
 
 
 def csv_link(table: Table) -> str:
