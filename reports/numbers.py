@@ -25,7 +25,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -236,9 +235,6 @@ def interval_text(estimate: Any, low: Any, high: Any, *, decimals: int | None = 
         return head or None
     bracket = f"[{_bound(lo, d)}, {_bound(hi, d)}]"
     return f"{head} {bracket}" if head else bracket
-
-
-NUMBER = re.compile(r"(?:[\u2212-])?\d+(?:\.\d+)?")
 
 
 def parse_number(text: str) -> float:
