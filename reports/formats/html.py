@@ -142,9 +142,7 @@ def render_table(table: Table) -> str:
         f'<th scope="col"{_title_attr(c.help)}>{escape(c.title)}</th>' for c in table.columns
     )
     body = []
-    collapsed = table.collapsed or [None] * len(table.rows)
-    keys = table.sort_keys or [{}] * len(table.rows)
-    for row, line, sort in zip(table.rows, collapsed, keys):
+    for row, line, sort in zip(table.rows, table.collapsed, table.sort_keys):
         if line is not None:
             body.append(f'<tr><td class="collapsed" colspan="{len(table.columns)}">{escape(line)}</td></tr>')
             continue

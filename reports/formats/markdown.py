@@ -32,9 +32,8 @@ def _cell(text: str) -> str:
 def render_table(table: Table) -> str:
     header = "| " + " | ".join(_cell(c.title) for c in table.columns) + " |"
     align = "|" + "|".join("---:" if c.cell_kind in NUMERIC_KINDS else "---" for c in table.columns) + "|"
-    collapsed = table.collapsed or [None] * len(table.rows)
     rows = []
-    for r, line in zip(table.rows, collapsed):
+    for r, line in zip(table.rows, table.collapsed):
         cells = [_cell(value_text(r.get(c.key))) for c in table.columns] if line is None else \
             [_cell(line)] + [""] * (len(table.columns) - 1)
         rows.append("| " + " | ".join(cells) + " |")
