@@ -48,7 +48,7 @@ def _interval(value: float, low: float, high: float, digits: int, suffix: str = 
 
 
 def confusion_sentence(confusion: pd.DataFrame | None, condition: str) -> str | None:
-    """"errors share upcolour 2.8× [2.3, 3.4] ... more often than chance; bag 1.0× [0.9, 1.1] ..." for one model."""
+    """"errors share upcolour 2.80× [2.30, 3.40] ... more often than chance; bag 1.00× [0.90, 1.10] ..." for one model."""
     rows = _ok(confusion, condition)
     if not len(rows):
         return None
