@@ -104,7 +104,7 @@ class BuildContext:
                 frame = frame.assign(test=spec.test)
             columns = columns if columns is not None else spec_columns(spec, frame, self.settings.get("ci_level", 0.95))
             caption = caption if caption is not None else spec.caption
-            facts = [f"Test: {spec.test}." if spec.test else "", hidden_note(spec, frame, list(columns))]
+            facts = [f"Test: {spec.test}." if spec.test else "", hidden_note(frame, list(columns))]
             note = " ".join(x for x in (note, *facts) if x)
         return Table.from_frame(frame, id=f"table-{name.replace('_', '-')}", caption=caption or name,
                                 columns=columns, note=note, max_rows=self.options.max_table_rows, fold=fold)

@@ -49,6 +49,8 @@ STATUS_COLUMNS = ("status", "reason")
 FOLD_ROWS = 12
 
 _RULE_KINDS = {id(P_VALUE): "p", id(COUNT): "count", id(RANK): "rank", id(PERCENT): "percent"}
+# Cell kinds whose text is one number: every format aligns them to the right.
+NUMERIC_KINDS = frozenset({"number", "count", "rank", "percent", "p"})
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,11 @@ class Table:
     fold: bool = False
     n_rows: int = 0
 
+    def __post_init__(self) -> None:
+        # one entry per row, so that every renderer can zip them with the rows
+        self.collapsed = self.collapsed or [None] * len(self.rows)
+        self.sort_keys = self.sort_keys or [{} for _ in self.rows]
+
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, *, id: str, caption: str, columns: Sequence[Column | str] | None = None,
                    note: str = "", max_rows: int | None = None, fold: bool | None = None) -> "Table":
@@ -190,8 +197,8 @@ class Table:
         return [row.get(key) for row in self.rows]
 
     def to_records(self) -> list[dict[str, Any]]:
-        lines = self.collapsed or [None] * len(self.rows)
-        return [dict(row) if line is None else {**row, "collapsed": line} for row, line in zip(self.rows, lines)]
+        return [dict(row) if line is None else {**row, "collapsed": line}
+                for row, line in zip(self.rows, self.collapsed)]
 
 
 def _collapsed_line(record: Mapping[str, Any], cols: Sequence[Column], status: str) -> str:

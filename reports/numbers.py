@@ -11,8 +11,10 @@ interval's width supports (two significant digits of the width: ``−4.0 [−5.5
 other numbers keep three significant digits, never in exponent notation. Negative numbers use
 the minus sign (U+2212).
 
-The older :class:`Rule` rounding (to a JSON number) is kept for tables whose cells are numbers
-for scripts (the study report's figures and the :func:`display_value` callers).
+The older :class:`Rule` rounding (to a JSON number) is kept for the values of the ranked lists
+(:func:`display_value`), and a column's rule, found from its name, still picks how a table cell
+of that column is written (:attr:`reports.document.Column.cell_kind`: a p-value rule gives a
+``p`` cell, and so on).
 
 Rules by column, first match wins (see :data:`COLUMN_RULES`): p-values keep three significant
 digits (so ``3.2e-07`` stays readable), counts are integers, retrieval metrics shown as
@@ -25,7 +27,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -236,9 +237,6 @@ def interval_text(estimate: Any, low: Any, high: Any, *, decimals: int | None = 
         return head or None
     bracket = f"[{_bound(lo, d)}, {_bound(hi, d)}]"
     return f"{head} {bracket}" if head else bracket
-
-
-NUMBER = re.compile(r"(?:[\u2212-])?\d+(?:\.\d+)?")
 
 
 def parse_number(text: str) -> float:

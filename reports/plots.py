@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from analysis.methods.decomposition import METRICS
 from analysis.methods.ranking import distinguishable_groups
 from analysis.results import register_figure
 from mosaic.core.errors import MosaicError
 from mosaic.core.fileio import atomic_path
+from mosaic.core.settings import check_choice
 from reports.document import Figure
 from reports.figures import builders
 from reports.sections import decomposition
@@ -69,16 +71,22 @@ def plot_ranking(results, comparison: str = "drop") -> SVGFigure:
                                           ci_level=results.settings.get("ci_level", 0.95)), "ranking")
 
 
+# metric of plot_paired -> (table, estimate column, axis label)
+PAIRED_METRICS = {"map": ("paired_identity", "delta_map", "ΔmAP (pp)"),
+                  "rank1": ("paired_mcnemar", "delta_rank1", "Δrank-1 (pp)")}
+
+
 def plot_paired(results, metric: str = "map") -> SVGFigure:
     """ΔmAP (``metric="map"``) or Δrank-1 (``"rank1"``) per group, drop beside counterfactual."""
-    table, estimate, label = (("paired_identity", "delta_map", "ΔmAP (pp)") if metric == "map"
-                              else ("paired_mcnemar", "delta_rank1", "Δrank-1 (pp)"))
+    check_choice(metric, PAIRED_METRICS, "metric")
+    table, estimate, label = PAIRED_METRICS[metric]
     return _figure(builders.paired_change(results.tables.get(table), estimate=estimate, metric=label,
                                          order=_order(results), fig_id=f"fig-paired-{metric}"), "paired")
 
 
 def plot_decomposition(results, metric: str = "mAP") -> SVGFigure:
-    """Information, capacity, misrouting and semantics per group with intervals."""
+    """Information, capacity, misrouting and semantics per group with intervals (``metric``: mAP or rank1)."""
+    check_choice(metric, METRICS, "metric")
     return _figure(decomposition.decomposition_figure(results.tables.get("decomposition"), _order(results), metric),
                    "decomposition")
 

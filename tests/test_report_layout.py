@@ -114,6 +114,15 @@ def test_results_summary_and_figures_in_a_notebook(results, sim_trace):
     assert units["delta_map"] == "pp" and results.table("paired_identity").attrs["units"]["delta_map"] == "pp"
 
 
+@pytest.mark.parametrize("name, metric", [("paired", "mAP"), ("paired", "rank5"), ("decomposition", "map")])
+def test_a_figure_of_an_unknown_metric_is_refused_in_one_line(results, name, metric):
+    from mosaic.core.errors import MosaicError
+
+    with pytest.raises(MosaicError, match=f"metric must be one of .*, got '{metric}'") as caught:
+        results.plot(name, metric=metric)
+    assert "\n" not in str(caught.value)
+
+
 # -------------------------------------------------------------------------------- browser
 def _measure(browser, html: str, tmp_path, *, javascript: bool = True) -> dict:
     path = tmp_path / "report.html"

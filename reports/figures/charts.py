@@ -52,17 +52,15 @@ def forest_plot(labels: Sequence[str], panels: Sequence[ForestPanel], *, title: 
                        gap=28.0, right=16.0, stripes=True)
     canvas = frame.canvas
 
-    def domain_of(panel_list: Sequence[ForestPanel]) -> tuple[float, float]:
+    def domain_of(panel_list: Sequence[ForestPanel], include: Sequence[float] = (reference,)) -> tuple[float, float]:
         values = [v for p in panel_list for v in list(p.low) + list(p.high) + list(p.estimate)]
-        return padded_domain(values, include=(reference,))
+        return padded_domain(values, include=include)
 
     sharing = [p for p in panels if not p.own_scale]
     shared = domain_of(sharing) if shared_axis and sharing else None
     for j, panel in enumerate(panels):
         if panel.own_scale:
-            values = [v for v in list(panel.low) + list(panel.high) + list(panel.estimate) if finite(v)]
-            domain = padded_domain(values) if values else (0.0, 1.0)
-            scale = frame.panel(j, panel.title, domain, panel.xlabel)
+            scale = frame.panel(j, panel.title, domain_of([panel], include=()), panel.xlabel)
         else:
             scale = frame.panel(j, panel.title, shared or domain_of([panel]), panel.xlabel, reference=reference)
         for i, label in enumerate(frame.rows):

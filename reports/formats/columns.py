@@ -23,7 +23,7 @@ import pandas as pd
 
 from analysis.methods.ranking import SCORE_SOURCES
 from analysis.tables.registry import ColumnSpec, TableSpec
-from reports.document import Column
+from reports.document import STATUS_COLUMNS, Column
 from reports.numbers import level_text
 
 # Columns kept for scripts: on the page they would only widen the table.
@@ -137,8 +137,8 @@ def spec_columns(spec: TableSpec, frame: pd.DataFrame, ci_level: float = 0.95) -
     return columns
 
 
-def hidden_note(spec: TableSpec, frame: pd.DataFrame, shown: list[Column]) -> str:
+def hidden_note(frame: pd.DataFrame, shown: list[Column]) -> str:
     """Which of the frame's columns only the CSV holds (so a reader knows where to find them)."""
     on_page = {c for col in shown for c in (col.source or col.key, col.low, col.high) if c}
-    rest = [str(c) for c in frame.columns if c not in on_page and c not in ("status", "reason")]
+    rest = [str(c) for c in frame.columns if c not in on_page and c not in STATUS_COLUMNS]
     return f"The CSV adds {len(rest)} more columns (standard errors, statistics, decisions, counts)." if rest else ""

@@ -29,6 +29,7 @@ from typing import Callable
 from urllib.parse import quote
 
 from reports.document import (
+    NUMERIC_KINDS,
     ORIGIN_LABELS,
     BulletList,
     Figure,
@@ -125,9 +126,6 @@ def _inline(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
 
 
-NUMERIC_KINDS = frozenset({"number", "count", "rank", "percent", "p"})
-
-
 def csv_link(table: Table) -> str:
     """A link that downloads the table's full-precision rows as CSV, from the page itself (``data:`` URI)."""
     if not table.csv:
@@ -144,9 +142,7 @@ def render_table(table: Table) -> str:
         f'<th scope="col"{_title_attr(c.help)}>{escape(c.title)}</th>' for c in table.columns
     )
     body = []
-    collapsed = table.collapsed or [None] * len(table.rows)
-    keys = table.sort_keys or [{}] * len(table.rows)
-    for row, line, sort in zip(table.rows, collapsed, keys):
+    for row, line, sort in zip(table.rows, table.collapsed, table.sort_keys):
         if line is not None:
             body.append(f'<tr><td class="collapsed" colspan="{len(table.columns)}">{escape(line)}</td></tr>')
             continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from reports.document import (
+    NUMERIC_KINDS,
     ORIGIN_LABELS,
     BulletList,
     Figure,
@@ -30,11 +31,9 @@ def _cell(text: str) -> str:
 
 def render_table(table: Table) -> str:
     header = "| " + " | ".join(_cell(c.title) for c in table.columns) + " |"
-    numeric = {"number", "count", "rank", "percent", "p"}
-    align = "|" + "|".join("---:" if c.cell_kind in numeric else "---" for c in table.columns) + "|"
-    collapsed = table.collapsed or [None] * len(table.rows)
+    align = "|" + "|".join("---:" if c.cell_kind in NUMERIC_KINDS else "---" for c in table.columns) + "|"
     rows = []
-    for r, line in zip(table.rows, collapsed):
+    for r, line in zip(table.rows, table.collapsed):
         cells = [_cell(value_text(r.get(c.key))) for c in table.columns] if line is None else \
             [_cell(line)] + [""] * (len(table.columns) - 1)
         rows.append("| " + " | ".join(cells) + " |")

@@ -48,7 +48,7 @@ def _interval(value: float, low: float, high: float, digits: int, suffix: str = 
 
 
 def confusion_sentence(confusion: pd.DataFrame | None, condition: str) -> str | None:
-    """"errors share upcolour 2.8× [2.3, 3.4] ... more often than chance; bag 1.0× [0.9, 1.1] ..." for one model."""
+    """"errors share upcolour 2.80× [2.30, 3.40] ... more often than chance; bag 1.00× [0.90, 1.10] ..." for one model."""
     rows = _ok(confusion, condition)
     if not len(rows):
         return None
@@ -92,7 +92,7 @@ def _models(ctx: BuildContext) -> list[str]:
     return list(dict.fromkeys(confusion["condition"].astype(str))) if confusion is not None and len(confusion) else []
 
 
-def _each_model(ctx: BuildContext, table: str, sentence) -> Finding | None:
+def _each_model(ctx: BuildContext, table: str, sentence, estimate: str) -> Finding | None:
     # on a trace with experts the routing findings answer the question in their 4-6 sentences; the
     # audit's tables stay in their section
     if has_experts(ctx.trace):
@@ -103,19 +103,19 @@ def _each_model(ctx: BuildContext, table: str, sentence) -> Finding | None:
         return None
     rows = _ok(frame)
     numbers = {f"{r.condition}/{r.group}": {k: getattr(r, k) for k in ("ci_low", "ci_high")}
-               | {"estimate": getattr(r, "ratio" if table == "attribute_confusion" else "distance_fall")}
+               | {"estimate": getattr(r, estimate)}
                for r in rows.itertuples()}
     return Finding(table, " ".join(texts), table=f"table-{table.replace('_', '-')}", numbers=numbers)
 
 
 def confusion_finding(ctx: BuildContext) -> Finding | None:
     """Per model: the groups its errors share more often than chance, and those they do not."""
-    return _each_model(ctx, "attribute_confusion", confusion_sentence)
+    return _each_model(ctx, "attribute_confusion", confusion_sentence, "ratio")
 
 
 def distance_finding(ctx: BuildContext) -> Finding | None:
     """Per model: the shared states that bring two different people closest."""
-    return _each_model(ctx, "distance_sharing", distance_sentence)
+    return _each_model(ctx, "distance_sharing", distance_sentence, "distance_fall")
 
 
 def left_out_finding(ctx: BuildContext) -> Finding | None:

@@ -128,9 +128,11 @@ def reliance(ctx: BuildContext) -> Finding | None:
         return None
     order = [g for g in ctx.group_order if g in set(ranking["group"].astype(str))]
     groups, decided_by = distinguishable_groups(ctx.results.tables)
+    comparison = "drop"
     paired = _paired_rows(ctx)
     if paired is None:
-        paired = _paired_rows(ctx, "counterfactual")
+        comparison = "counterfactual"
+        paired = _paired_rows(ctx, comparison)
     how = "identity-level sign-flip test, Holm-adjusted" if decided_by == "paired_identity" else \
         "identity-resampled GLM t test, Holm-adjusted"
     if decided_by and not groups:
@@ -158,7 +160,6 @@ def reliance(ctx: BuildContext) -> Finding | None:
             numbers["top"][group] = {k: row[k] for k in ("delta_map", "ci_low", "ci_high")}
     text = f"The model relies most on {_and([f'**{g}**' for g in top])}"
     if len(effects) == len(top):
-        comparison = "drop" if _paired_rows(ctx) is not None else "counterfactual"
         what = "dropping" if comparison == "drop" else "misrouting"
         whose = "its" if len(top) == 1 else "their"
         text += f": {what} {whose} experts changes mAP by {_and(effects)} ({_level(ctx)} CI)"
