@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analysis.methods.decomposition import METRICS
-from analysis.methods.ranking import distinguishable_groups
+from analysis.methods.ranking import is_population_null
 from analysis.results import register_figure
 from mosaic.core.errors import MosaicError
 from mosaic.core.fileio import atomic_path
@@ -65,9 +65,8 @@ def _order(results) -> list[str]:
 def plot_ranking(results, comparison: str = "drop") -> SVGFigure:
     """The groups by consensus rank with rank intervals, beside ΔmAP (pp) with its interval (the report's
     first figure)."""
-    groups, decided_by = distinguishable_groups(results.tables)
     return _figure(builders.ranking_figure(results.tables.get("ranking_groups"), results.tables.get("paired_identity"),
-                                          null=bool(decided_by) and not groups, comparison=comparison,
+                                          null=is_population_null(results.tables), comparison=comparison,
                                           ci_level=results.settings.get("ci_level", 0.95)), "ranking")
 
 

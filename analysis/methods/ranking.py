@@ -37,6 +37,7 @@ __all__ = [
     "rank_families",
     "ranking_tables",
     "distinguishable_groups",
+    "is_population_null",
     "headline",
 ]
 
@@ -378,6 +379,12 @@ def distinguishable_groups(tables: Mapping[str, pd.DataFrame]) -> tuple[list[str
         groups = [str(g) for g in rejected["group"].dropna().astype(str) if g]
         return list(dict.fromkeys(groups)), name
     return [], ""
+
+
+def is_population_null(tables: Mapping[str, pd.DataFrame]) -> bool:
+    """True when an identity-valid test exists and no group's effect is distinguishable from zero."""
+    groups, decided_by = distinguishable_groups(tables)
+    return bool(decided_by) and not groups
 
 
 def headline(tables: Mapping[str, pd.DataFrame], limit: int = 3) -> str:

@@ -34,6 +34,7 @@ import pandas as pd
 from analysis.methods.decomposition import unavailable_quantities
 from analysis.analyze import METHODS
 from analysis.methods.ranking import SCORE_SOURCES, distinguishable_groups
+from analysis.methods.ranking import is_population_null as population_null  # the context-taking one is below
 from analysis.stats.status import OK
 from reports.numbers import fixed, interval_decimals, interval_text, level_text, number_text
 
@@ -71,8 +72,7 @@ def register_finding(key: str, builder: FindingBuilder, *, before: str | None = 
 
 def is_population_null(ctx: BuildContext) -> bool:
     """True when an identity-valid test exists and no group's effect is distinguishable from zero."""
-    groups, decided_by = distinguishable_groups(ctx.results.tables)
-    return bool(decided_by) and not groups
+    return population_null(ctx.results.tables)
 
 
 def build_findings(ctx: BuildContext) -> list[Finding]:
