@@ -36,7 +36,7 @@ from analysis.analyze import METHODS
 from analysis.methods.ranking import SCORE_SOURCES, distinguishable_groups
 from analysis.methods.ranking import is_population_null as population_null  # the context-taking one is below
 from analysis.stats.status import OK
-from reports.numbers import fixed, interval_decimals, interval_text, level_text, number_text
+from reports.numbers import interval_text, level_text, number_text
 
 if TYPE_CHECKING:
     from reports.context import BuildContext
@@ -243,8 +243,7 @@ def code_share(ctx: BuildContext) -> Finding | None:
                        f"alone reaches is unknown on this trace ({reason}), so an expert's effect cannot be told from "
                        "an identity code.", table="method-decomposition")
     row = rows.iloc[0]
-    d = interval_decimals(100 * row["ci_low"], 100 * row["ci_high"])
-    share = f"{fixed(100 * row['estimate'], d)} % [{fixed(100 * row['ci_low'], d)}, {fixed(100 * row['ci_high'], d)}]"
+    share = interval_text(100 * row["estimate"], 100 * row["ci_low"], 100 * row["ci_high"], unit="%")
     text = (f"**Caveat**: retrieval by the attribute codes alone, with no model, reaches {share} of the oracle's "
             "mAP gain over no experts (code − none over oracle − none), so much of what the experts add may be an "
             "identity code rather than what the attributes look like.")
